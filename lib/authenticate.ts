@@ -1,0 +1,88 @@
+import type { FastifyRequest } from 'fastify'
+import type { FailureClass } from './close-codes.ts'
+import type { Config, RoutePolicy } from './options.ts'
+import type { WsAuthClaims, WsAuthUser } from './types.ts'
+
+/** Verifies a token and returns its claims; `null`/`false`/`undefined` mean an invalid token. */
+export type Verifier = (token: string, request: FastifyRequest) => unknown
+
+/** What authenticating one token produced. */
+export type Outcome =
+  | { ok: true, user: WsAuthUser, claims: WsAuthClaims, expiresAt: number | null }
+  | { ok: false, failure: FailureClass, userId?: string | number, error?: unknown }
+
+/** Error codes that mean "the token has expired", from fast-jwt, @fastify/jwt and this plugin. */
+const EXPIRED_CODES = new Set(['FAST_JWT_EXPIRED', 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED', 'FST_WS_AUTH_TOKEN_EXPIRED'])
+
+/**
+ * Runs the checks in their documented order: verify, load the user, roles, permissions, authorize.
+ * Never throws: a hook that throws (or rejects, with anything) becomes `internal_error`.
+ */
+export async function authenticate (token: string, request: FastifyRequest, policy: RoutePolicy, config: Config, verifier: Verifier): Promise<Outcome> {
+  if (token.length === 0) return { ok: false, failure: 'invalid_token' }
+  let claims: unknown
+  try {
+    claims = await verifier(token, request)
+  } catch (error) {
+    return { ok: false, failure: classifyVerifyError(error), error }
+  }
+  if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) return { ok: false, failure: 'invalid_token' }
+  return authorizeClaims(claims as WsAuthClaims, request, policy, config)
+}
+
+/** The checks after verification: load the user, then roles, permissions and `authorize`. */
+export async function authorizeClaims (claims: WsAuthClaims, request: FastifyRequest, policy: RoutePolicy, config: Config): Promise<Outcome> {
+  let user: WsAuthUser
+  try {
+    user = await config.loadUser(claims, request) as WsAuthUser
+  } catch (error) {
+    return { ok: false, failure: 'internal_error', error }
+  }
+  if (user === null || user === undefined) return { ok: false, failure: 'user_not_found' }
+  const userId = idOf(user)
+  if (!hasRoleAndPermissions(user, policy, config)) return { ok: false, failure: 'forbidden', userId }
+  if (policy.authorize !== null) {
+    let verdict: unknown
+    try {
+      verdict = await policy.authorize(request, user)
+    } catch (error) {
+      return { ok: false, failure: 'internal_error', userId, error }
+    }
+    if (verdict === 'not_found') return { ok: false, failure: 'not_found', userId }
+    if (verdict !== true) return { ok: false, failure: 'forbidden', userId }
+  }
+  const exp = (claims as { exp?: unknown }).exp
+  return { ok: true, user, claims, expiresAt: typeof exp === 'number' ? exp * 1000 : null }
+}
+
+function classifyVerifyError (error: unknown): FailureClass {
+  const code = (error as { code?: unknown } | null)?.code
+  if (typeof code !== 'string') return 'internal_error'
+  if (EXPIRED_CODES.has(code)) return 'token_expired'
+  if (code.startsWith('FAST_JWT_') || code.startsWith('FST_JWT_') || code === 'FST_WS_AUTH_INVALID_TOKEN') return 'invalid_token'
+  return 'internal_error'
+}
+
+/** The id of a loaded user, for logs and the registry. */
+export function idOf (user: WsAuthUser): string | number | undefined {
+  const id = (user as { id?: unknown }).id
+  return typeof id === 'string' || typeof id === 'number' ? id : undefined
+}
+
+function hasRoleAndPermissions (user: WsAuthUser, policy: RoutePolicy, config: Config): boolean {
+  if (policy.roles === null && policy.permissions === null) return true
+  const roles = listOf((user as { roles?: unknown }).roles)
+  if (policy.roles !== null && !roles.some(role => policy.roles!.has(role))) return false
+  if (policy.permissions === null) return true
+  const granted = new Set(listOf((user as { permissions?: unknown }).permissions))
+  if (config.rolePermissions !== null) {
+    for (const role of roles) {
+      for (const permission of config.rolePermissions.get(role) ?? []) granted.add(permission)
+    }
+  }
+  return policy.permissions.every(permission => granted.has(permission))
+}
+
+function listOf (value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : []
+}

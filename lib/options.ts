@@ -1,0 +1,248 @@
+import type { FastifyRequest } from 'fastify'
+import { mergeCloseCodes, type CloseCodeTable } from './close-codes.ts'
+import { InvalidOptionError, InvalidRouteOptionError } from './errors.ts'
+import type {
+  AuthorizeFn, DefaultWsAuthUser, RejectMode, TokenSource, WsAuthClaims, WsAuthPluginOptions,
+  WsAuthRouteOptions, WsAuthUser
+} from './types.ts'
+
+const SOURCES: readonly TokenSource[] = ['query', 'header', 'cookie', 'protocol', 'message']
+const DEFAULT_SOURCES: readonly TokenSource[] = ['query', 'header', 'protocol', 'message']
+/** Longest delay `setTimeout` honours; above it Node fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+/** RFC 7230 `token` characters, which a subprotocol name must be made of. */
+const TCHARS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+/** Keys Fastify itself reads from register options; they may reach the plugin. */
+const REGISTER_KEYS = new Set(['prefix', 'logLevel', 'logSerializers'])
+
+/** The plugin's options, checked and filled in once at registration. */
+export interface Config {
+  sources: readonly TokenSource[]
+  queryParam: string
+  cookieName: string
+  protocolPrefix: string
+  /** `protocolPrefix + '.'`: what the token entry of the subprotocol list starts with. */
+  protocolTokenPrefix: string
+  authTimeout: number
+  maxAuthMessageBytes: number
+  maxPendingMessages: number
+  maxPendingBytes: number
+  reject: RejectMode
+  established: boolean
+  verify: WsAuthPluginOptions['verify']
+  loadUser: (claims: WsAuthClaims, request: FastifyRequest) => unknown
+  rolePermissions: ReadonlyMap<string, readonly string[]> | null
+  originAllowed: ((origin: string, request: FastifyRequest) => boolean) | null
+  publicUser: (user: WsAuthUser) => unknown
+  table: CloseCodeTable
+  onAuthSuccess: WsAuthPluginOptions['onAuthSuccess']
+  onAuthFailure: WsAuthPluginOptions['onAuthFailure']
+  websocket: WsAuthPluginOptions['websocket']
+}
+
+/** One protected route's requirements, resolved against the plugin's options once, at declaration. */
+export interface RoutePolicy {
+  url: string
+  reject: RejectMode
+  /** The sources read from the upgrade request, in order (`message` left out). */
+  requestSources: readonly TokenSource[]
+  /** Whether a connection without a token waits for an auth message. */
+  awaitsMessage: boolean
+  authTimeout: number
+  established: boolean
+  roles: ReadonlySet<string> | null
+  permissions: readonly string[] | null
+  authorize: AuthorizeFn | null
+}
+
+export function buildConfig (opts: WsAuthPluginOptions): Config {
+  if (opts === null || typeof opts !== 'object') throw new InvalidOptionError('options', 'must be an object')
+  for (const key of Object.keys(opts)) {
+    if (!KNOWN_OPTIONS.has(key) && !REGISTER_KEYS.has(key)) throw new InvalidOptionError(key, 'is not an option of fastify-ws-auth')
+  }
+  const fail = (name: string) => (problem: string) => new InvalidOptionError(name, problem)
+  const protocolPrefix = string(opts.protocolPrefix, 'bearer', fail('protocolPrefix'))
+  if (!TCHARS.test(protocolPrefix)) throw new InvalidOptionError('protocolPrefix', 'must be a valid subprotocol name (RFC 7230 token characters)')
+  const config: Config = {
+    sources: sources(opts.sources, DEFAULT_SOURCES, fail('sources')),
+    queryParam: string(opts.queryParam, 'token', fail('queryParam')),
+    cookieName: string(opts.cookieName, 'token', fail('cookieName')),
+    protocolPrefix,
+    protocolTokenPrefix: protocolPrefix + '.',
+    authTimeout: duration(opts.authTimeout, 5000, fail('authTimeout')),
+    maxAuthMessageBytes: count(opts.maxAuthMessageBytes, 16384, fail('maxAuthMessageBytes')),
+    maxPendingMessages: count(opts.maxPendingMessages, 100, fail('maxPendingMessages')),
+    maxPendingBytes: count(opts.maxPendingBytes, 1024 * 1024, fail('maxPendingBytes')),
+    reject: rejectMode(opts.reject, 'close', fail('reject')),
+    established: bool(opts.established, true, fail('established')),
+    verify: fn(opts.verify, fail('verify')),
+    loadUser: fn(opts.loadUser, fail('loadUser')) ?? defaultLoadUser,
+    rolePermissions: rolePermissions(opts.rolePermissions),
+    originAllowed: originPredicate(opts.allowedOrigins),
+    publicUser: fn(opts.publicUser, fail('publicUser')) ?? defaultPublicUser,
+    table: closeCodeTable(opts.closeCodes),
+    onAuthSuccess: fn(opts.onAuthSuccess, fail('onAuthSuccess')),
+    onAuthFailure: fn(opts.onAuthFailure, fail('onAuthFailure')),
+    websocket: opts.websocket
+  }
+  if (opts.websocket !== undefined && (opts.websocket === null || typeof opts.websocket !== 'object')) {
+    throw new InvalidOptionError('websocket', 'must be an object (the options of @fastify/websocket)')
+  }
+  if (config.reject === 'http' && config.sources.every(s => s === 'message')) {
+    throw new InvalidOptionError('sources', 'needs a source other than "message" with reject: "http" (there is no first message before the upgrade)')
+  }
+  return config
+}
+
+const KNOWN_OPTIONS = new Set<string>([
+  'sources', 'queryParam', 'cookieName', 'protocolPrefix', 'authTimeout', 'maxAuthMessageBytes',
+  'maxPendingMessages', 'maxPendingBytes', 'reject', 'established', 'verify', 'loadUser',
+  'rolePermissions', 'allowedOrigins', 'publicUser', 'closeCodes', 'onAuthSuccess', 'onAuthFailure',
+  'websocket'
+] satisfies (keyof WsAuthPluginOptions)[])
+
+const ROUTE_OPTIONS = new Set<string>([
+  'roles', 'permissions', 'authorize', 'reject', 'sources', 'authTimeout', 'established'
+] satisfies (keyof WsAuthRouteOptions)[])
+
+/**
+ * Resolves a route's `wsAuth` setting. Returns `null` for `wsAuth: false` (opted out).
+ * Throws naming the route and the field for anything invalid.
+ */
+export function buildRoutePolicy (config: Config, url: string, setting: unknown): RoutePolicy | null {
+  if (setting === false) return null
+  const fail = (name: string) => (problem: string) => new InvalidRouteOptionError(url, name, problem)
+  let opts: WsAuthRouteOptions = {}
+  if (setting !== undefined && setting !== true) {
+    if (setting === null || typeof setting !== 'object' || Array.isArray(setting)) {
+      throw new InvalidRouteOptionError(url, '', 'must be true, false or an object')
+    }
+    opts = setting as WsAuthRouteOptions
+    for (const key of Object.keys(opts)) {
+      if (!ROUTE_OPTIONS.has(key)) throw new InvalidRouteOptionError(url, key, 'is not a route option of fastify-ws-auth')
+    }
+  }
+  const reject = rejectMode(opts.reject, config.reject, fail('reject'))
+  const routeSources = sources(opts.sources, config.sources, fail('sources'))
+  const requestSources = routeSources.filter(s => s !== 'message')
+  if (reject === 'http' && requestSources.length === 0) {
+    throw new InvalidRouteOptionError(url, 'sources', 'needs a source other than "message" with reject: "http"')
+  }
+  return {
+    url,
+    reject,
+    requestSources,
+    awaitsMessage: reject === 'close' && routeSources.includes('message'),
+    authTimeout: duration(opts.authTimeout, config.authTimeout, fail('authTimeout')),
+    established: bool(opts.established, config.established, fail('established')),
+    roles: opts.roles === undefined ? null : new Set(stringList(opts.roles, fail('roles'))),
+    permissions: opts.permissions === undefined ? null : stringList(opts.permissions, fail('permissions')),
+    authorize: fn(opts.authorize, fail('authorize')) ?? null
+  }
+}
+
+/** The user built from claims when the app gives no `loadUser`. */
+export function defaultLoadUser (claims: WsAuthClaims): DefaultWsAuthUser {
+  const c = claims as Record<string, unknown>
+  const roles = Array.isArray(c.roles) ? c.roles : (typeof c.role === 'string' ? [c.role] : [])
+  return {
+    id: c.sub as string | undefined,
+    username: (c.username ?? c.preferred_username ?? c.email) as string | undefined,
+    roles: roles.filter((r): r is string => typeof r === 'string'),
+    permissions: Array.isArray(c.permissions) ? c.permissions.filter((p): p is string => typeof p === 'string') : []
+  }
+}
+
+function defaultPublicUser (user: WsAuthUser): unknown {
+  const u = user as Partial<DefaultWsAuthUser>
+  return { id: u.id, username: u.username, roles: u.roles ?? [], permissions: u.permissions ?? [] }
+}
+
+type Fail = (problem: string) => Error
+
+function string (value: unknown, fallback: string, fail: Fail): string {
+  if (value === undefined) return fallback
+  if (typeof value !== 'string' || value.length === 0) throw fail('must be a non-empty string')
+  return value
+}
+
+function bool (value: unknown, fallback: boolean, fail: Fail): boolean {
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean') throw fail('must be a boolean')
+  return value
+}
+
+function duration (value: unknown, fallback: number, fail: Fail): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0 || value > MAX_TIMER_MS) {
+    throw fail(`must be a whole number of milliseconds from 1 to ${MAX_TIMER_MS}`)
+  }
+  return value
+}
+
+function count (value: unknown, fallback: number, fail: Fail): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) throw fail('must be a positive whole number')
+  return value
+}
+
+function fn<T> (value: T | undefined, fail: Fail): T | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'function') throw fail('must be a function')
+  return value
+}
+
+function rejectMode (value: unknown, fallback: RejectMode, fail: Fail): RejectMode {
+  if (value === undefined) return fallback
+  if (value !== 'close' && value !== 'http') throw fail('must be "close" or "http"')
+  return value
+}
+
+function stringList (value: unknown, fail: Fail): string[] {
+  if (!Array.isArray(value) || value.some(v => typeof v !== 'string' || v.length === 0)) {
+    throw fail('must be an array of non-empty strings')
+  }
+  return [...value]
+}
+
+function sources (value: unknown, fallback: readonly TokenSource[], fail: Fail): readonly TokenSource[] {
+  if (value === undefined) return fallback
+  if (!Array.isArray(value) || value.length === 0) throw fail(`must be a non-empty array of ${SOURCES.join(', ')}`)
+  for (const s of value) {
+    if (!SOURCES.includes(s)) throw fail(`has an unknown source ${JSON.stringify(s)} (known: ${SOURCES.join(', ')})`)
+  }
+  if (new Set(value).size !== value.length) throw fail('lists a source twice')
+  return Object.freeze([...value])
+}
+
+function rolePermissions (value: unknown): ReadonlyMap<string, readonly string[]> | null {
+  if (value === undefined) return null
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new InvalidOptionError('rolePermissions', 'must be an object of role -> array of permissions')
+  }
+  const map = new Map<string, readonly string[]>()
+  for (const [role, perms] of Object.entries(value)) {
+    map.set(role, stringList(perms, problem => new InvalidOptionError(`rolePermissions.${role}`, problem)))
+  }
+  return map
+}
+
+function originPredicate (value: unknown): Config['originAllowed'] {
+  if (value === undefined) return null
+  if (typeof value === 'function') return value as Config['originAllowed']
+  const list = new Set(stringList(value, problem => new InvalidOptionError('allowedOrigins', `${problem}, or a function`)))
+  return (origin) => list.has(origin)
+}
+
+function closeCodeTable (value: unknown): CloseCodeTable {
+  if (value !== undefined && (value === null || typeof value !== 'object')) {
+    throw new InvalidOptionError('closeCodes', 'must be an object of failure class -> { code, reason, status }')
+  }
+  try {
+    return mergeCloseCodes(value as Parameters<typeof mergeCloseCodes>[0])
+  } catch (err) {
+    const message = (err as Error).message
+    const name = message.slice(0, message.indexOf(':'))
+    throw new InvalidOptionError(name, message.slice(message.indexOf(':') + 2), { cause: err })
+  }
+}
