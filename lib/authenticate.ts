@@ -69,18 +69,24 @@ export function idOf (user: WsAuthUser): string | number | undefined {
   return typeof id === 'string' || typeof id === 'number' ? id : undefined
 }
 
-function hasRoleAndPermissions (user: WsAuthUser, policy: RoutePolicy, config: Config): boolean {
+/** Whether the user holds one of the route's roles and all of its permissions. */
+export function hasRoleAndPermissions (user: WsAuthUser, policy: RoutePolicy, config: Config): boolean {
   if (policy.roles === null && policy.permissions === null) return true
   const roles = listOf((user as { roles?: unknown }).roles)
   if (policy.roles !== null && !roles.some(role => policy.roles!.has(role))) return false
   if (policy.permissions === null) return true
-  const granted = new Set(listOf((user as { permissions?: unknown }).permissions))
-  if (config.rolePermissions !== null) {
-    for (const role of roles) {
-      for (const permission of config.rolePermissions.get(role) ?? []) granted.add(permission)
-    }
-  }
+  const granted = permissionsOf(user, config)
   return policy.permissions.every(permission => granted.has(permission))
+}
+
+/** The user's own permissions plus those `rolePermissions` grants to its roles. */
+export function permissionsOf (user: WsAuthUser, config: Config): Set<string> {
+  const granted = new Set(listOf((user as { permissions?: unknown }).permissions))
+  if (config.rolePermissions === null) return granted
+  for (const role of listOf((user as { roles?: unknown }).roles)) {
+    for (const permission of config.rolePermissions.get(role) ?? []) granted.add(permission)
+  }
+  return granted
 }
 
 function listOf (value: unknown): string[] {

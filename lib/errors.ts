@@ -28,6 +28,10 @@ export const UnguardedRouteError = createError<'FST_WS_AUTH_UNGUARDED_ROUTE', [s
   'FST_WS_AUTH_UNGUARDED_ROUTE',
   'fastify-ws-auth: refused a WebSocket upgrade to %s: the route is not guarded by fastify-ws-auth (declared before the plugin was registered, or outside its scope); declare it after registering fastify-ws-auth, or set wsAuth: false on it', 500)
 
+/** A registry call got an argument it cannot use; the message names it. */
+export const InvalidArgumentError = createError<'FST_WS_AUTH_INVALID_ARGUMENT', [string, string]>(
+  'FST_WS_AUTH_INVALID_ARGUMENT', 'fastify-ws-auth: %s %s', 500, TypeError)
+
 /**
  * Throw this from a custom `verify` to say "this token is bad" (closes with 4001 `Invalid token`).
  * Anything else thrown by `verify` means "I could not verify" and closes with 1011.

@@ -1,18 +1,18 @@
-import { STATUS_CODES } from 'node:http'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
 import type { WebSocket, WebSocketServer } from 'ws'
-import { authenticate, idOf, type Outcome, type Verifier } from './authenticate.ts'
-import type { FailureClass } from './close-codes.ts'
+import { authenticate, type Outcome, type Verifier } from './authenticate.ts'
 import { CookiePluginMissingError, InvalidRouteOptionError, NoVerifierError, UnguardedRouteError } from './errors.ts'
+import { Host } from './host.ts'
 import { buildConfig, buildRoutePolicy, type Config, type RoutePolicy } from './options.ts'
-import { buildReqSerializer, scrubError } from './redact.ts'
-import { Session, type Handoff, type SessionHost } from './session.ts'
+import { buildReqSerializer } from './redact.ts'
+import { Session, type Handoff } from './session.ts'
 import { findToken, selectProtocol, type ProtocolHandler } from './sources.ts'
-import type { AuthAttempt, WsAuthPluginOptions, WsAuthRouteSetting, WsAuthUser } from './types.ts'
+import type { WsAuthPluginOptions, WsAuthRouteSetting } from './types.ts'
+import { buildDecorator } from './decorator.ts'
 
 /** Set on the raw request by the route hook: what the socket should do once upgraded. */
 const kPending = Symbol.for('fastify-ws-auth.pending')
@@ -30,11 +30,11 @@ interface Pending {
 const OPTED_OUT = Object.freeze({ optedOut: true })
 
 type RawRequest = IncomingMessage & { [kPending]?: Pending | typeof OPTED_OUT }
-type Failure = Extract<Outcome, { ok: false }>
+type WebsocketRoute = RouteOptions & { wsAuth?: WsAuthRouteSetting, websocket?: boolean, wsHandler?: unknown }
 
 const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fastifyWsAuth (fastify, opts) {
   const config = buildConfig(opts)
-  const host = new Host(config)
+  const host = new Host(config, fastify.log)
   const serializeRequest = buildReqSerializer(config.queryParam)
   let usesCookie = config.sources.includes('cookie')
 
@@ -42,8 +42,9 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
     fastify.log.warn('fastify-ws-auth: the "cookie" source is enabled without "allowedOrigins": any web page can open an authenticated socket with the user\'s cookie (cross-site WebSocket hijacking)')
   }
   if (!fastify.hasRequestDecorator('user')) fastify.decorateRequest('user', null as unknown as string)
+  fastify.decorate('wsAuth', buildDecorator(host, config))
 
-  fastify.addHook('onRoute', function onRoute (route: RouteOptions & { wsAuth?: WsAuthRouteSetting, websocket?: boolean, wsHandler?: unknown }) {
+  fastify.addHook('onRoute', function onRoute (route: WebsocketRoute) {
     const isWebsocket = route.websocket === true || route.wsHandler !== undefined
     if (!isWebsocket) {
       if (route.wsAuth !== undefined && route.method !== 'HEAD') {
@@ -54,8 +55,7 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
     // Fastify adds a HEAD twin of every GET route; it cannot be upgraded.
     if (route.method === 'HEAD') return
     const policy = buildRoutePolicy(config, route.url, route.wsAuth)
-    const hook = policy === null ? markOptedOut : guardRoute(policy)
-    route.preValidation = [hook, ...toArray(route.preValidation)]
+    route.preValidation = [policy === null ? markOptedOut : guardRoute(policy), ...toArray(route.preValidation)]
     if (policy === null) return
     if (policy.requestSources.includes('cookie')) usesCookie = true
     // Fastify's own `incoming request` line is written before any hook: redact its URL.
@@ -72,16 +72,20 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
   }
   guardServer(fastify.websocketServer, config, fastify.log)
 
-  fastify.addHook('onReady', async function checkDependencies () {
+  const timers: NodeJS.Timeout[] = []
+  fastify.addHook('onReady', async function start () {
     if (usesCookie && !fastify.hasRequestDecorator('cookies')) throw new CookiePluginMissingError()
-    if (config.verify !== undefined) {
-      host.verifier = config.verify as Verifier
-      return
-    }
-    const jwt = (fastify as FastifyInstance & { jwt?: { verify?: (token: string) => unknown } }).jwt
-    if (typeof jwt?.verify !== 'function') throw new NoVerifierError()
-    // The verifier @fastify/jwt built once at registration, with its cache if configured.
-    host.verifier = (token) => jwt.verify!(token)
+    host.verifier = config.verify === undefined ? jwtVerifier(fastify) : config.verify as Verifier
+    if (config.heartbeatInterval !== null) timers.push(setInterval(() => host.registry.heartbeat(), config.heartbeatInterval).unref())
+    if (config.revalidateInterval !== null) timers.push(setInterval(() => { host.revalidate() }, config.revalidateInterval).unref())
+    // Added once Fastify has added its own close handler: onClose handlers run last-added first,
+    // so this one runs before every preClose hook, and sockets see 1001 whatever the order of
+    // registration (@fastify/websocket's preClose closes them without a code).
+    fastify.addHook('onClose', function goingAway (_instance, done) {
+      for (const timer of timers) clearInterval(timer)
+      host.registry.closeAll('going_away')
+      done()
+    })
   })
 
   function markOptedOut (request: FastifyRequest, _reply: FastifyReply, done: () => void): void {
@@ -92,7 +96,7 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
   function guardRoute (policy: RoutePolicy) {
     return async function wsAuthGuard (request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
       if (!request.ws) return
-      const raw = request.raw as RawRequest
+      host.registry.attempts++
       let outcome: Outcome | undefined
       let token: string | undefined
       try {
@@ -108,86 +112,20 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
       } catch (error) {
         outcome = { ok: false, failure: 'internal_error', error }
       }
-      if (outcome !== undefined && !outcome.ok && policy.reject === 'http') {
-        return host.refuseHttp(request, reply, policy, outcome, token)
+      if (policy.reject === 'http' && outcome !== undefined) {
+        if (!outcome.ok) return host.refuseHttp(request, reply, policy, outcome, token)
+        if (host.atLimit(outcome.user)) return host.refuseHttp(request, reply, policy, { ok: false, failure: 'too_many_connections' }, token)
       }
-      if (outcome?.ok === true) request.user = outcome.user as typeof request.user
-      raw[kPending] = { request, policy, host, outcome }
+      (request.raw as RawRequest)[kPending] = { request, policy, host, outcome }
     }
   }
 }
 
-/** Everything a session needs from the plugin: the table, limits, logging and audit hooks. */
-class Host implements SessionHost {
-  readonly maxAuthMessageBytes: number
-  readonly maxPendingMessages: number
-  readonly maxPendingBytes: number
-  verifier: Verifier = () => { throw new NoVerifierError() }
-
-  constructor (private readonly config: Config) {
-    this.maxAuthMessageBytes = config.maxAuthMessageBytes
-    this.maxPendingMessages = config.maxPendingMessages
-    this.maxPendingBytes = config.maxPendingBytes
-  }
-
-  entry (failure: FailureClass) {
-    return this.config.table[failure]
-  }
-
-  publicUser (user: WsAuthUser): unknown {
-    return this.config.publicUser(user)
-  }
-
-  authenticateMessage (token: string, request: FastifyRequest, policy: RoutePolicy): Promise<Outcome> {
-    return authenticate(token, request, policy, this.config, this.verifier)
-  }
-
-  failed (request: FastifyRequest, policy: RoutePolicy, outcome: Failure, token?: string, status?: number): void {
-    const attempt: AuthAttempt = {
-      route: policy.url,
-      ip: request.ip,
-      failure: outcome.failure,
-      code: this.config.table[outcome.failure].code,
-      userId: outcome.userId
-    }
-    if (status !== undefined) attempt.status = status
-    if (outcome.failure === 'internal_error') {
-      request.log.error({ ...attempt, err: scrubError(outcome.error, token) }, 'websocket authentication error')
-    } else {
-      request.log.warn(attempt, 'websocket authentication failed')
-    }
-    this.audit(this.config.onAuthFailure, attempt, request)
-  }
-
-  succeeded (request: FastifyRequest, policy: RoutePolicy, session: Session): void {
-    const attempt: AuthAttempt = {
-      route: policy.url,
-      ip: request.ip,
-      userId: session.user === undefined ? undefined : idOf(session.user),
-      clientId: session.clientId
-    }
-    request.log.info(attempt, 'websocket authenticated')
-    this.audit(this.config.onAuthSuccess, attempt, request)
-  }
-
-  refuseHttp (request: FastifyRequest, reply: FastifyReply, policy: RoutePolicy, outcome: Failure, token: string | undefined): FastifyReply {
-    const entry = this.config.table[outcome.failure]
-    const status = entry.status ?? 401
-    this.failed(request, policy, outcome, token, status)
-    return reply.code(status).send({ statusCode: status, error: STATUS_CODES[status], message: entry.reason, failure: outcome.failure })
-  }
-
-  /** Runs an audit hook; its errors are logged, never thrown into the handshake. */
-  private audit (hook: WsAuthPluginOptions['onAuthSuccess'], attempt: AuthAttempt, request: FastifyRequest): void {
-    if (hook === undefined) return
-    const report = (err: unknown) => request.log.error({ err }, 'fastify-ws-auth: audit hook failed')
-    try {
-      const result = hook(attempt, request)
-      if (result !== undefined && typeof (result as Promise<void>).then === 'function') (result as Promise<void>).then(undefined, report)
-    } catch (err) {
-      report(err)
-    }
-  }
+/** `@fastify/jwt`'s verifier, built once at its registration (with its cache, if configured). */
+function jwtVerifier (fastify: FastifyInstance): Verifier {
+  const jwt = (fastify as FastifyInstance & { jwt?: { verify?: (token: string) => unknown } }).jwt
+  if (typeof jwt?.verify !== 'function') throw new NoVerifierError()
+  return (token) => jwt.verify!(token)
 }
 
 /**
@@ -207,9 +145,10 @@ function guardServer (wss: WebSocketServer & { [kGuarded]?: true }, config: Conf
     const { request, policy, host, outcome } = pending as Pending
     return handleUpgrade.call(this, req, socket, head, (ws: WebSocket) => {
       const session = new Session(ws, request, policy, host, callback)
+      host.registry.track(session)
       if (outcome === undefined) session.awaitAuthMessage()
-      else if (outcome.ok) session.establish(outcome)
-      else session.fail(outcome)
+      else if (outcome.ok) session.admit(outcome)
+      else session.refuse(outcome)
     })
   } as unknown as typeof wss.handleUpgrade
 
@@ -243,8 +182,10 @@ export default fastifyWsAuth
 export { closeCodes, mergeCloseCodes, entryForCode, MAX_REASON_BYTES } from './close-codes.ts'
 export type { CloseCodeEntry, CloseCodeOverrides, CloseCodeTable, FailureClass, RetryAdvice } from './close-codes.ts'
 export {
-  InvalidOptionError, InvalidRouteOptionError, NoVerifierError, CookiePluginMissingError,
+  InvalidOptionError, InvalidRouteOptionError, InvalidArgumentError, NoVerifierError, CookiePluginMissingError,
   UnguardedRouteError, InvalidTokenError, TokenExpiredError
 } from './errors.ts'
 export { defaultLoadUser } from './options.ts'
+export type { BroadcastFilter, ConnectionInfo, DisconnectOptions, WsAuthStats, UserId } from './registry.ts'
+export type { WsAuthDecorator } from './decorator.ts'
 export type * from './types.ts'

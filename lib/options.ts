@@ -38,6 +38,13 @@ export interface Config {
   onAuthSuccess: WsAuthPluginOptions['onAuthSuccess']
   onAuthFailure: WsAuthPluginOptions['onAuthFailure']
   websocket: WsAuthPluginOptions['websocket']
+  expiryWarning: number | null
+  revalidateInterval: number | null
+  maxConnectionsPerUser: number | null
+  onLimit: 'reject' | 'evict-oldest'
+  maxLifetime: number | null
+  heartbeatInterval: number | null
+  appPing: boolean
 }
 
 /** One protected route's requirements, resolved against the plugin's options once, at declaration. */
@@ -53,6 +60,8 @@ export interface RoutePolicy {
   roles: ReadonlySet<string> | null
   permissions: readonly string[] | null
   authorize: AuthorizeFn | null
+  /** ms from establishment to a 4010 close, or `null`. */
+  maxLifetime: number | null
 }
 
 export function buildConfig (opts: WsAuthPluginOptions): Config {
@@ -83,7 +92,14 @@ export function buildConfig (opts: WsAuthPluginOptions): Config {
     table: closeCodeTable(opts.closeCodes),
     onAuthSuccess: fn(opts.onAuthSuccess, fail('onAuthSuccess')),
     onAuthFailure: fn(opts.onAuthFailure, fail('onAuthFailure')),
-    websocket: opts.websocket
+    websocket: opts.websocket,
+    expiryWarning: optional(opts.expiryWarning, v => duration(v, 0, fail('expiryWarning'))),
+    revalidateInterval: optional(opts.revalidateInterval, v => duration(v, 0, fail('revalidateInterval'))),
+    maxConnectionsPerUser: optional(opts.maxConnectionsPerUser, v => count(v, 0, fail('maxConnectionsPerUser'))),
+    onLimit: oneOf(opts.onLimit, ['reject', 'evict-oldest'] as const, 'reject', fail('onLimit')),
+    maxLifetime: optional(opts.maxLifetime, v => longDuration(v, fail('maxLifetime'))),
+    heartbeatInterval: opts.heartbeatInterval === false ? null : duration(opts.heartbeatInterval, 30000, fail('heartbeatInterval')),
+    appPing: bool(opts.appPing, false, fail('appPing'))
   }
   if (opts.websocket !== undefined && (opts.websocket === null || typeof opts.websocket !== 'object')) {
     throw new InvalidOptionError('websocket', 'must be an object (the options of @fastify/websocket)')
@@ -98,11 +114,12 @@ const KNOWN_OPTIONS = new Set<string>([
   'sources', 'queryParam', 'cookieName', 'protocolPrefix', 'authTimeout', 'maxAuthMessageBytes',
   'maxPendingMessages', 'maxPendingBytes', 'reject', 'established', 'verify', 'loadUser',
   'rolePermissions', 'allowedOrigins', 'publicUser', 'closeCodes', 'onAuthSuccess', 'onAuthFailure',
-  'websocket'
+  'websocket', 'expiryWarning', 'revalidateInterval', 'maxConnectionsPerUser', 'onLimit', 'maxLifetime',
+  'heartbeatInterval', 'appPing'
 ] satisfies (keyof WsAuthPluginOptions)[])
 
 const ROUTE_OPTIONS = new Set<string>([
-  'roles', 'permissions', 'authorize', 'reject', 'sources', 'authTimeout', 'established'
+  'roles', 'permissions', 'authorize', 'reject', 'sources', 'authTimeout', 'established', 'maxLifetime'
 ] satisfies (keyof WsAuthRouteOptions)[])
 
 /**
@@ -137,7 +154,8 @@ export function buildRoutePolicy (config: Config, url: string, setting: unknown)
     established: bool(opts.established, config.established, fail('established')),
     roles: opts.roles === undefined ? null : new Set(stringList(opts.roles, fail('roles'))),
     permissions: opts.permissions === undefined ? null : stringList(opts.permissions, fail('permissions')),
-    authorize: fn(opts.authorize, fail('authorize')) ?? null
+    authorize: fn(opts.authorize, fail('authorize')) ?? null,
+    maxLifetime: opts.maxLifetime === undefined ? config.maxLifetime : longDuration(opts.maxLifetime, fail('maxLifetime'))
   }
 }
 
@@ -178,6 +196,22 @@ function duration (value: unknown, fallback: number, fail: Fail): number {
     throw fail(`must be a whole number of milliseconds from 1 to ${MAX_TIMER_MS}`)
   }
   return value
+}
+
+/** A duration that may exceed what one `setTimeout` can wait (sessions reach it in steps). */
+function longDuration (value: unknown, fail: Fail): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) throw fail('must be a whole, positive number of milliseconds')
+  return value
+}
+
+function optional<T> (value: unknown, check: (value: unknown) => T): T | null {
+  return value === undefined ? null : check(value)
+}
+
+function oneOf<T extends string> (value: unknown, allowed: readonly T[], fallback: T, fail: Fail): T {
+  if (value === undefined) return fallback
+  if (!allowed.includes(value as T)) throw fail(`must be one of ${allowed.map(a => JSON.stringify(a)).join(', ')}`)
+  return value as T
 }
 
 function count (value: unknown, fallback: number, fail: Fail): number {

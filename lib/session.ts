@@ -2,25 +2,37 @@ import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
-import type { CloseCodeEntry, FailureClass } from './close-codes.ts'
-import type { Outcome } from './authenticate.ts'
+import { idOf, type Outcome } from './authenticate.ts'
+import type { FailureClass } from './close-codes.ts'
 import type { RoutePolicy } from './options.ts'
-import type { WsAuthUser } from './types.ts'
+import type { WsAuthClaims, WsAuthUser } from './types.ts'
 
-/** What the plugin does for a session; implemented in index.ts, where config and logging live. */
+type Failure = Extract<Outcome, { ok: false }>
+type Success = Extract<Outcome, { ok: true }>
+
+/** What a session needs from the plugin: limits, verification, the registry, logging. Implemented in host.ts. */
 export interface SessionHost {
   readonly maxAuthMessageBytes: number
   readonly maxPendingMessages: number
   readonly maxPendingBytes: number
-  entry (failure: FailureClass): CloseCodeEntry
-  /** What the client sees of the user in `connection_established`. */
+  readonly appPing: boolean
+  /** ms before `exp` to send `token_expiring`, or `null`. */
+  readonly expiryWarning: number | null
+  authenticate (token: string, request: FastifyRequest, policy: RoutePolicy): Promise<Outcome>
+  /** Takes a connection slot for the session's user; `false` when over the limit. */
+  admit (session: Session): boolean | Promise<boolean>
   publicUser (user: WsAuthUser): unknown
-  /** Authenticates the token of an auth message. */
-  authenticateMessage (token: string, request: FastifyRequest, policy: RoutePolicy): Promise<Outcome>
-  /** Logs and audits a failure. */
-  failed (request: FastifyRequest, policy: RoutePolicy, outcome: Extract<Outcome, { ok: false }>, token?: string): void
-  /** Logs and audits a success. */
-  succeeded (request: FastifyRequest, policy: RoutePolicy, session: Session): void
+  /** Closes the socket with a row of the close-code table. */
+  closeSocket (ws: WebSocket, failure: FailureClass): void
+  /** A handshake or refresh was refused: log, audit, count. */
+  failed (session: Session, outcome: Failure, token?: string): void
+  /** A session ended by the plugin after it was established (expiry, lifetime, eviction...). */
+  ended (session: Session, failure: FailureClass): void
+  endedWith (session: Session, code: number): void
+  established (session: Session): void
+  refreshed (session: Session): void
+  /** The socket closed, for whatever reason. */
+  gone (session: Session): void
 }
 
 /** Hands the socket to @fastify/websocket, which then calls the route handler. */
@@ -31,21 +43,37 @@ const HOLDING = 1
 const OPEN = 2
 const CLOSED = 3
 
+/** Longest delay `setTimeout` honours; longer deadlines are reached in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+const OPEN_BRACE = 0x7b
+const AUTH_MARK = Buffer.from('"auth"')
+const PING_MARK = Buffer.from('"ping"')
+
 const protoEmit = EventEmitter.prototype.emit
+/** Set on the socket by its pong listener; cleared by each heartbeat sweep. */
+export const kAlive = Symbol('fastify-ws-auth.alive')
 
 /**
- * One authenticated (or authenticating) socket: the auth-message phase, the message gate that
- * holds client messages until the route handler listens, and `connection_established`.
+ * One socket of a protected route, from the upgrade to its close: the auth-message phase, the
+ * gate that holds client messages until the route handler listens, `connection_established`,
+ * control messages (in-band refresh, app ping), and its one timer (auth timeout, then the next of
+ * expiry warning, expiry and lifetime).
  */
 export class Session {
   readonly clientId = randomUUID()
+  readonly connectedAt = Date.now()
   user: WsAuthUser | undefined = undefined
+  userId: string | number | undefined = undefined
+  claims: WsAuthClaims | undefined = undefined
   expiresAt: number | null = null
   private state = AUTHENTICATING
   private authStarted = false
-  private held: Array<[unknown, unknown]> = []
+  private warned = false
+  private endsAt: number | null = null
+  private held: Array<[unknown, unknown]> | null = null
   private heldBytes = 0
   private timer: NodeJS.Timeout | undefined = undefined
+  private refreshing: Promise<void> | undefined = undefined
 
   constructor (
     readonly ws: WebSocket,
@@ -60,34 +88,103 @@ export class Session {
       if (event === 'message') return session.receive(data, isBinary)
       return Reflect.apply(protoEmit, this, arguments)
     }
+    ;(ws as WebSocket & { [kAlive]?: boolean })[kAlive] = true
+    ws.on('pong', markAlive)
     ws.on('error', onSocketError)
     ws.once('close', () => this.closed())
   }
 
-  /** Waits for `{"type":"auth","token":"..."}` as the first message, for `authTimeout` ms. */
-  awaitAuthMessage (): void {
-    this.timer = setTimeout(() => this.fail({ ok: false, failure: 'auth_timeout' }), this.policy.authTimeout)
+  get isOpen (): boolean {
+    return this.state === HOLDING || this.state === OPEN
   }
 
-  /** Authentication succeeded: decorate, greet, hand over to the route handler, release held messages. */
-  establish (outcome: Extract<Outcome, { ok: true }>): void {
+  /** Waits for `{"type":"auth","token":"..."}` as the first message, for `authTimeout` ms. */
+  awaitAuthMessage (): void {
+    this.timer = setTimeout(() => this.refuse({ ok: false, failure: 'auth_timeout' }), this.policy.authTimeout)
+  }
+
+  /** Verification succeeded: take a connection slot, then establish. */
+  admit (outcome: Success): void {
+    if (this.state === CLOSED) return
+    this.setIdentity(outcome)
+    let admitted: boolean | Promise<boolean>
+    try {
+      admitted = this.host.admit(this)
+    } catch (error) {
+      return this.refuse({ ok: false, failure: 'internal_error', userId: this.userId, error })
+    }
+    if (admitted === true) return this.establish(outcome)
+    if (admitted === false) return this.refuse({ ok: false, failure: 'too_many_connections', userId: this.userId })
+    admitted.then(
+      ok => ok ? this.establish(outcome) : this.refuse({ ok: false, failure: 'too_many_connections', userId: this.userId }),
+      error => this.refuse({ ok: false, failure: 'internal_error', userId: this.userId, error }))
+  }
+
+  /** Refuses the handshake (or a refresh): logs it and closes with the table entry. */
+  refuse (outcome: Failure, token?: string): void {
+    if (this.state === CLOSED) return
+    this.host.failed(this, outcome, token)
+    this.close(outcome.failure)
+  }
+
+  /** Ends an established session for a reason of the plugin's (expiry, lifetime, eviction...). */
+  end (failure: FailureClass): void {
+    if (this.state === CLOSED) return
+    this.host.ended(this, failure)
+    this.close(failure)
+  }
+
+  /** Ends an established session with an app-chosen code and reason (`disconnectUser`). */
+  endWith (code: number, reason: string): void {
+    if (this.state === CLOSED) return
+    this.host.endedWith(this, code)
+    this.finish()
+    this.ws.close(code, reason)
+  }
+
+  /** Closes the socket with a row of the close-code table. */
+  close (failure: FailureClass): void {
+    if (this.state === CLOSED) return
+    this.finish()
+    this.host.closeSocket(this.ws, failure)
+  }
+
+  /** Sends JSON (or a ready string) to the client, if the socket is open. */
+  send (data: string): void {
+    if (this.state !== CLOSED && this.ws.readyState === 1) this.ws.send(data)
+  }
+
+  /** Replaces the user after a revalidation (same id); the caller has checked it. */
+  replaceUser (user: WsAuthUser): void {
+    this.user = user
+    this.request.user = user as typeof this.request.user
+    ;(this.ws as WebSocket & { user?: unknown }).user = user
+  }
+
+  private setIdentity (outcome: Success): void {
+    this.replaceUser(outcome.user)
+    this.userId = idOf(outcome.user)
+    this.claims = outcome.claims
+    this.expiresAt = outcome.expiresAt
+    this.warned = false
+  }
+
+  private establish (outcome: Success): void {
     if (this.state === CLOSED) return
     clearTimeout(this.timer)
-    this.user = outcome.user
-    this.expiresAt = outcome.expiresAt
-    this.request.user = outcome.user as typeof this.request.user
-    ;(this.ws as WebSocket & { user?: unknown }).user = outcome.user
     if (this.policy.established) {
       this.ws.send(JSON.stringify({
         type: 'connection_established',
         client_id: this.clientId,
         user: this.host.publicUser(outcome.user),
         timestamp: new Date().toISOString(),
-        expires_at: outcome.expiresAt === null ? null : new Date(outcome.expiresAt).toISOString()
+        expires_at: isoOrNull(this.expiresAt)
       }))
     }
-    this.host.succeeded(this.request, this.policy, this)
     this.state = HOLDING
+    if (this.policy.maxLifetime !== null) this.endsAt = this.connectedAt + this.policy.maxLifetime
+    this.host.established(this)
+    this.schedule()
     // @fastify/websocket attaches its own error listener in the handoff.
     this.ws.removeListener('error', onSocketError)
     this.ws.on('newListener', this.onNewListener)
@@ -95,18 +192,31 @@ export class Session {
     if (this.ws.listenerCount('message') > 0) this.release()
   }
 
-  /** Closes with the table entry of a failure, logging it. The route handler never runs. */
-  fail (outcome: Extract<Outcome, { ok: false }>, token?: string): void {
-    if (this.state === CLOSED) return
-    this.host.failed(this.request, this.policy, outcome, token)
-    this.close(outcome.failure)
+  /** Arms the one timer for the next deadline: expiry warning, expiry or lifetime. */
+  private schedule (): void {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    let next = Infinity
+    if (this.expiresAt !== null) {
+      next = this.expiresAt
+      const warnAt = this.host.expiryWarning === null ? null : this.expiresAt - this.host.expiryWarning
+      if (warnAt !== null && !this.warned) next = Math.max(Math.min(next, warnAt), 0)
+    }
+    if (this.endsAt !== null) next = Math.min(next, this.endsAt)
+    if (next === Infinity) return
+    this.timer = setTimeout(this.onDeadline, Math.min(Math.max(next - Date.now(), 0), MAX_TIMER_MS))
+    this.timer.unref()
   }
 
-  /** Closes the socket with a row of the close-code table. */
-  close (failure: FailureClass): void {
-    const { code, reason } = this.host.entry(failure)
-    this.finish()
-    this.ws.close(code, reason)
+  private readonly onDeadline = (): void => {
+    const now = Date.now()
+    if (this.expiresAt !== null && now >= this.expiresAt) return this.end('token_expired')
+    if (this.endsAt !== null && now >= this.endsAt) return this.end('lifetime_exceeded')
+    if (this.expiresAt !== null && this.host.expiryWarning !== null && !this.warned && now >= this.expiresAt - this.host.expiryWarning) {
+      this.warned = true
+      this.send(JSON.stringify({ type: 'token_expiring', expires_at: isoOrNull(this.expiresAt) }))
+    }
+    this.schedule()
   }
 
   private readonly onNewListener = (event: string | symbol): void => {
@@ -121,48 +231,90 @@ export class Session {
     if (this.state !== HOLDING) return
     this.ws.removeListener('newListener', this.onNewListener)
     const held = this.held
-    this.held = []
+    this.held = null
     this.heldBytes = 0
+    this.state = OPEN
+    if (held === null) return
     for (const [data, isBinary] of held) {
       if (this.isClosed()) return
-      protoEmit.call(this.ws, 'message', data, isBinary)
+      this.deliver(data, isBinary)
     }
-    this.state = OPEN
-    // Nothing left to intercept: give the socket back its own emit, at no cost per message.
-    delete (this.ws as { emit?: unknown }).emit
   }
 
   private receive (data: unknown, isBinary: unknown): boolean {
-    if (this.state === OPEN) return protoEmit.call(this.ws, 'message', data, isBinary)
+    if (this.state === OPEN) return this.deliver(data, isBinary)
     if (this.state === CLOSED) return false
-    if (this.state === AUTHENTICATING && !this.authStarted) {
+    if (this.state === AUTHENTICATING && !this.authStarted && this.timer !== undefined) {
       this.authStarted = true
-      this.onAuthMessage(data as Buffer, isBinary === true)
+      this.onAuthMessage(data, isBinary === true)
       return true
     }
     this.hold(data, isBinary)
     return true
   }
 
+  /** Passes an app message to the handler, after one cheap check for a control message. */
+  private deliver (data: unknown, isBinary: unknown): boolean {
+    if (isBinary !== true && Buffer.isBuffer(data) && this.isControl(data)) return true
+    return protoEmit.call(this.ws, 'message', data, isBinary)
+  }
+
+  /** Handles `auth` (refresh) and, with `appPing`, `ping`; returns `false` for app messages. */
+  private isControl (data: Buffer): boolean {
+    if (data.length > this.host.maxAuthMessageBytes || firstNonSpace(data) !== OPEN_BRACE) return false
+    const maybeAuth = data.indexOf(AUTH_MARK) !== -1
+    if (!maybeAuth && !(this.host.appPing && data.indexOf(PING_MARK) !== -1)) return false
+    const message = parseJsonObject(data)
+    if (message === undefined) return false
+    if (message.type === 'auth') {
+      const token = typeof message.token === 'string' && message.token.length > 0 ? message.token : ''
+      this.refresh(token)
+      return true
+    }
+    if (message.type === 'ping' && this.host.appPing) {
+      this.send(JSON.stringify({ type: 'pong', timestamp: new Date().toISOString() }))
+      return true
+    }
+    return false
+  }
+
+  /** In-band refresh: a new token for the same user, checked like a new handshake. */
+  private refresh (token: string): void {
+    const previous = this.refreshing ?? Promise.resolve()
+    this.refreshing = previous.then(async () => {
+      if (this.isClosed()) return
+      const outcome = await this.host.authenticate(token, this.request, this.policy)
+      if (this.isClosed()) return
+      if (!outcome.ok) return this.refuse({ ...outcome, userId: outcome.userId ?? this.userId }, token)
+      if (idOf(outcome.user) !== this.userId) return this.refuse({ ok: false, failure: 'invalid_token', userId: this.userId }, token)
+      this.setIdentity(outcome)
+      this.schedule()
+      this.send(JSON.stringify({ type: 'token_refreshed', expires_at: isoOrNull(this.expiresAt) }))
+      this.host.refreshed(this)
+    }).catch(error => this.refuse({ ok: false, failure: 'internal_error', userId: this.userId, error }, token))
+  }
+
   private hold (data: unknown, isBinary: unknown): void {
+    if (this.held === null) this.held = []
     this.held.push([data, isBinary])
     this.heldBytes += byteLength(data)
     if (this.held.length <= this.host.maxPendingMessages && this.heldBytes <= this.host.maxPendingBytes) return
-    if (this.state === AUTHENTICATING) return this.fail({ ok: false, failure: 'policy_violation' })
+    if (this.state === AUTHENTICATING) return this.refuse({ ok: false, failure: 'policy_violation', userId: this.userId })
     this.request.log.warn({ route: this.policy.url, clientId: this.clientId, held: this.held.length },
       'websocket closed: the route handler did not listen for messages before the hold buffer filled')
-    this.close('policy_violation')
+    this.end('policy_violation')
   }
 
-  private onAuthMessage (data: Buffer, isBinary: boolean): void {
-    if (isBinary) return this.fail({ ok: false, failure: 'policy_violation' })
-    if (byteLength(data) > this.host.maxAuthMessageBytes) return this.fail({ ok: false, failure: 'message_too_big' })
-    const token = parseAuthMessage(data)
-    if (token === undefined) return this.fail({ ok: false, failure: 'invalid_auth_message' })
-    this.host.authenticateMessage(token, this.request, this.policy).then(outcome => {
-      if (outcome.ok) this.establish(outcome)
-      else this.fail(outcome, token)
-    }, /* c8 ignore next */ (error: unknown) => this.fail({ ok: false, failure: 'internal_error', error }, token))
+  private onAuthMessage (data: unknown, isBinary: boolean): void {
+    if (isBinary || !Buffer.isBuffer(data)) return this.refuse({ ok: false, failure: 'policy_violation' })
+    if (data.length > this.host.maxAuthMessageBytes) return this.refuse({ ok: false, failure: 'message_too_big' })
+    const message = parseJsonObject(data)
+    const token = message?.type === 'auth' && typeof message.token === 'string' && message.token.length > 0 ? message.token : undefined
+    if (token === undefined) return this.refuse({ ok: false, failure: 'invalid_auth_message' })
+    this.host.authenticate(token, this.request, this.policy).then(outcome => {
+      if (outcome.ok) this.admit(outcome)
+      else this.refuse(outcome, token)
+    }).catch(error => this.refuse({ ok: false, failure: 'internal_error', error }, token))
   }
 
   private isClosed (): boolean {
@@ -170,20 +322,37 @@ export class Session {
   }
 
   private finish (): void {
+    if (this.state === CLOSED) return
     this.state = CLOSED
     clearTimeout(this.timer)
-    this.held = []
+    this.timer = undefined
+    this.held = null
     this.ws.removeListener('newListener', this.onNewListener)
+    this.host.gone(this)
   }
 
   private closed (): void {
-    if (this.state !== CLOSED) this.finish()
+    this.finish()
   }
+}
+
+function markAlive (this: WebSocket): void {
+  (this as WebSocket & { [kAlive]?: boolean })[kAlive] = true
 }
 
 function onSocketError (): void {
   // A socket error before the handler runs (a client that vanished mid-handshake) only ends the
-  // socket; ws closes it and emits 'close', where the session cleans up.
+  // socket; ws then emits 'close', where the session cleans up.
+}
+
+function isoOrNull (ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString()
+}
+
+function firstNonSpace (data: Buffer): number | undefined {
+  let i = 0
+  while (i < data.length && (data[i] === 0x20 || data[i] === 0x0a || data[i] === 0x0d || data[i] === 0x09)) i++
+  return data[i]
 }
 
 function byteLength (data: unknown): number {
@@ -193,16 +362,13 @@ function byteLength (data: unknown): number {
   return 0
 }
 
-/** The token of `{"type":"auth","token":"<non-empty string>"}`, or `undefined` for anything else. */
-export function parseAuthMessage (data: Buffer): string | undefined {
+/** A JSON object from a text frame, or `undefined` for anything else. */
+function parseJsonObject (data: Buffer): Record<string, unknown> | undefined {
   let message: unknown
   try {
     message = JSON.parse(data.toString('utf8'))
   } catch {
     return undefined
   }
-  if (message === null || typeof message !== 'object') return undefined
-  const { type, token } = message as { type?: unknown, token?: unknown }
-  if (type !== 'auth' || typeof token !== 'string' || token.length === 0) return undefined
-  return token
+  return message !== null && typeof message === 'object' && !Array.isArray(message) ? message as Record<string, unknown> : undefined
 }

@@ -2,6 +2,7 @@ import type { FastifyJWT } from '@fastify/jwt'
 import type { FastifyRequest, RawServerBase, RawServerDefault } from 'fastify'
 import type { WebsocketPluginOptions } from '@fastify/websocket'
 import type { CloseCodeOverrides, FailureClass } from './close-codes.ts'
+import type { WsAuthDecorator } from './decorator.ts'
 
 /** The user object the plugin builds from claims when no `loadUser` is given. */
 export interface DefaultWsAuthUser {
@@ -72,6 +73,8 @@ export interface WsAuthRouteOptions {
   authTimeout?: number
   /** Overrides the plugin's `established`. */
   established?: boolean
+  /** Overrides the plugin's `maxLifetime`. */
+  maxLifetime?: number
 }
 
 /** Options of `app.register(wsAuth, options)`. */
@@ -117,12 +120,30 @@ export interface WsAuthPluginOptions {
   onAuthFailure?: (attempt: AuthAttempt, request: FastifyRequest) => void | Promise<void>
   /** Options passed to `@fastify/websocket` when this plugin registers it. */
   websocket?: WebsocketPluginOptions
+  /** Send `{"type":"token_expiring"}` this many ms before the token's `exp`. @default off */
+  expiryWarning?: number
+  /** Call `loadUser` again on this period (one timer for all sockets); a user now missing closes with 4002. @default off */
+  revalidateInterval?: number
+  /** Open sessions allowed per user id; one more closes with 4029 (HTTP 429 with `reject: 'http'`). @default off */
+  maxConnectionsPerUser?: number
+  /** Over `maxConnectionsPerUser`: refuse the new connection, or close the user's oldest one. @default 'reject' */
+  onLimit?: 'reject' | 'evict-oldest'
+  /** Sessions end with 4010 after this many ms (any length: longer than setTimeout's 2^31-1 ms works). @default off */
+  maxLifetime?: number
+  /** Protocol-level ping period in ms; a socket that missed a pong is terminated. `false` turns it off. @default 30000 */
+  heartbeatInterval?: number | false
+  /** Answer `{"type":"ping"}` with `{"type":"pong","timestamp"}` (consumed by the plugin). @default false */
+  appPing?: boolean
 }
 
 /** Route-level `wsAuth`: `false` opts out, `true` (or absent) requires a valid token. */
 export type WsAuthRouteSetting = boolean | WsAuthRouteOptions
 
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** fastify-ws-auth's registry: reach, inspect or disconnect the users of live sessions. */
+    wsAuth: WsAuthDecorator
+  }
   interface RouteShorthandOptions<
     // eslint-disable-next-line @typescript-eslint/no-unused-vars
     RawServer extends RawServerBase = RawServerDefault

@@ -1,0 +1,170 @@
+import { STATUS_CODES } from 'node:http'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
+import type { WebSocket } from 'ws'
+import { authenticate, hasRoleAndPermissions, idOf, permissionsOf, type Outcome, type Verifier } from './authenticate.ts'
+import type { FailureClass } from './close-codes.ts'
+import { NoVerifierError } from './errors.ts'
+import type { Config, RoutePolicy } from './options.ts'
+import { scrubError } from './redact.ts'
+import { LocalRegistry } from './registry.ts'
+import type { Session, SessionHost } from './session.ts'
+import type { AuthAttempt, WsAuthPluginOptions, WsAuthUser } from './types.ts'
+
+type Failure = Extract<Outcome, { ok: false }>
+
+/**
+ * What sessions need from the plugin, in one place: the close-code table, verification, the
+ * registry and limits, logging and the audit hooks.
+ */
+export class Host implements SessionHost {
+  readonly maxAuthMessageBytes: number
+  readonly maxPendingMessages: number
+  readonly maxPendingBytes: number
+  readonly appPing: boolean
+  readonly expiryWarning: number | null
+  readonly registry: LocalRegistry
+  verifier: Verifier = () => { throw new NoVerifierError() }
+  private revalidating = false
+
+  constructor (private readonly config: Config, private readonly log: FastifyBaseLogger) {
+    this.maxAuthMessageBytes = config.maxAuthMessageBytes
+    this.maxPendingMessages = config.maxPendingMessages
+    this.maxPendingBytes = config.maxPendingBytes
+    this.appPing = config.appPing
+    this.expiryWarning = config.expiryWarning
+    this.registry = new LocalRegistry(user => permissionsOf(user, config))
+  }
+
+  authenticate (token: string, request: FastifyRequest, policy: RoutePolicy): Promise<Outcome> {
+    return authenticate(token, request, policy, this.config, this.verifier)
+  }
+
+  /** Whether a new session of this user fits under `maxConnectionsPerUser` (evicting the oldest if so configured). */
+  admit (session: Session): boolean {
+    const max = this.config.maxConnectionsPerUser
+    if (max === null || session.userId === undefined) return true
+    const sessions = this.registry.sessionsOf(session.userId)
+    if (sessions.length < max) return true
+    if (this.config.onLimit === 'reject') return false
+    for (let i = 0; i <= sessions.length - max; i++) sessions[i].end('too_many_connections')
+    return true
+  }
+
+  /** With `reject: 'http'`: whether this user is already at the limit (checked before the upgrade). */
+  atLimit (user: WsAuthUser): boolean {
+    const max = this.config.maxConnectionsPerUser
+    const userId = idOf(user)
+    return max !== null && this.config.onLimit === 'reject' && userId !== undefined && this.registry.countOf(userId) >= max
+  }
+
+  publicUser (user: WsAuthUser): unknown {
+    return this.config.publicUser(user)
+  }
+
+  closeSocket (ws: WebSocket, failure: FailureClass): void {
+    const { code, reason } = this.config.table[failure]
+    ws.close(code, reason)
+  }
+
+  entry (failure: FailureClass) {
+    return this.config.table[failure]
+  }
+
+  failed (session: Session, outcome: Failure, token?: string): void {
+    this.logFailure(session.request, session.policy, outcome, token)
+  }
+
+  /** Logs, counts and audits a refused handshake or refresh. */
+  logFailure (request: FastifyRequest, policy: RoutePolicy, outcome: Failure, token?: string, status?: number): void {
+    const code = this.config.table[outcome.failure].code
+    const attempt: AuthAttempt = { route: policy.url, ip: request.ip, failure: outcome.failure, code, userId: outcome.userId }
+    if (status !== undefined) attempt.status = status
+    this.registry.countFailure(code)
+    if (outcome.failure === 'internal_error') {
+      request.log.error({ ...attempt, err: scrubError(outcome.error, token) }, 'websocket authentication error')
+    } else {
+      request.log.warn(attempt, 'websocket authentication failed')
+    }
+    this.audit(this.config.onAuthFailure, attempt, request)
+  }
+
+  refuseHttp (request: FastifyRequest, reply: FastifyReply, policy: RoutePolicy, outcome: Failure, token: string | undefined): FastifyReply {
+    const entry = this.config.table[outcome.failure]
+    const status = entry.status ?? 401
+    this.logFailure(request, policy, outcome, token, status)
+    return reply.code(status).send({ statusCode: status, error: STATUS_CODES[status], message: entry.reason, failure: outcome.failure })
+  }
+
+  ended (session: Session, failure: FailureClass): void {
+    this.endedWith(session, this.config.table[failure].code, failure)
+  }
+
+  endedWith (session: Session, code: number, failure?: FailureClass): void {
+    this.registry.countEnded(code)
+    session.request.log.info({ route: session.policy.url, userId: session.userId, clientId: session.clientId, code, failure },
+      'websocket session ended')
+  }
+
+  established (session: Session): void {
+    this.registry.opened(session)
+    const attempt: AuthAttempt = { route: session.policy.url, ip: session.request.ip, userId: session.userId, clientId: session.clientId }
+    session.request.log.info(attempt, 'websocket authenticated')
+    this.audit(this.config.onAuthSuccess, attempt, session.request)
+  }
+
+  refreshed (session: Session): void {
+    session.request.log.info({ route: session.policy.url, userId: session.userId, clientId: session.clientId }, 'websocket token refreshed')
+  }
+
+  gone (session: Session): void {
+    this.registry.gone(session)
+  }
+
+  /**
+   * Calls `loadUser` again for every user with an open session (once per user, with the claims
+   * and request of its newest session): a user now missing closes with 4002, one that lost a
+   * role or permission of a route with 4003. A `loadUser` that throws is logged and the sessions
+   * stay: an outage of the user store does not log everyone out.
+   */
+  async revalidate (): Promise<void> {
+    if (this.revalidating) return
+    this.revalidating = true
+    try {
+      await Promise.all(this.registry.openGroups().map(group => this.revalidateGroup(group)))
+    } finally {
+      this.revalidating = false
+    }
+  }
+
+  private async revalidateGroup (group: Session[]): Promise<void> {
+    const newest = group[group.length - 1]
+    let user: WsAuthUser | null | undefined
+    try {
+      user = await this.config.loadUser(newest.claims!, newest.request) as WsAuthUser | null | undefined
+    } catch (err) {
+      this.log.error({ err, userId: newest.userId }, 'fastify-ws-auth: revalidation failed; sessions kept')
+      return
+    }
+    for (const session of group) {
+      if (!session.isOpen) continue
+      if (user === null || user === undefined || idOf(user) !== session.userId) {
+        session.end('user_not_found')
+        continue
+      }
+      session.replaceUser(user)
+      if (!hasRoleAndPermissions(user, session.policy, this.config)) session.end('forbidden')
+    }
+  }
+
+  /** Runs an audit hook; its errors are logged, never thrown into the handshake. */
+  private audit (hook: WsAuthPluginOptions['onAuthSuccess'], attempt: AuthAttempt, request: FastifyRequest): void {
+    if (hook === undefined) return
+    const report = (err: unknown) => request.log.error({ err }, 'fastify-ws-auth: audit hook failed')
+    try {
+      const result = hook(attempt, request)
+      if (result !== undefined && typeof (result as Promise<void>).then === 'function') (result as Promise<void>).then(undefined, report)
+    } catch (err) {
+      report(err)
+    }
+  }
+}

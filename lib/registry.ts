@@ -1,0 +1,227 @@
+import type { WebSocket } from 'ws'
+import type { FailureClass } from './close-codes.ts'
+import { kAlive, type Session } from './session.ts'
+import type { WsAuthUser } from './types.ts'
+
+/** A user id as the registry keys it: the `id` of the loaded user. */
+export type UserId = string | number
+
+/** Which sessions a broadcast reaches: all of the named criteria must hold, or a predicate on the user. */
+export interface BroadcastFilter {
+  /** The user has at least one of these roles. */
+  roles?: readonly string[]
+  /** The user has all of these permissions (after `rolePermissions` expansion). */
+  permissions?: readonly string[]
+  /** The route URL pattern, exactly as declared (e.g. `/ws/entries/:id`). */
+  route?: string
+  /** A predicate on the user. Cannot cross processes: with a cluster adapter it applies locally only. */
+  user?: (user: WsAuthUser) => boolean
+}
+
+/** One live session, as `connections()` reports it. */
+export interface ConnectionInfo {
+  clientId: string
+  userId: UserId | undefined
+  /** The route URL pattern. */
+  route: string
+  /** ISO time of the upgrade. */
+  connectedAt: string
+  /** ISO time of the token's `exp`, or `null`. */
+  expiresAt: string | null
+}
+
+/** Counters since the plugin started, and what is live now. */
+export interface WsAuthStats {
+  /** Established sessions open now. */
+  active: number
+  /** Sockets upgraded and still authenticating. */
+  authenticating: number
+  /** Distinct users with an open session. */
+  users: number
+  /** Upgrade requests that reached a protected route. */
+  attempts: number
+  /** Sessions established. */
+  established: number
+  /** Refused handshakes and refreshes, by close code. */
+  failures: Record<number, number>
+  /** Established sessions the plugin closed (expiry, lifetime, eviction, revalidation...), by close code. */
+  ended: Record<number, number>
+}
+
+/** What to close a disconnected user's sockets with. */
+export interface DisconnectOptions {
+  code?: number
+  reason?: string
+}
+
+/**
+ * The in-process registry of sessions: every socket from its upgrade to its close, established
+ * sessions by user, counters, and the sweeps that visit them all (heartbeat, revalidation).
+ * A cluster adapter fans the same calls out to the registries of other instances.
+ */
+export class LocalRegistry {
+  /** Every session from upgrade to close (authenticating and established). */
+  readonly live = new Set<Session>()
+  /** Established sessions, oldest first. */
+  private readonly open = new Set<Session>()
+  /** Established sessions with a user id, by user, oldest first. */
+  private readonly byUser = new Map<UserId, Set<Session>>()
+  attempts = 0
+  private establishedCount = 0
+  private readonly failures: Record<number, number> = Object.create(null)
+  private readonly endedCodes: Record<number, number> = Object.create(null)
+
+  constructor (private readonly permissionsOf: (user: WsAuthUser) => ReadonlySet<string>) {}
+
+  track (session: Session): void {
+    this.live.add(session)
+  }
+
+  opened (session: Session): void {
+    this.open.add(session)
+    this.establishedCount++
+    if (session.userId === undefined) return
+    let sessions = this.byUser.get(session.userId)
+    if (sessions === undefined) {
+      sessions = new Set()
+      this.byUser.set(session.userId, sessions)
+    }
+    sessions.add(session)
+  }
+
+  gone (session: Session): void {
+    this.live.delete(session)
+    if (!this.open.delete(session) || session.userId === undefined) return
+    const sessions = this.byUser.get(session.userId)
+    if (sessions === undefined) return
+    sessions.delete(session)
+    if (sessions.size === 0) this.byUser.delete(session.userId)
+  }
+
+  countFailure (code: number): void {
+    this.failures[code] = (this.failures[code] ?? 0) + 1
+  }
+
+  countEnded (code: number): void {
+    this.endedCodes[code] = (this.endedCodes[code] ?? 0) + 1
+  }
+
+  /** Open sessions of a user, oldest first. */
+  sessionsOf (userId: UserId): readonly Session[] {
+    const sessions = this.byUser.get(userId)
+    return sessions === undefined ? [] : [...sessions]
+  }
+
+  countOf (userId: UserId): number {
+    return this.byUser.get(userId)?.size ?? 0
+  }
+
+  sendToUser (userId: UserId, data: unknown): number {
+    const sessions = this.byUser.get(userId)
+    if (sessions === undefined) return 0
+    const payload = encode(data)
+    let reached = 0
+    for (const session of sessions) {
+      if (sendTo(session.ws, payload)) reached++
+    }
+    return reached
+  }
+
+  broadcast (data: unknown, filter?: BroadcastFilter | ((user: WsAuthUser) => boolean)): number {
+    const match = typeof filter === 'function' ? { user: filter } : filter
+    const payload = encode(data)
+    let reached = 0
+    for (const session of this.open) {
+      if (match !== undefined && !this.matches(session, match)) continue
+      if (sendTo(session.ws, payload)) reached++
+    }
+    return reached
+  }
+
+  /** Closes every open session of a user with `failure`, or with a custom code and reason. */
+  disconnectUser (userId: UserId, close: (session: Session) => void): number {
+    const sessions = this.sessionsOf(userId)
+    for (const session of sessions) close(session)
+    return sessions.length
+  }
+
+  connections (userId?: UserId): ConnectionInfo[] {
+    const sessions = userId === undefined ? [...this.open] : this.sessionsOf(userId)
+    return sessions.map(s => ({
+      clientId: s.clientId,
+      userId: s.userId,
+      route: s.policy.url,
+      connectedAt: new Date(s.connectedAt).toISOString(),
+      expiresAt: s.expiresAt === null ? null : new Date(s.expiresAt).toISOString()
+    }))
+  }
+
+  stats (): WsAuthStats {
+    return {
+      active: this.open.size,
+      authenticating: this.live.size - this.open.size,
+      users: this.byUser.size,
+      attempts: this.attempts,
+      established: this.establishedCount,
+      failures: { ...this.failures },
+      ended: { ...this.endedCodes }
+    }
+  }
+
+  /** Terminates sockets that missed the last ping, pings the rest. One timer for all sockets. */
+  heartbeat (): void {
+    for (const session of this.live) {
+      const ws = session.ws as WebSocket & { [kAlive]?: boolean }
+      if (ws[kAlive] !== true) {
+        ws.terminate()
+        continue
+      }
+      ws[kAlive] = false
+      try {
+        ws.ping()
+      } catch {
+        // The socket is closing: it leaves on its own 'close'.
+      }
+    }
+  }
+
+  /** Open sessions grouped by user (sessions without a user id each alone). */
+  openGroups (): Session[][] {
+    const groups: Session[][] = [...this.byUser.values()].map(set => [...set])
+    for (const session of this.open) {
+      if (session.userId === undefined) groups.push([session])
+    }
+    return groups
+  }
+
+  /** Closes every live socket with `failure` (shutdown). */
+  closeAll (failure: FailureClass): void {
+    for (const session of [...this.live]) session.close(failure)
+  }
+
+  private matches (session: Session, filter: BroadcastFilter): boolean {
+    const user = session.user as WsAuthUser
+    if (filter.route !== undefined && session.policy.url !== filter.route) return false
+    if (filter.roles !== undefined) {
+      const roles = (user as { roles?: unknown }).roles
+      if (!Array.isArray(roles) || !filter.roles.some(r => roles.includes(r))) return false
+    }
+    if (filter.permissions !== undefined) {
+      const granted = this.permissionsOf(user)
+      if (!filter.permissions.every(p => granted.has(p))) return false
+    }
+    return filter.user === undefined || filter.user(user) === true
+  }
+}
+
+/** Objects are JSON-encoded once for all recipients; strings and binary data go as they are. */
+export function encode (data: unknown): string | Buffer | ArrayBuffer | ArrayBufferView {
+  if (typeof data === 'string' || Buffer.isBuffer(data) || data instanceof ArrayBuffer || ArrayBuffer.isView(data)) return data
+  return JSON.stringify(data)
+}
+
+function sendTo (ws: WebSocket, payload: string | Buffer | ArrayBuffer | ArrayBufferView): boolean {
+  if (ws.readyState !== 1) return false
+  ws.send(payload)
+  return true
+}
