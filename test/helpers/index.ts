@@ -139,3 +139,61 @@ export function logCapture (): { stream: Writable, lines: string[], records: () 
 
 /** Resolves once `emitter` emits `event`. */
 export const event = once
+
+/** What a route handler declared by `spyRoute` saw. */
+export interface RouteSpy {
+  /** How many times the route handler ran. */
+  calls: number
+  /** `socket.user` at each call. */
+  users: unknown[]
+  /** Whether `socket.user === request.user` held at each call. */
+  sameUser: boolean[]
+  /** `request.params` at each call. */
+  params: unknown[]
+}
+
+/**
+ * Declares an echo websocket route at `path` that counts its handler calls, so a test can assert
+ * that a refused client never reached the handler. `wsAuth` is left out of the route options when
+ * `undefined` (the secure default).
+ */
+export function spyRoute (app: FastifyInstance, path: string, wsAuth?: import('../../lib/types.ts').WsAuthRouteSetting): RouteSpy {
+  const spy: RouteSpy = { calls: 0, users: [], sameUser: [], params: [] }
+  app.get(path, { websocket: true, ...(wsAuth === undefined ? {} : { wsAuth }) }, (socket, request) => {
+    spy.calls++
+    spy.users.push(socket.user)
+    spy.sameUser.push(socket.user !== undefined && socket.user === request.user)
+    spy.params.push(request.params)
+    socket.on('message', (data, isBinary) => socket.send(data, { binary: isBinary }))
+  })
+  return spy
+}
+
+/** A promise with its resolve function, for holding a hook (e.g. a slow `verify`) until the test lets it go. */
+export function deferred<T = void> (): { promise: Promise<T>, resolve: (value: T) => void } {
+  let settle!: (value: T) => void
+  const promise = new Promise<T>((resolve) => { settle = resolve })
+  return { promise, resolve: settle }
+}
+
+/**
+ * Resolves once the server answered a ping sent now. The server reads frames in order, so every
+ * message sent before has been received (not necessarily handled asynchronously) by then.
+ */
+export async function barrier (client: Client): Promise<void> {
+  const pong = once(client.ws, 'pong')
+  client.ws.ping()
+  await pong
+}
+
+/**
+ * Resolves once `condition()` holds, checking after each turn of the event loop; rejects after
+ * `timeoutMs`. For server-side state that has no event of its own (counts returning to zero).
+ */
+export async function eventually (condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met within ' + timeoutMs + ' ms')
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+}

@@ -1,0 +1,189 @@
+import t from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { buildApp, connect, eventually } from './helpers/index.ts'
+
+type Msg = Record<string, unknown>
+const nowSec = () => Math.floor(Date.now() / 1000)
+
+/** A route that echoes and records what its handler saw, and can say "still here" after a delay. */
+function echoRoutes (seen: unknown[], routeOptions: Record<string, unknown> = {}) {
+  return (app: FastifyInstance) => {
+    app.get('/ws', { websocket: true, ...routeOptions }, (socket) => {
+      socket.on('message', (data) => {
+        const text = data.toString()
+        seen.push(text)
+        if (text.startsWith('later:')) {
+          setTimeout(() => socket.send('still here'), Number(text.slice(6)))
+          return
+        }
+        socket.send(text)
+      })
+    })
+  }
+}
+
+t.test('a live socket closes with 4001 "Token expired" when exp passes', async t => {
+  const { url, sign } = await buildApp(t)
+  const exp = nowSec() + 1
+  const c = connect(url('/ws?token=' + sign({ sub: 'u1', exp })))
+  const established = await c.message(1) as Msg
+  t.equal(established.expires_at, new Date(exp * 1000).toISOString())
+  const closed = await c.closed
+  t.equal(closed.code, 4001)
+  t.match(closed.reason, /expired/)
+  t.ok(Date.now() <= exp * 1000 + 1000, 'closed within a second of exp')
+})
+
+t.test('expiryWarning sends token_expiring before exp', async t => {
+  const { url, sign } = await buildApp(t, { auth: { expiryWarning: 1500 } })
+  const exp = nowSec() + 2
+  const c = connect(url('/ws?token=' + sign({ sub: 'u1', exp })))
+  const warning = await c.message(2) as Msg
+  t.same(warning, { type: 'token_expiring', expires_at: new Date(exp * 1000).toISOString() })
+  t.ok(Date.now() < exp * 1000, 'warned before exp')
+  c.ws.close()
+})
+
+t.test('in-band refresh', async t => {
+  t.test('same user: token_refreshed, the expiry timer moves, the handler never sees it', async t => {
+    const seen: unknown[] = []
+    const { url, sign } = await buildApp(t, { routes: echoRoutes(seen) })
+    const c = connect(url('/ws?token=' + sign({ sub: 'u1', exp: nowSec() + 1 })))
+    await c.message(1)
+    const exp = nowSec() + 60
+    c.send({ type: 'auth', token: sign({ sub: 'u1', exp }) })
+    t.same(await c.message(2), { type: 'token_refreshed', expires_at: new Date(exp * 1000).toISOString() })
+    c.send('later:2100')
+    t.equal(await c.message(3), 'still here', 'open past the first token\'s exp')
+    t.same(seen, ['later:2100'], 'the refresh message never reached the handler')
+    c.ws.close()
+  })
+
+  t.test('a token of another user closes with 4001', async t => {
+    const { url, sign } = await buildApp(t)
+    const c = connect(url('/ws?token=' + sign({ sub: 'u1' })))
+    await c.message(1)
+    c.send({ type: 'auth', token: sign({ sub: 'u2' }) })
+    t.same(await c.closed, { code: 4001, reason: 'Invalid token' })
+  })
+
+  t.test('an invalid token closes with 4001', async t => {
+    const { url, sign } = await buildApp(t)
+    const c = connect(url('/ws?token=' + sign({ sub: 'u1' })))
+    await c.message(1)
+    c.send({ type: 'auth', token: 'not.a.jwt' })
+    t.same(await c.closed, { code: 4001, reason: 'Invalid token' })
+  })
+
+  t.test('a user who lost the route\'s role closes with 4003', async t => {
+    const { url, sign } = await buildApp(t, { routes: echoRoutes([], { wsAuth: { roles: ['admin'] } }) })
+    const c = connect(url('/ws?token=' + sign({ sub: 'u1', roles: ['admin'] })))
+    await c.message(1)
+    c.send({ type: 'auth', token: sign({ sub: 'u1', roles: ['viewer'] }) })
+    t.same(await c.closed, { code: 4003, reason: 'Forbidden' })
+  })
+
+  t.test('authorize runs again', async t => {
+    let allowed = true
+    const { url, sign } = await buildApp(t, { routes: echoRoutes([], { wsAuth: { authorize: () => allowed } }) })
+    const c = connect(url('/ws?token=' + sign({ sub: 'u1' })))
+    await c.message(1)
+    allowed = false
+    c.send({ type: 'auth', token: sign({ sub: 'u1' }) })
+    t.same(await c.closed, { code: 4003, reason: 'Forbidden' })
+  })
+})
+
+t.test('revalidateInterval: a user now missing closes with 4002, one who lost a role with 4003', async t => {
+  const users = new Map<string, { id: string, roles: string[], permissions: string[] }>([
+    ['u1', { id: 'u1', roles: ['admin'], permissions: [] }],
+    ['u2', { id: 'u2', roles: ['admin'], permissions: [] }]
+  ])
+  let calls = 0
+  const { url, sign } = await buildApp(t, {
+    auth: { revalidateInterval: 50, loadUser: (claims) => { calls++; return users.get(claims.sub as string) ?? null } },
+    routes: echoRoutes([], { wsAuth: { roles: ['admin'] } })
+  })
+  const a = connect(url('/ws?token=' + sign({ sub: 'u1' })))
+  const b = connect(url('/ws?token=' + sign({ sub: 'u2' })))
+  await Promise.all([a.message(1), b.message(1)])
+  users.delete('u1')
+  users.set('u2', { id: 'u2', roles: ['viewer'], permissions: [] })
+  t.same(await a.closed, { code: 4002, reason: 'User not found or inactive' })
+  t.same(await b.closed, { code: 4003, reason: 'Forbidden' })
+  t.ok(calls >= 4)
+})
+
+t.test('maxLifetime', async t => {
+  t.test('ends the session with 4010', async t => {
+    const { url, sign } = await buildApp(t, { auth: { maxLifetime: 200 } })
+    const c = connect(url('/ws?token=' + sign({ sub: 'u1' })))
+    await c.message(1)
+    t.same(await c.closed, { code: 4010, reason: 'Session lifetime exceeded' })
+  })
+
+  t.test('route level overrides the plugin', async t => {
+    const { url, sign } = await buildApp(t, { auth: { maxLifetime: 60_000 }, routes: echoRoutes([], { wsAuth: { maxLifetime: 100 } }) })
+    const c = connect(url('/ws?token=' + sign({ sub: 'u1' })))
+    t.equal((await c.closed).code, 4010)
+  })
+
+  t.test('deadlines past 2^31-1 ms do not fire at once', async t => {
+    const { url, sign } = await buildApp(t, { auth: { maxLifetime: 2 ** 31 + 5000 }, routes: echoRoutes([]) })
+    const c = connect(url('/ws?token=' + sign({ sub: 'u1', exp: nowSec() + 40 * 24 * 3600 })))
+    await c.message(1)
+    c.send('later:150')
+    t.equal(await c.message(2), 'still here')
+    t.equal(c.ws.readyState, c.ws.OPEN)
+    c.ws.close()
+  })
+})
+
+t.test('heartbeat terminates a client that stops answering pings', async t => {
+  const { app, url, sign } = await buildApp(t, { auth: { heartbeatInterval: 50 } })
+  const answering = connect(url('/ws?token=' + sign({ sub: 'u1' })))
+  const silent = connect(url('/ws?token=' + sign({ sub: 'u2' })), undefined, { autoPong: false })
+  await Promise.all([answering.message(1), silent.message(1)])
+  t.equal((await silent.closed).code, 1006, 'terminated without a close frame')
+  t.equal(answering.ws.readyState, answering.ws.OPEN, 'the answering client stays')
+  await eventually(() => app.wsAuth.stats().active === 1)
+  t.same(app.wsAuth.connections().map(c => c.userId), ['u1'])
+  answering.ws.close()
+})
+
+t.test('appPing answers {"type":"ping"} with pong, and the handler never sees it', async t => {
+  const seen: unknown[] = []
+  const { url, sign } = await buildApp(t, { auth: { appPing: true }, routes: echoRoutes(seen) })
+  const c = connect(url('/ws?token=' + sign({ sub: 'u1' })))
+  await c.message(1)
+  c.send({ type: 'ping' })
+  const pong = await c.message(2) as Msg
+  t.equal(pong.type, 'pong')
+  t.ok(!Number.isNaN(Date.parse(pong.timestamp as string)))
+  c.send('after')
+  t.equal(await c.message(3), 'after')
+  t.same(seen, ['after'])
+  c.ws.close()
+})
+
+t.test('without appPing, {"type":"ping"} is an app message', async t => {
+  const seen: unknown[] = []
+  const { url, sign } = await buildApp(t, { routes: echoRoutes(seen) })
+  const c = connect(url('/ws?token=' + sign({ sub: 'u1' })))
+  await c.message(1)
+  c.send({ type: 'ping' })
+  t.same(await c.message(2), { type: 'ping' })
+  c.ws.close()
+})
+
+t.test('fastify.close() closes every authenticated socket with 1001, whatever the registration order', async t => {
+  for (const websocketFirst of [false, true]) {
+    const { app, url, sign } = await buildApp(t, { websocketFirst })
+    const authenticated = connect(url('/ws?token=' + sign({ sub: 'u1' })))
+    const waiting = connect(url('/ws'))
+    await Promise.all([authenticated.message(1), waiting.opened])
+    await app.close()
+    t.same(await authenticated.closed, { code: 1001, reason: 'Server shutting down' }, `websocketFirst: ${websocketFirst}`)
+    t.same(await waiting.closed, { code: 1001, reason: 'Server shutting down' })
+  }
+})

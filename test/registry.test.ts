@@ -1,0 +1,149 @@
+import { connect as tcpConnect } from 'node:net'
+import t from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { buildApp, connect, eventually, type Client } from './helpers/index.ts'
+
+type Msg = Record<string, unknown>
+
+function routes (app: FastifyInstance) {
+  app.get('/ws/a', { websocket: true }, (socket) => { socket.on('message', () => {}) })
+  app.get('/ws/b', { websocket: true }, (socket) => { socket.on('message', () => {}) })
+}
+
+t.test('sendToUser reaches every socket of that user, JSON-encoding objects', async t => {
+  const { app, url, sign } = await buildApp(t, { routes })
+  const a1 = connect(url('/ws/a?token=' + sign({ sub: 'u1' })))
+  const a2 = connect(url('/ws/b?token=' + sign({ sub: 'u1' })))
+  const b = connect(url('/ws/a?token=' + sign({ sub: 'u2' })))
+  await Promise.all([a1.message(1), a2.message(1), b.message(1)])
+  t.equal(app.wsAuth.sendToUser('u1', { type: 'note', n: 1 }), 2)
+  t.same(await a1.message(2), { type: 'note', n: 1 })
+  t.same(await a2.message(2), { type: 'note', n: 1 })
+  t.equal(app.wsAuth.sendToUser('u2', 'plain text'), 1)
+  t.equal(await b.message(2), 'plain text')
+  t.equal(app.wsAuth.sendToUser('nobody', 'x'), 0)
+  t.equal(b.messages.length, 2, 'u2 got only its own message')
+  t.throws(() => app.wsAuth.sendToUser({} as unknown as string, 'x'), { code: 'FST_WS_AUTH_INVALID_ARGUMENT' })
+  for (const c of [a1, a2, b]) c.ws.close()
+})
+
+t.test('broadcast: all, by roles, by permissions, by route, by predicate', async t => {
+  const { app, url, sign } = await buildApp(t, { routes, auth: { rolePermissions: { manager: ['stock.manage'] } } })
+  const admin = connect(url('/ws/a?token=' + sign({ sub: 'admin', roles: ['admin'] })))
+  const manager = connect(url('/ws/b?token=' + sign({ sub: 'mgr', roles: ['manager'] })))
+  const viewer = connect(url('/ws/a?token=' + sign({ sub: 'v', roles: ['viewer'], permissions: ['read'] })))
+  const all = [admin, manager, viewer]
+  await Promise.all(all.map(c => c.message(1)))
+  const received = async (n: number) => Promise.all(all.map(c => c.messages.length >= n ? c.messages[n - 1] : undefined))
+
+  t.equal(app.wsAuth.broadcast({ to: 'all' }), 3)
+  await Promise.all(all.map(c => c.message(2)))
+  t.equal(app.wsAuth.broadcast('roles', { roles: ['admin', 'manager'] }), 2)
+  t.equal(app.wsAuth.broadcast('perm', { permissions: ['stock.manage'] }), 1, 'rolePermissions expanded')
+  t.equal(app.wsAuth.broadcast('route', { route: '/ws/a' }), 2)
+  t.equal(app.wsAuth.broadcast('pred', (user) => user.id === 'v'), 1)
+  t.equal(app.wsAuth.broadcast('both', { roles: ['viewer'], permissions: ['read'] }), 1)
+  await admin.message(4)
+  await manager.message(4)
+  await viewer.message(5)
+  t.same(await received(3), ['roles', 'roles', 'route'])
+  t.same(admin.messages.slice(1), [{ to: 'all' }, 'roles', 'route'])
+  t.same(manager.messages.slice(1), [{ to: 'all' }, 'roles', 'perm'])
+  t.same(viewer.messages.slice(1), [{ to: 'all' }, 'route', 'pred', 'both'])
+  for (const c of all) c.ws.close()
+})
+
+t.test('disconnectUser closes every socket of a user: 4001 "Token revoked" by default, or a given code', async t => {
+  const { app, url, sign } = await buildApp(t, { routes })
+  const a = connect(url('/ws/a?token=' + sign({ sub: 'u1' })))
+  const b = connect(url('/ws/b?token=' + sign({ sub: 'u1' })))
+  const other = connect(url('/ws/a?token=' + sign({ sub: 'u2' })))
+  await Promise.all([a.message(1), b.message(1), other.message(1)])
+  t.equal(app.wsAuth.disconnectUser('u1'), 2)
+  t.same(await a.closed, { code: 4001, reason: 'Token revoked' })
+  t.same(await b.closed, { code: 4001, reason: 'Token revoked' })
+  t.equal(app.wsAuth.disconnectUser('u2', { code: 4000, reason: 'Moved to another device' }), 1)
+  t.same(await other.closed, { code: 4000, reason: 'Moved to another device' })
+  t.throws(() => app.wsAuth.disconnectUser('u1', { code: 1006 }), { code: 'FST_WS_AUTH_INVALID_ARGUMENT' })
+  t.throws(() => app.wsAuth.disconnectUser('u1', { reason: 'é'.repeat(62) }), { code: 'FST_WS_AUTH_INVALID_ARGUMENT' }, '124 bytes')
+  t.equal(app.wsAuth.disconnectUser('u1'), 0)
+})
+
+t.test('connections() and stats()', async t => {
+  const { app, url, sign } = await buildApp(t, { routes })
+  const exp = Math.floor(Date.now() / 1000) + 600
+  const a = connect(url('/ws/a?token=' + sign({ sub: 'u1', exp })))
+  const b = connect(url('/ws/b?token=' + sign({ sub: 'u2' })))
+  const first = await a.message(1) as Msg
+  await b.message(1)
+  const bad = connect(url('/ws/a?token=bad'))
+  await bad.closed
+  const waiting = connect(url('/ws/a'))
+  await waiting.opened
+  await eventually(() => app.wsAuth.stats().authenticating === 1)
+
+  const [info] = app.wsAuth.connections('u1')
+  t.same(info, {
+    clientId: first.client_id,
+    userId: 'u1',
+    route: '/ws/a',
+    connectedAt: info.connectedAt,
+    expiresAt: new Date(exp * 1000).toISOString()
+  })
+  t.ok(Date.parse(info.connectedAt) <= Date.now())
+  t.same(app.wsAuth.connections().map(c => c.userId).sort(), ['u1', 'u2'])
+  t.same(app.wsAuth.stats(), {
+    active: 2,
+    authenticating: 1,
+    users: 2,
+    attempts: 4,
+    established: 2,
+    failures: { 4001: 1 },
+    ended: {}
+  })
+  t.equal(app.wsAuth.closeCodes.forbidden.code, 4003)
+  for (const c of [a, b, waiting]) c.ws.close()
+})
+
+t.test('nothing is left behind after 1,000 connections, including ones that die mid-handshake or before authenticating', async t => {
+  const { app, url, sign, httpUrl } = await buildApp(t, { routes, auth: { authTimeout: 2000 } })
+  const port = Number(new URL(httpUrl('/')).port)
+  const token = sign({ sub: 'u1' })
+  const clients: Client[] = []
+  const raw: Promise<void>[] = []
+  for (let i = 0; i < 1000; i++) {
+    const kind = i % 4
+    if (kind === 0 || kind === 1) {
+      const c = connect(url(`/ws/${kind === 0 ? 'a' : 'b'}?token=${token}`))
+      c.message(1).then(() => c.ws.close())
+      clients.push(c)
+    } else if (kind === 2) {
+      const c = connect(url('/ws/a'))
+      c.opened.then(() => c.ws.terminate(), () => {})
+      clients.push(c)
+    } else {
+      raw.push(dieMidHandshake(port, token))
+    }
+  }
+  await Promise.all([...clients.map(c => c.closed), ...raw])
+  await eventually(() => app.wsAuth.stats().active === 0 && app.wsAuth.stats().authenticating === 0)
+  const stats = app.wsAuth.stats()
+  t.equal(stats.users, 0)
+  t.ok(stats.established >= 500 && stats.established <= 750, 'every good one established (dying ones may or may not)')
+  t.same(app.wsAuth.connections(), [])
+  t.same(app.wsAuth.connections('u1'), [])
+  t.equal(app.websocketServer.clients.size, 0)
+})
+
+/** Sends an upgrade request and destroys the socket before reading the answer. */
+function dieMidHandshake (port: number, token: string): Promise<void> {
+  return new Promise(resolve => {
+    const socket = tcpConnect(port, '127.0.0.1', () => {
+      socket.write(`GET /ws/a?token=${token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n')
+      socket.destroy()
+    })
+    socket.on('close', () => resolve())
+    socket.on('error', () => {})
+  })
+}
