@@ -6,6 +6,13 @@ import type { WsAuthClaims, WsAuthUser } from './types.ts'
 /** Verifies a token and returns its claims; `null`/`false`/`undefined` mean an invalid token. */
 export type Verifier = (token: string, request: FastifyRequest) => unknown
 
+/** What authentication needs besides the token: options, the verifier, the revocation list. */
+export interface AuthContext {
+  readonly config: Config
+  readonly verifier: Verifier
+  isRevoked (claims: WsAuthClaims, userId: string | number | undefined): boolean
+}
+
 /** What authenticating one token produced. */
 export type Outcome =
   | { ok: true, user: WsAuthUser, claims: WsAuthClaims, expiresAt: number | null }
@@ -18,20 +25,22 @@ const EXPIRED_CODES = new Set(['FAST_JWT_EXPIRED', 'FST_JWT_AUTHORIZATION_TOKEN_
  * Runs the checks in their documented order: verify, load the user, roles, permissions, authorize.
  * Never throws: a hook that throws (or rejects, with anything) becomes `internal_error`.
  */
-export async function authenticate (token: string, request: FastifyRequest, policy: RoutePolicy, config: Config, verifier: Verifier): Promise<Outcome> {
+export async function authenticate (token: string, request: FastifyRequest, policy: RoutePolicy, ctx: AuthContext): Promise<Outcome> {
   if (token.length === 0) return { ok: false, failure: 'invalid_token' }
   let claims: unknown
   try {
-    claims = await verifier(token, request)
+    claims = await ctx.verifier(token, request)
   } catch (error) {
     return { ok: false, failure: classifyVerifyError(error), error }
   }
   if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) return { ok: false, failure: 'invalid_token' }
-  return authorizeClaims(claims as WsAuthClaims, request, policy, config)
+  return authorizeClaims(claims as WsAuthClaims, request, policy, ctx)
 }
 
-/** The checks after verification: load the user, then roles, permissions and `authorize`. */
-export async function authorizeClaims (claims: WsAuthClaims, request: FastifyRequest, policy: RoutePolicy, config: Config): Promise<Outcome> {
+/** The checks after verification: revocation, the user, roles, permissions and `authorize`. */
+async function authorizeClaims (claims: WsAuthClaims, request: FastifyRequest, policy: RoutePolicy, ctx: AuthContext): Promise<Outcome> {
+  const config = ctx.config
+  if (ctx.isRevoked(claims, undefined)) return { ok: false, failure: 'token_revoked' }
   let user: WsAuthUser
   try {
     user = await config.loadUser(claims, request) as WsAuthUser
@@ -40,6 +49,7 @@ export async function authorizeClaims (claims: WsAuthClaims, request: FastifyReq
   }
   if (user === null || user === undefined) return { ok: false, failure: 'user_not_found' }
   const userId = idOf(user)
+  if (ctx.isRevoked(claims, userId)) return { ok: false, failure: 'token_revoked', userId }
   if (!hasRoleAndPermissions(user, policy, config)) return { ok: false, failure: 'forbidden', userId }
   if (policy.authorize !== null) {
     let verdict: unknown

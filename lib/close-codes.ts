@@ -72,8 +72,8 @@ export const closeCodes = {
   abnormal_closure: { code: 1006, reason: '', status: null, retry: 'backoff', emitted: false },
   /** The server is restarting. */
   service_restart: { code: 1012, reason: '', status: null, retry: 'backoff', emitted: false },
-  /** The server is overloaded. */
-  try_again_later: { code: 1013, reason: '', status: null, retry: 'backoff', emitted: false }
+  /** A limit could not be checked (the cluster store is down and `onRedisError` is `'fail-closed'`), or the server is overloaded. */
+  try_again_later: { code: 1013, reason: 'Try again later', status: 503, retry: 'backoff', emitted: true }
 } as const satisfies Record<string, CloseCodeEntry>
 
 /** A failure class: a key of the close-code table. */

@@ -1,61 +1,141 @@
+import type { ClusterCommand, ClusterConnectionInfo, ClusterStats } from './adapter.ts'
 import { isSendableCloseCode, MAX_REASON_BYTES, utf8Length, type CloseCodeTable } from './close-codes.ts'
 import { InvalidArgumentError } from './errors.ts'
-import type { Host } from './host.ts'
-import type { Config } from './options.ts'
-import type { BroadcastFilter, ConnectionInfo, DisconnectOptions, UserId, WsAuthStats } from './registry.ts'
-import type { Session } from './session.ts'
+import { closerFor, type Host } from './host.ts'
+import { encode, type BroadcastFilter, type ConnectionInfo, type DisconnectOptions, type UserId, type WsAuthStats } from './registry.ts'
+import { RevocationList, type RevokeTarget } from './revocation.ts'
 import type { WsAuthUser } from './types.ts'
 
-/** `fastify.wsAuth`: reach, inspect or disconnect the users of live sessions. */
+/** A count: a number in one process; a promise of the cluster-wide sum with a cluster adapter. */
+export type Count = number | Promise<number>
+
+/**
+ * `fastify.wsAuth`: reach, inspect or disconnect the users of live sessions, and revoke tokens.
+ * With a cluster adapter every call spans all instances and returns a promise; `await` works in
+ * both modes.
+ */
 export interface WsAuthDecorator {
   /** Sends to every open session of a user (objects are JSON-encoded); returns the sockets reached. */
-  sendToUser (userId: UserId, data: unknown): number
-  /** Sends to every open session matching the filter (all when none); returns the sockets reached. */
-  broadcast (data: unknown, filter?: BroadcastFilter | ((user: WsAuthUser) => boolean)): number
+  sendToUser (userId: UserId, data: unknown): Count
+  /**
+   * Sends to every open session matching the filter (all when none); returns the sockets reached.
+   * A predicate (a function, or `filter.user`) applies to this instance's sessions only.
+   */
+  broadcast (data: unknown, filter?: BroadcastFilter | ((user: WsAuthUser) => boolean)): Count
   /**
    * Closes every open session of a user, by default with 4001 `Token revoked` (logout everywhere);
-   * returns the sockets closed. The client may reconnect with the same token unless it is revoked.
+   * returns the sockets closed. The client may reconnect with the same token: `revoke` it too.
    */
-  disconnectUser (userId: UserId, options?: DisconnectOptions): number
-  /** The open sessions, of one user or of all. */
+  disconnectUser (userId: UserId, options?: DisconnectOptions): Count
+  /**
+   * Revokes a token (`{ jti }`) or every token of a user issued before a time (`{ userId, issuedBefore? }`,
+   * default now): live sockets holding one close with 4001 `Token revoked`, and the tokens are
+   * refused at handshake and refresh until their `exp` (or `maxTokenLifetime`). Returns the sockets closed.
+   */
+  revoke (target: RevokeTarget): Count
+  /** The open sessions, of one user or of all; `{ cluster: true }` asks every instance. */
   connections (userId?: UserId): ConnectionInfo[]
-  /** Counters and live counts. */
+  connections (userId: UserId | undefined, options: { cluster: true }): Promise<ClusterConnectionInfo[]>
+  /** Counters and live counts of this instance; `{ cluster: true }` sums every instance. */
   stats (): WsAuthStats
+  stats (options: { cluster: true }): Promise<ClusterStats>
   /** The close-code table in force (with the `closeCodes` overrides applied). */
   readonly closeCodes: CloseCodeTable
 }
 
-export function buildDecorator (host: Host, config: Config): WsAuthDecorator {
-  const registry = host.registry
-  return {
-    sendToUser: (userId, data) => registry.sendToUser(checkUserId(userId), data),
-    broadcast: (data, filter) => registry.broadcast(data, checkFilter(filter)),
-    disconnectUser (userId, options) {
-      const close = closerFor(options)
-      return registry.disconnectUser(checkUserId(userId), close)
-    },
-    connections: (userId) => registry.connections(userId === undefined ? undefined : checkUserId(userId)),
-    stats: () => registry.stats(),
-    closeCodes: config.table
+export function buildDecorator (host: Host): WsAuthDecorator {
+  const { registry, config } = host
+  const adapter = config.adapter
+  function run (command: ClusterCommand): Count {
+    return adapter === null ? host.execute(command) : adapter.publish(command)
   }
+  return {
+    sendToUser (userId, data) {
+      return run({ op: 'sendToUser', userId: checkUserId(userId), ...wire(data) })
+    },
+    broadcast (data, filter) {
+      const checked = checkFilter(filter)
+      if (adapter === null || typeof checked === 'function' || checked?.user !== undefined) {
+        // A predicate cannot cross processes: it applies here only (documented).
+        return registry.broadcast(data, checked)
+      }
+      return adapter.publish({ op: 'broadcast', ...wire(data), filter: travelling(checked) })
+    },
+    disconnectUser (userId, options) {
+      const { code, reason } = checkClose(options)
+      if (adapter === null) return registry.disconnectUser(checkUserId(userId), closerFor(code, reason))
+      return adapter.publish({ op: 'disconnectUser', userId: checkUserId(userId), code, reason })
+    },
+    revoke (target) {
+      const entry = RevocationList.entryFor(checkTarget(target), config.maxTokenLifetime)
+      return adapter === null ? host.revokeLocal(entry) : adapter.revoke(entry)
+    },
+    connections (userId?: UserId, options?: { cluster: true }) {
+      const id = userId === undefined ? undefined : checkUserId(userId)
+      if (options?.cluster === true) {
+        if (adapter !== null) return adapter.connections(id)
+        return Promise.resolve(registry.connections(id).map(c => ({ ...c, instanceId: host.instanceId })))
+      }
+      return registry.connections(id)
+    },
+    stats (options?: { cluster: true }) {
+      if (options?.cluster === true) {
+        if (adapter !== null) return adapter.stats()
+        const own = registry.stats()
+        return Promise.resolve({ ...own, instances: { [host.instanceId]: own } })
+      }
+      return registry.stats()
+    },
+    closeCodes: config.table
+  } as WsAuthDecorator
 }
 
-function closerFor (options: DisconnectOptions | undefined): (session: Session) => void {
-  if (options === undefined || (options.code === undefined && options.reason === undefined)) {
-    return session => session.end('token_revoked')
-  }
+/** Encodes data once, in a form that can travel between instances. */
+function wire (data: unknown): { data: string, binary?: boolean } {
+  const encoded = encode(data)
+  if (typeof encoded === 'string') return { data: encoded }
+  const bytes = Buffer.isBuffer(encoded)
+    ? encoded
+    : encoded instanceof ArrayBuffer ? Buffer.from(encoded) : Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength)
+  return { data: bytes.toString('base64'), binary: true }
+}
+
+function travelling (filter: BroadcastFilter | undefined): { roles?: string[], permissions?: string[], route?: string } | undefined {
+  if (filter === undefined) return undefined
+  return { roles: filter.roles && [...filter.roles], permissions: filter.permissions && [...filter.permissions], route: filter.route }
+}
+
+function checkClose (options: DisconnectOptions | undefined): DisconnectOptions {
+  if (options === undefined || (options.code === undefined && options.reason === undefined)) return {}
   const code = options.code ?? 4001
   const reason = options.reason ?? ''
   if (!isSendableCloseCode(code)) throw new InvalidArgumentError('disconnectUser: code', `${String(code)} cannot be sent in a close frame`)
   if (typeof reason !== 'string' || utf8Length(reason) > MAX_REASON_BYTES) {
     throw new InvalidArgumentError('disconnectUser: reason', `must be a string of at most ${MAX_REASON_BYTES} bytes`)
   }
-  return session => session.endWith(code, reason)
+  return { code, reason }
 }
 
 function checkUserId (userId: unknown): UserId {
   if (typeof userId !== 'string' && typeof userId !== 'number') throw new InvalidArgumentError('userId', 'must be a string or a number')
   return userId
+}
+
+function checkTarget (target: unknown): RevokeTarget {
+  const t = target as Partial<{ jti: unknown, userId: unknown, issuedBefore: unknown, exp: unknown }> | null
+  if (t === null || typeof t !== 'object') throw new InvalidArgumentError('revoke', 'takes { jti } or { userId, issuedBefore? }')
+  if (t.exp !== undefined && !(t.exp instanceof Date) && !(typeof t.exp === 'number' && Number.isFinite(t.exp))) {
+    throw new InvalidArgumentError('revoke: exp', 'must be a Date or a number of seconds since the epoch (a JWT exp)')
+  }
+  if (t.jti !== undefined) {
+    if (typeof t.jti !== 'string' || t.jti.length === 0) throw new InvalidArgumentError('revoke: jti', 'must be a non-empty string')
+    return t as RevokeTarget
+  }
+  checkUserId(t.userId)
+  if (t.issuedBefore !== undefined && !(t.issuedBefore instanceof Date && !Number.isNaN(t.issuedBefore.getTime()))) {
+    throw new InvalidArgumentError('revoke: issuedBefore', 'must be a valid Date')
+  }
+  return t as RevokeTarget
 }
 
 function checkFilter (filter: unknown): BroadcastFilter | ((user: WsAuthUser) => boolean) | undefined {

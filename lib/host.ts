@@ -1,14 +1,17 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
-import { authenticate, hasRoleAndPermissions, idOf, permissionsOf, type Outcome, type Verifier } from './authenticate.ts'
+import { randomUUID } from 'node:crypto'
+import type { AcquireResult, ClusterCommand, ClusterNode, Slot } from './adapter.ts'
+import { authenticate, hasRoleAndPermissions, idOf, permissionsOf, type AuthContext, type Outcome, type Verifier } from './authenticate.ts'
 import type { FailureClass } from './close-codes.ts'
 import { NoVerifierError } from './errors.ts'
 import type { Config, RoutePolicy } from './options.ts'
 import { scrubError } from './redact.ts'
-import { LocalRegistry } from './registry.ts'
+import { LocalRegistry, type UserId } from './registry.ts'
+import { covers, RevocationList, type RevocationEntry } from './revocation.ts'
 import type { Session, SessionHost } from './session.ts'
-import type { AuthAttempt, WsAuthPluginOptions, WsAuthUser } from './types.ts'
+import type { AuthAttempt, WsAuthClaims, WsAuthPluginOptions, WsAuthUser } from './types.ts'
 
 type Failure = Extract<Outcome, { ok: false }>
 
@@ -16,7 +19,9 @@ type Failure = Extract<Outcome, { ok: false }>
  * What sessions need from the plugin, in one place: the close-code table, verification, the
  * registry and limits, logging and the audit hooks.
  */
-export class Host implements SessionHost {
+export class Host implements SessionHost, AuthContext, ClusterNode {
+  readonly instanceId = randomUUID()
+  readonly revocations = new RevocationList()
   readonly maxAuthMessageBytes: number
   readonly maxPendingMessages: number
   readonly maxPendingBytes: number
@@ -26,27 +31,50 @@ export class Host implements SessionHost {
   verifier: Verifier = () => { throw new NoVerifierError() }
   private revalidating = false
 
-  constructor (private readonly config: Config, private readonly log: FastifyBaseLogger) {
+  /** Sessions holding a slot in the cluster adapter. */
+  private readonly slotted = new WeakSet<Session>()
+
+  constructor (readonly config: Config, readonly log: FastifyBaseLogger) {
     this.maxAuthMessageBytes = config.maxAuthMessageBytes
     this.maxPendingMessages = config.maxPendingMessages
     this.maxPendingBytes = config.maxPendingBytes
     this.appPing = config.appPing
     this.expiryWarning = config.expiryWarning
-    this.registry = new LocalRegistry(user => permissionsOf(user, config))
+    this.registry = new LocalRegistry(user => permissionsOf(user, config), () => this.revocations.entries().length)
   }
 
   authenticate (token: string, request: FastifyRequest, policy: RoutePolicy): Promise<Outcome> {
-    return authenticate(token, request, policy, this.config, this.verifier)
+    return authenticate(token, request, policy, this)
+  }
+
+  isRevoked (claims: WsAuthClaims, userId: UserId | undefined): boolean {
+    return this.revocations.isRevoked(claims, userId)
   }
 
   /** Whether a new session of this user fits under `maxConnectionsPerUser` (evicting the oldest if so configured). */
-  admit (session: Session): boolean {
+  admit (session: Session): boolean | Promise<boolean> {
     const max = this.config.maxConnectionsPerUser
     if (max === null || session.userId === undefined) return true
+    if (this.config.adapter !== null) return this.admitCluster(session, max)
     const sessions = this.registry.sessionsOf(session.userId)
     if (sessions.length < max) return true
     if (this.config.onLimit === 'reject') return false
     for (let i = 0; i <= sessions.length - max; i++) sessions[i].end('too_many_connections')
+    return true
+  }
+
+  private async admitCluster (session: Session, max: number): Promise<boolean> {
+    const slot = slotOf(session)
+    const result: AcquireResult = await this.config.adapter!.acquire(slot, max, this.config.onLimit)
+    if (!result.ok) return false
+    this.slotted.add(session)
+    // The session may have closed while the slot was being taken.
+    if (!session.isAlive) this.gone(session)
+    for (const clientId of result.evict ?? []) {
+      if (this.execute({ op: 'closeClient', clientId, failure: 'too_many_connections' }) === 0) {
+        this.config.adapter!.publish({ op: 'closeClient', clientId, failure: 'too_many_connections' }).catch(() => {})
+      }
+    }
     return true
   }
 
@@ -118,6 +146,54 @@ export class Host implements SessionHost {
 
   gone (session: Session): void {
     this.registry.gone(session)
+    if (this.slotted.delete(session)) this.config.adapter!.release(slotOf(session))
+  }
+
+  /** Stores a revocation and closes the local sessions it covers with 4001 `Token revoked`. */
+  revokeLocal (entry: RevocationEntry): number {
+    this.revocations.add(entry)
+    let closed = 0
+    for (const session of this.registry.openSessions()) {
+      if (covers(entry, session.claims, session.userId)) {
+        session.end('token_revoked')
+        closed++
+      }
+    }
+    return closed
+  }
+
+  // ClusterNode: what a cluster adapter sees of this instance.
+
+  execute (command: ClusterCommand): number {
+    switch (command.op) {
+      case 'sendToUser': return this.registry.sendToUser(command.userId, decodeData(command.data, command.binary))
+      case 'broadcast': return this.registry.broadcast(decodeData(command.data, command.binary), command.filter)
+      case 'disconnectUser': return this.registry.disconnectUser(command.userId, closerFor(command.code, command.reason))
+      case 'revoke': return this.revokeLocal(command.entry)
+      case 'closeClient': {
+        const session = this.registry.byClientId(command.clientId)
+        if (session === undefined) return 0
+        session.end(command.failure)
+        return 1
+      }
+      default: return 0
+    }
+  }
+
+  slots (): Slot[] {
+    return this.registry.openSessions().filter(s => this.slotted.has(s)).map(slotOf)
+  }
+
+  connections (userId?: UserId) {
+    return this.registry.connections(userId)
+  }
+
+  stats () {
+    return this.registry.stats()
+  }
+
+  addRevocations (entries: RevocationEntry[]): void {
+    for (const entry of entries) this.revocations.add(entry)
   }
 
   /**
@@ -167,4 +243,19 @@ export class Host implements SessionHost {
       report(err)
     }
   }
+}
+
+function slotOf (session: Session): Slot {
+  return { userId: session.userId!, clientId: session.clientId, connectedAt: session.connectedAt }
+}
+
+/** Data of a cluster command: text as is, binary as base64. */
+function decodeData (data: string, binary: boolean | undefined): string | Buffer {
+  return binary === true ? Buffer.from(data, 'base64') : data
+}
+
+/** How a disconnected session closes: 4001 `Token revoked` unless a code is given. */
+export function closerFor (code: number | undefined, reason: string | undefined): (session: Session) => void {
+  if (code === undefined && reason === undefined) return session => session.end('token_revoked')
+  return session => session.endWith(code ?? 4001, reason ?? '')
 }

@@ -42,7 +42,7 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
     fastify.log.warn('fastify-ws-auth: the "cookie" source is enabled without "allowedOrigins": any web page can open an authenticated socket with the user\'s cookie (cross-site WebSocket hijacking)')
   }
   if (!fastify.hasRequestDecorator('user')) fastify.decorateRequest('user', null as unknown as string)
-  fastify.decorate('wsAuth', buildDecorator(host, config))
+  fastify.decorate('wsAuth', buildDecorator(host))
 
   fastify.addHook('onRoute', function onRoute (route: WebsocketRoute) {
     const isWebsocket = route.websocket === true || route.wsHandler !== undefined
@@ -78,13 +78,15 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
     host.verifier = config.verify === undefined ? jwtVerifier(fastify) : config.verify as Verifier
     if (config.heartbeatInterval !== null) timers.push(setInterval(() => host.registry.heartbeat(), config.heartbeatInterval).unref())
     if (config.revalidateInterval !== null) timers.push(setInterval(() => { host.revalidate() }, config.revalidateInterval).unref())
+    timers.push(setInterval(() => host.revocations.sweep(), 60_000).unref())
+    if (config.adapter !== null) await config.adapter.start(host)
     // Added once Fastify has added its own close handler: onClose handlers run last-added first,
     // so this one runs before every preClose hook, and sockets see 1001 whatever the order of
     // registration (@fastify/websocket's preClose closes them without a code).
-    fastify.addHook('onClose', function goingAway (_instance, done) {
+    fastify.addHook('onClose', async function goingAway () {
       for (const timer of timers) clearInterval(timer)
       host.registry.closeAll('going_away')
-      done()
+      if (config.adapter !== null) await config.adapter.close()
     })
   })
 
@@ -106,7 +108,7 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
         } else {
           const found = findToken(request, policy.requestSources, config)
           token = found?.token
-          if (found !== undefined) outcome = await authenticate(found.token, request, policy, config, host.verifier)
+          if (found !== undefined) outcome = await authenticate(found.token, request, policy, host)
           else if (!policy.awaitsMessage) outcome = { ok: false, failure: 'no_token' }
         }
       } catch (error) {
@@ -187,5 +189,7 @@ export {
 } from './errors.ts'
 export { defaultLoadUser } from './options.ts'
 export type { BroadcastFilter, ConnectionInfo, DisconnectOptions, WsAuthStats, UserId } from './registry.ts'
-export type { WsAuthDecorator } from './decorator.ts'
+export type { WsAuthDecorator, Count } from './decorator.ts'
+export type { RevokeTarget, RevocationEntry } from './revocation.ts'
+export type { ClusterAdapter, ClusterNode, ClusterCommand, Slot, AcquireResult, ClusterConnectionInfo, ClusterStats } from './adapter.ts'
 export type * from './types.ts'

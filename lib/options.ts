@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify'
+import type { ClusterAdapter } from './adapter.ts'
 import { mergeCloseCodes, type CloseCodeTable } from './close-codes.ts'
 import { InvalidOptionError, InvalidRouteOptionError } from './errors.ts'
 import type {
@@ -45,6 +46,8 @@ export interface Config {
   maxLifetime: number | null
   heartbeatInterval: number | null
   appPing: boolean
+  maxTokenLifetime: number
+  adapter: ClusterAdapter | null
 }
 
 /** One protected route's requirements, resolved against the plugin's options once, at declaration. */
@@ -99,7 +102,9 @@ export function buildConfig (opts: WsAuthPluginOptions): Config {
     onLimit: oneOf(opts.onLimit, ['reject', 'evict-oldest'] as const, 'reject', fail('onLimit')),
     maxLifetime: optional(opts.maxLifetime, v => longDuration(v, fail('maxLifetime'))),
     heartbeatInterval: opts.heartbeatInterval === false ? null : duration(opts.heartbeatInterval, 30000, fail('heartbeatInterval')),
-    appPing: bool(opts.appPing, false, fail('appPing'))
+    appPing: bool(opts.appPing, false, fail('appPing')),
+    maxTokenLifetime: opts.maxTokenLifetime === undefined ? 24 * 3600 * 1000 : longDuration(opts.maxTokenLifetime, fail('maxTokenLifetime')),
+    adapter: adapter(opts.adapter)
   }
   if (opts.websocket !== undefined && (opts.websocket === null || typeof opts.websocket !== 'object')) {
     throw new InvalidOptionError('websocket', 'must be an object (the options of @fastify/websocket)')
@@ -115,7 +120,7 @@ const KNOWN_OPTIONS = new Set<string>([
   'maxPendingMessages', 'maxPendingBytes', 'reject', 'established', 'verify', 'loadUser',
   'rolePermissions', 'allowedOrigins', 'publicUser', 'closeCodes', 'onAuthSuccess', 'onAuthFailure',
   'websocket', 'expiryWarning', 'revalidateInterval', 'maxConnectionsPerUser', 'onLimit', 'maxLifetime',
-  'heartbeatInterval', 'appPing'
+  'heartbeatInterval', 'appPing', 'maxTokenLifetime', 'adapter'
 ] satisfies (keyof WsAuthPluginOptions)[])
 
 const ROUTE_OPTIONS = new Set<string>([
@@ -266,6 +271,15 @@ function originPredicate (value: unknown): Config['originAllowed'] {
   if (typeof value === 'function') return value as Config['originAllowed']
   const list = new Set(stringList(value, problem => new InvalidOptionError('allowedOrigins', `${problem}, or a function`)))
   return (origin) => list.has(origin)
+}
+
+const ADAPTER_METHODS = ['start', 'close', 'acquire', 'release', 'publish', 'revoke', 'connections', 'stats'] as const
+
+function adapter (value: unknown): ClusterAdapter | null {
+  if (value === undefined) return null
+  const missing = ADAPTER_METHODS.filter(m => typeof (value as Record<string, unknown> | null)?.[m] !== 'function')
+  if (missing.length > 0) throw new InvalidOptionError('adapter', `must be a cluster adapter (e.g. redisAdapter()); missing: ${missing.join(', ')}`)
+  return value as ClusterAdapter
 }
 
 function closeCodeTable (value: unknown): CloseCodeTable {

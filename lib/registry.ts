@@ -46,6 +46,8 @@ export interface WsAuthStats {
   failures: Record<number, number>
   /** Established sessions the plugin closed (expiry, lifetime, eviction, revalidation...), by close code. */
   ended: Record<number, number>
+  /** Revocation entries kept (until their tokens' expiry). */
+  revocations: number
 }
 
 /** What to close a disconnected user's sockets with. */
@@ -71,7 +73,10 @@ export class LocalRegistry {
   private readonly failures: Record<number, number> = Object.create(null)
   private readonly endedCodes: Record<number, number> = Object.create(null)
 
-  constructor (private readonly permissionsOf: (user: WsAuthUser) => ReadonlySet<string>) {}
+  constructor (
+    private readonly permissionsOf: (user: WsAuthUser) => ReadonlySet<string>,
+    private readonly revocationCount: () => number
+  ) {}
 
   track (session: Session): void {
     this.live.add(session)
@@ -110,6 +115,16 @@ export class LocalRegistry {
   sessionsOf (userId: UserId): readonly Session[] {
     const sessions = this.byUser.get(userId)
     return sessions === undefined ? [] : [...sessions]
+  }
+
+  /** Open sessions, oldest first. */
+  openSessions (): Session[] {
+    return [...this.open]
+  }
+
+  byClientId (clientId: string): Session | undefined {
+    for (const session of this.open) if (session.clientId === clientId) return session
+    return undefined
   }
 
   countOf (userId: UserId): number {
@@ -164,7 +179,8 @@ export class LocalRegistry {
       attempts: this.attempts,
       established: this.establishedCount,
       failures: { ...this.failures },
-      ended: { ...this.endedCodes }
+      ended: { ...this.endedCodes },
+      revocations: this.revocationCount()
     }
   }
 

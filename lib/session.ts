@@ -98,6 +98,11 @@ export class Session {
     return this.state === HOLDING || this.state === OPEN
   }
 
+  /** Not closed yet (authenticating or open). */
+  get isAlive (): boolean {
+    return this.state !== CLOSED
+  }
+
   /** Waits for `{"type":"auth","token":"..."}` as the first message, for `authTimeout` ms. */
   awaitAuthMessage (): void {
     this.timer = setTimeout(() => this.refuse({ ok: false, failure: 'auth_timeout' }), this.policy.authTimeout)

@@ -3,6 +3,7 @@ import type { FastifyRequest, RawServerBase, RawServerDefault } from 'fastify'
 import type { WebsocketPluginOptions } from '@fastify/websocket'
 import type { CloseCodeOverrides, FailureClass } from './close-codes.ts'
 import type { WsAuthDecorator } from './decorator.ts'
+import type { ClusterAdapter } from './adapter.ts'
 
 /** The user object the plugin builds from claims when no `loadUser` is given. */
 export interface DefaultWsAuthUser {
@@ -134,6 +135,10 @@ export interface WsAuthPluginOptions {
   heartbeatInterval?: number | false
   /** Answer `{"type":"ping"}` with `{"type":"pong","timestamp"}` (consumed by the plugin). @default false */
   appPing?: boolean
+  /** How long a revocation without `exp` is kept, in ms: the longest lifetime of your tokens. @default 86400000 (24 h) */
+  maxTokenLifetime?: number
+  /** A cluster adapter (`redisAdapter()` from `fastify-ws-auth/redis`): registry calls, limits and revocations span instances. */
+  adapter?: ClusterAdapter
 }
 
 /** Route-level `wsAuth`: `false` opts out, `true` (or absent) requires a valid token. */

@@ -99,7 +99,8 @@ t.test('connections() and stats()', async t => {
     attempts: 4,
     established: 2,
     failures: { 4001: 1 },
-    ended: {}
+    ended: {},
+    revocations: 0
   })
   t.equal(app.wsAuth.closeCodes.forbidden.code, 4003)
   for (const c of [a, b, waiting]) c.ws.close()

@@ -1,0 +1,99 @@
+import type { UserId } from './registry.ts'
+import type { WsAuthClaims } from './types.ts'
+
+/** What `revoke()` takes: a token id, or every token of a user issued before a time. */
+export type RevokeTarget =
+  | { jti: string, exp?: number | Date }
+  | { userId: UserId, issuedBefore?: Date, exp?: number | Date }
+
+/**
+ * A stored revocation, as it travels between instances: plain JSON numbers.
+ * `issuedBefore` is in seconds (a token whose `iat` is earlier is revoked); `expiresAt` is in ms.
+ */
+export type RevocationEntry =
+  | { jti: string, expiresAt: number }
+  | { userId: UserId, issuedBefore: number, expiresAt: number }
+
+/**
+ * Revoked tokens, kept until they would have expired anyway. Entries are checked at every
+ * handshake and refresh; expired ones are dropped when met and by `sweep()`, so nothing grows
+ * without bound.
+ */
+export class RevocationList {
+  private readonly byJti = new Map<string, number>()
+  private readonly byUser = new Map<UserId, { issuedBefore: number, expiresAt: number }>()
+
+  /** Turns a `revoke()` argument into an entry; `maxTokenLifetime` (ms) bounds entries without `exp`. */
+  static entryFor (target: RevokeTarget, maxTokenLifetime: number, now = Date.now()): RevocationEntry {
+    const exp = target.exp
+    const expiresAt = exp === undefined ? now + maxTokenLifetime : (exp instanceof Date ? exp.getTime() : exp * 1000)
+    if ('jti' in target) return { jti: target.jti, expiresAt }
+    const before = target.issuedBefore ?? new Date(now)
+    return { userId: target.userId, issuedBefore: Math.floor(before.getTime() / 1000), expiresAt }
+  }
+
+  add (entry: RevocationEntry, now = Date.now()): void {
+    if (entry.expiresAt <= now) return
+    if ('jti' in entry) {
+      this.byJti.set(entry.jti, Math.max(entry.expiresAt, this.byJti.get(entry.jti) ?? 0))
+      return
+    }
+    const known = this.byUser.get(entry.userId)
+    this.byUser.set(entry.userId, {
+      issuedBefore: Math.max(entry.issuedBefore, known?.issuedBefore ?? 0),
+      expiresAt: Math.max(entry.expiresAt, known?.expiresAt ?? 0)
+    })
+  }
+
+  /**
+   * Whether a token with these claims, held by this user, is revoked. A token without `iat` is
+   * treated as issued at the beginning of time: a user-wide revocation covers it (fail closed).
+   */
+  isRevoked (claims: WsAuthClaims | undefined, userId: UserId | undefined, now = Date.now()): boolean {
+    if (this.byJti.size === 0 && this.byUser.size === 0) return false
+    const jti = (claims as { jti?: unknown } | undefined)?.jti
+    if (typeof jti === 'string') {
+      const until = this.byJti.get(jti)
+      if (until !== undefined) {
+        if (until > now) return true
+        this.byJti.delete(jti)
+      }
+    }
+    if (userId === undefined) return false
+    const entry = this.byUser.get(userId)
+    if (entry === undefined) return false
+    if (entry.expiresAt <= now) {
+      this.byUser.delete(userId)
+      return false
+    }
+    const iat = (claims as { iat?: unknown } | undefined)?.iat
+    return typeof iat !== 'number' || iat < entry.issuedBefore
+  }
+
+  /** Drops entries whose tokens have expired. */
+  sweep (now = Date.now()): void {
+    for (const [jti, until] of this.byJti) if (until <= now) this.byJti.delete(jti)
+    for (const [userId, entry] of this.byUser) if (entry.expiresAt <= now) this.byUser.delete(userId)
+  }
+
+  get size (): number {
+    return this.byJti.size + this.byUser.size
+  }
+
+  /** Every live entry, for a new instance or a cluster adapter to load. */
+  entries (now = Date.now()): RevocationEntry[] {
+    this.sweep(now)
+    const out: RevocationEntry[] = []
+    for (const [jti, expiresAt] of this.byJti) out.push({ jti, expiresAt })
+    for (const [userId, e] of this.byUser) out.push({ userId, issuedBefore: e.issuedBefore, expiresAt: e.expiresAt })
+    return out
+  }
+}
+
+/** Whether an entry covers the token of a live session (its claims and user id). */
+export function covers (entry: RevocationEntry, claims: WsAuthClaims | undefined, userId: UserId | undefined): boolean {
+  if ('jti' in entry) return (claims as { jti?: unknown } | undefined)?.jti === entry.jti
+  if (userId !== entry.userId) return false
+  const iat = (claims as { iat?: unknown } | undefined)?.iat
+  return typeof iat !== 'number' || iat < entry.issuedBefore
+}

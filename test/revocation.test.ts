@@ -1,0 +1,86 @@
+import t from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { buildApp, connect, eventually } from './helpers/index.ts'
+
+const nowSec = () => Math.floor(Date.now() / 1000)
+
+function routes (app: FastifyInstance) {
+  app.get('/ws', { websocket: true }, (socket) => {
+    socket.on('message', (data) => socket.send(data.toString()))
+  })
+}
+
+t.test('revoke({ jti }) closes the sockets holding that token, and refuses it at handshake and refresh', async t => {
+  const { app, url, sign } = await buildApp(t, { routes })
+  const revoked = sign({ sub: 'u1', jti: 'token-a' })
+  const kept = sign({ sub: 'u1', jti: 'token-b' })
+  const a = connect(url('/ws?token=' + revoked))
+  const b = connect(url('/ws?token=' + kept))
+  await Promise.all([a.message(1), b.message(1)])
+
+  t.equal(app.wsAuth.revoke({ jti: 'token-a' }), 1)
+  t.same(await a.closed, { code: 4001, reason: 'Token revoked' })
+  b.send('still')
+  t.equal(await b.message(2), 'still', 'a socket with another token stays')
+
+  const again = connect(url('/ws?token=' + revoked))
+  t.same(await again.closed, { code: 4001, reason: 'Token revoked' }, 'refused at handshake')
+  t.equal(again.messages.length, 0)
+
+  b.send({ type: 'auth', token: revoked })
+  t.same(await b.closed, { code: 4001, reason: 'Token revoked' }, 'refused at refresh')
+  t.equal(app.wsAuth.stats().revocations, 1)
+})
+
+t.test('revoke({ userId, issuedBefore }) covers tokens whose iat is earlier, on every route', async t => {
+  const { app, url, sign } = await buildApp(t, { routes })
+  const old = sign({ sub: 'u1', iat: nowSec() - 60 })
+  const other = sign({ sub: 'u2', iat: nowSec() - 60 })
+  const a = connect(url('/ws?token=' + old))
+  const b = connect(url('/ws?token=' + other))
+  await Promise.all([a.message(1), b.message(1)])
+  t.equal(app.wsAuth.revoke({ userId: 'u1', issuedBefore: new Date(Date.now() - 30_000) }), 1)
+  t.same(await a.closed, { code: 4001, reason: 'Token revoked' })
+  t.equal(b.ws.readyState, b.ws.OPEN, 'another user is untouched')
+
+  const fresh = connect(url('/ws?token=' + sign({ sub: 'u1', iat: nowSec() - 10 })))
+  t.match(await fresh.message(1), { type: 'connection_established' }, 'a token issued after issuedBefore is accepted')
+  const stale = connect(url('/ws?token=' + old))
+  t.same(await stale.closed, { code: 4001, reason: 'Token revoked' })
+  for (const c of [b, fresh]) c.ws.close()
+})
+
+t.test('revoke({ userId }) defaults issuedBefore to now: logout everywhere, for good', async t => {
+  const { app, url, sign } = await buildApp(t, { routes })
+  const token = sign({ sub: 'u1', iat: nowSec() - 5 })
+  const a = connect(url('/ws?token=' + token))
+  await a.message(1)
+  t.equal(app.wsAuth.revoke({ userId: 'u1' }), 1)
+  t.same(await a.closed, { code: 4001, reason: 'Token revoked' })
+  const back = connect(url('/ws?token=' + token))
+  t.same(await back.closed, { code: 4001, reason: 'Token revoked' })
+})
+
+t.test('entries live until the exp given with them, then go', async t => {
+  const { app, url, sign } = await buildApp(t, { routes, auth: { maxTokenLifetime: 60_000 } })
+  app.wsAuth.revoke({ jti: 'short', exp: new Date(Date.now() + 300) })
+  app.wsAuth.revoke({ jti: 'long' })
+  t.equal(app.wsAuth.stats().revocations, 2)
+  const token = sign({ sub: 'u1', jti: 'short' })
+  const before = connect(url('/ws?token=' + token))
+  t.same(await before.closed, { code: 4001, reason: 'Token revoked' })
+  await eventually(() => app.wsAuth.stats().revocations === 1)
+  t.pass('the expired entry is gone')
+  const after = connect(url('/ws?token=' + token))
+  t.match(await after.message(1), { type: 'connection_established' })
+  after.ws.close()
+})
+
+t.test('bad arguments are refused with FST_WS_AUTH_INVALID_ARGUMENT', async t => {
+  const { app } = await buildApp(t, { routes })
+  const bad: unknown[] = [null, 'jti', {}, { jti: '' }, { jti: 1 }, { userId: {} }, { userId: 'u1', issuedBefore: 'yesterday' },
+    { jti: 'x', exp: 'soon' }]
+  for (const target of bad) {
+    t.throws(() => app.wsAuth.revoke(target as never), { code: 'FST_WS_AUTH_INVALID_ARGUMENT' }, JSON.stringify(target))
+  }
+})
