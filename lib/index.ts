@@ -5,12 +5,13 @@ import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
 import type { WebSocket, WebSocketServer } from 'ws'
 import { authenticate, type Outcome, type Verifier } from './authenticate.ts'
-import { CookiePluginMissingError, InvalidRouteOptionError, NoVerifierError, UnguardedRouteError } from './errors.ts'
+import { CookiePluginMissingError, InvalidRouteOptionError, InvalidTokenError, NoVerifierError, UnguardedRouteError } from './errors.ts'
 import { Host } from './host.ts'
 import { buildConfig, buildRoutePolicy, type Config, type RoutePolicy } from './options.ts'
 import { buildReqSerializer } from './redact.ts'
 import { Session, type Handoff } from './session.ts'
 import { findToken, selectProtocol, type ProtocolHandler } from './sources.ts'
+import { tokenShapeProblem } from './token-shape.ts'
 import type { WsAuthPluginOptions, WsAuthRouteSetting } from './types.ts'
 import { buildDecorator } from './decorator.ts'
 
@@ -123,11 +124,18 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
   }
 }
 
-/** `@fastify/jwt`'s verifier, built once at its registration (with its cache, if configured). */
+/**
+ * `@fastify/jwt`'s verifier, built once at its registration (with its cache, if configured),
+ * behind a check that the token has the one canonical spelling (see token-shape.ts).
+ */
 function jwtVerifier (fastify: FastifyInstance): Verifier {
   const jwt = (fastify as FastifyInstance & { jwt?: { verify?: (token: string) => unknown } }).jwt
   if (typeof jwt?.verify !== 'function') throw new NoVerifierError()
-  return (token) => jwt.verify!(token)
+  const verify = jwt.verify.bind(jwt)
+  return (token) => {
+    if (tokenShapeProblem(token) !== undefined) throw new InvalidTokenError()
+    return verify(token)
+  }
 }
 
 /**
@@ -188,6 +196,7 @@ export {
   UnguardedRouteError, InvalidTokenError, TokenExpiredError
 } from './errors.ts'
 export { defaultLoadUser } from './options.ts'
+export { tokenShapeProblem } from './token-shape.ts'
 export type { BroadcastFilter, ConnectionInfo, DisconnectOptions, WsAuthStats, UserId } from './registry.ts'
 export type { WsAuthDecorator, Count } from './decorator.ts'
 export type { RevokeTarget, RevocationEntry } from './revocation.ts'

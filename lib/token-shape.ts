@@ -1,0 +1,46 @@
+/**
+ * Checks a JWT's shape before it is verified, so that only one spelling of a token verifies:
+ * `fast-jwt` decodes with Node's lenient base64, where `sig=`, `sig!`, `+/` or a space inside all
+ * decode to the same bytes. Deny-lists, revocation by token and log scrubbing rely on the token
+ * string, so anything but canonical base64url in every segment is refused. Also refused: `crit`
+ * headers (RFC 7515 §4.1.11: we understand no extension) and `alg: none` in any spelling.
+ */
+
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+const VALUE = new Int8Array(128).fill(-1)
+for (let i = 0; i < ALPHABET.length; i++) VALUE[ALPHABET.charCodeAt(i)] = i
+
+/** Why a token is refused before verification, or `undefined` when its shape is sound. */
+export function tokenShapeProblem (token: string): string | undefined {
+  const first = token.indexOf('.')
+  const second = first === -1 ? -1 : token.indexOf('.', first + 1)
+  if (second === -1 || token.indexOf('.', second + 1) !== -1) return 'not three segments'
+  if (!canonical(token, 0, first) || !canonical(token, first + 1, second) || !canonical(token, second + 1, token.length)) {
+    return 'not canonical base64url'
+  }
+  let header: unknown
+  try {
+    header = JSON.parse(Buffer.from(token.slice(0, first), 'base64url').toString('utf8'))
+  } catch {
+    return 'header is not JSON'
+  }
+  if (header === null || typeof header !== 'object' || Array.isArray(header)) return 'header is not an object'
+  const { alg, crit } = header as { alg?: unknown, crit?: unknown }
+  if (crit !== undefined) return 'crit header'
+  if (typeof alg !== 'string' || alg.toLowerCase() === 'none') return 'no usable alg'
+  return undefined
+}
+
+/** Whether token[start, end) is non-empty, unpadded base64url whose unused trailing bits are zero. */
+function canonical (token: string, start: number, end: number): boolean {
+  const length = end - start
+  if (length === 0 || length % 4 === 1) return false
+  for (let i = start; i < end; i++) {
+    const c = token.charCodeAt(i)
+    if (c > 127 || VALUE[c] === -1) return false
+  }
+  const last = VALUE[token.charCodeAt(end - 1)]
+  if (length % 4 === 2) return (last & 0x0f) === 0
+  if (length % 4 === 3) return (last & 0x03) === 0
+  return true
+}
