@@ -52,6 +52,11 @@ export interface AcquireResult {
   ok: boolean
   /** With `onLimit: 'evict-oldest'`: the clients (on any instance) to close to make room. */
   evict?: string[]
+  /**
+   * With `ok: false`: the limit could not be checked (the store is unreachable and the adapter
+   * fails closed), so the session closes with 1013 `Try again later` instead of 4029.
+   */
+  unavailable?: boolean
 }
 
 /**

@@ -66,6 +66,10 @@ export const closeCodes = {
   internal_error: { code: 1011, reason: 'Internal error', status: 500, retry: 'backoff', emitted: true },
   /** The server is shutting down. */
   going_away: { code: 1001, reason: 'Server shutting down', status: null, retry: 'backoff', emitted: true },
+  /** A frame broke the protocol (sent by ws itself, e.g. an unmasked client frame). */
+  protocol_error: { code: 1002, reason: '', status: null, retry: 'never', emitted: false },
+  /** A text frame was not valid UTF-8 (sent by ws itself). */
+  invalid_payload: { code: 1007, reason: '', status: null, retry: 'never', emitted: false },
   /** The application closed the socket normally (a stream that finished). */
   normal_closure: { code: 1000, reason: '', status: null, retry: 'done', emitted: false },
   /** The connection dropped without a close frame (also what browsers see for a refused upgrade). */
@@ -95,16 +99,23 @@ export function isSendableCloseCode (code: number): boolean {
       (code >= 3000 && code <= 4999))
 }
 
-/** UTF-8 byte length of a string, without allocating (works the same in browsers and Node). */
+/**
+ * UTF-8 byte length of a string, without allocating (works the same in browsers and Node).
+ * A lone surrogate counts 3 bytes, as the U+FFFD that `Buffer`/`TextEncoder` write for it.
+ */
 export function utf8Length (text: string): number {
   let bytes = 0
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
     if (c < 0x80) bytes += 1
     else if (c < 0x800) bytes += 2
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) { bytes += 4; i++ } else bytes += 3
+    else if (c >= 0xd800 && c <= 0xdbff && isLowSurrogate(text.charCodeAt(i + 1))) { bytes += 4; i++ } else bytes += 3
   }
   return bytes
+}
+
+function isLowSurrogate (c: number): boolean {
+  return c >= 0xdc00 && c <= 0xdfff
 }
 
 /**
@@ -114,10 +125,11 @@ export function utf8Length (text: string): number {
  */
 export function mergeCloseCodes (overrides: CloseCodeOverrides = {}): CloseCodeTable {
   const merged: Record<string, CloseCodeEntry> = {}
-  for (const name of Object.keys(overrides)) {
+  for (const [name, override] of Object.entries(overrides) as [string, unknown][]) {
     if (!Object.hasOwn(closeCodes, name)) {
       throw new TypeError(`closeCodes.${name}: unknown failure class (known: ${Object.keys(closeCodes).join(', ')})`)
     }
+    checkOverrideShape(name, override)
   }
   for (const [name, entry] of Object.entries(closeCodes) as [FailureClass, CloseCodeEntry][]) {
     const override = overrides[name]
@@ -126,6 +138,21 @@ export function mergeCloseCodes (overrides: CloseCodeOverrides = {}): CloseCodeT
     merged[name] = Object.freeze(row)
   }
   return Object.freeze(merged) as CloseCodeTable
+}
+
+const OVERRIDE_FIELDS = ['code', 'reason', 'status']
+
+/** An override is an object of `code`/`reason`/`status`: a typo or a bare number is not silently ignored. */
+function checkOverrideShape (name: string, override: unknown): void {
+  if (override === undefined) return
+  if (override === null || typeof override !== 'object' || Array.isArray(override)) {
+    throw new TypeError(`closeCodes.${name}: must be an object of ${OVERRIDE_FIELDS.join(', ')}`)
+  }
+  for (const field of Object.keys(override)) {
+    if (!OVERRIDE_FIELDS.includes(field)) {
+      throw new TypeError(`closeCodes.${name}.${field}: unknown field (known: ${OVERRIDE_FIELDS.join(', ')})`)
+    }
+  }
 }
 
 function checkEntry (name: string, row: CloseCodeEntry): void {

@@ -66,7 +66,11 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
   private async admitCluster (session: Session, max: number): Promise<boolean> {
     const slot = slotOf(session)
     const result: AcquireResult = await this.config.adapter!.acquire(slot, max, this.config.onLimit)
-    if (!result.ok) return false
+    if (!result.ok) {
+      // Refused here with its own row; the session's later refusal (4029) is then a no-op.
+      if (result.unavailable === true) session.refuse({ ok: false, failure: 'try_again_later', userId: session.userId })
+      return false
+    }
     this.slotted.add(session)
     // The session may have closed while the slot was being taken.
     if (!session.isAlive) this.gone(session)

@@ -72,6 +72,7 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
     await fastify.register(websocket, config.websocket ?? {})
   }
   guardServer(fastify.websocketServer, config, fastify.log)
+  scrubClientErrors(fastify.server)
 
   const timers: NodeJS.Timeout[] = []
   fastify.addHook('onReady', async function start () {
@@ -167,6 +168,21 @@ function guardServer (wss: WebSocketServer & { [kGuarded]?: true }, config: Conf
   const appHandler = typeof options.handleProtocols === 'function' ? options.handleProtocols : undefined
   options.handleProtocols = (offered, request) =>
     selectProtocol(offered, request, config.protocolPrefix, config.protocolTokenPrefix, appHandler)
+}
+
+const kScrubbing = Symbol.for('fastify-ws-auth.scrubbing')
+
+/**
+ * Node attaches the raw request bytes to a client error (`err.rawPacket`, e.g. for a 431 on an
+ * oversized URL) and Fastify logs the error at trace level: those bytes carry the URL token.
+ * A listener placed before Fastify's drops them from the error first.
+ */
+function scrubClientErrors (server: FastifyInstance['server'] & { [kScrubbing]?: true }): void {
+  if (server[kScrubbing] === true) return
+  server[kScrubbing] = true
+  server.prependListener('clientError', (err: Error & { rawPacket?: unknown }) => {
+    if (err.rawPacket !== undefined) delete err.rawPacket
+  })
 }
 
 function refuseUnguarded (req: RawRequest, socket: Duplex, log: FastifyBaseLogger): void {

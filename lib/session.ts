@@ -74,6 +74,7 @@ export class Session {
   private heldBytes = 0
   private timer: NodeJS.Timeout | undefined = undefined
   private refreshing: Promise<void> | undefined = undefined
+  private savedMaxPayload: number | undefined = undefined
 
   constructor (
     readonly ws: WebSocket,
@@ -106,6 +107,28 @@ export class Session {
   /** Waits for `{"type":"auth","token":"..."}` as the first message, for `authTimeout` ms. */
   awaitAuthMessage (): void {
     this.timer = setTimeout(() => this.refuse({ ok: false, failure: 'auth_timeout' }), this.policy.authTimeout)
+    this.capPayload()
+  }
+
+  /**
+   * Until authenticated, no frame may be larger than what the hold buffer takes: ws would otherwise
+   * buffer up to its `maxPayload` (100 MiB by default) for an unauthenticated client. A larger
+   * frame makes ws close with 1009 itself (its own reason). ws keeps the limit in its receiver;
+   * where that is not found, the hold buffer's byte limit still applies after the fact.
+   */
+  private capPayload (): void {
+    const receiver = (this.ws as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver
+    if (receiver === undefined || typeof receiver._maxPayload !== 'number') return
+    this.savedMaxPayload = receiver._maxPayload
+    const cap = Math.max(this.host.maxAuthMessageBytes, this.host.maxPendingBytes)
+    if (receiver._maxPayload === 0 || receiver._maxPayload > cap) receiver._maxPayload = cap
+  }
+
+  private restorePayloadLimit (): void {
+    if (this.savedMaxPayload === undefined) return
+    const receiver = (this.ws as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver
+    if (receiver !== undefined) receiver._maxPayload = this.savedMaxPayload
+    this.savedMaxPayload = undefined
   }
 
   /** Verification succeeded: take a connection slot, then establish. */
@@ -177,14 +200,21 @@ export class Session {
   private establish (outcome: Success): void {
     if (this.state === CLOSED) return
     clearTimeout(this.timer)
+    this.restorePayloadLimit()
     if (this.policy.established) {
-      this.ws.send(JSON.stringify({
-        type: 'connection_established',
-        client_id: this.clientId,
-        user: this.host.publicUser(outcome.user),
-        timestamp: new Date().toISOString(),
-        expires_at: isoOrNull(this.expiresAt)
-      }))
+      let greeting: string
+      try {
+        greeting = JSON.stringify({
+          type: 'connection_established',
+          client_id: this.clientId,
+          user: this.host.publicUser(outcome.user),
+          timestamp: new Date().toISOString(),
+          expires_at: isoOrNull(this.expiresAt)
+        })
+      } catch (error) {
+        return this.refuse({ ok: false, failure: 'internal_error', userId: this.userId, error })
+      }
+      this.ws.send(greeting)
     }
     this.state = HOLDING
     if (this.policy.maxLifetime !== null) this.endsAt = this.connectedAt + this.policy.maxLifetime

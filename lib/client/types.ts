@@ -1,0 +1,177 @@
+import type { CloseCodeOverrides, FailureClass, RetryAdvice } from '../close-codes.ts'
+import type { WsAuthError } from './errors.ts'
+
+/**
+ * How the client hands its token to the server.
+ * - `protocol`: offers the subprotocols `<prefix>.<token>` and `<prefix>` (plus `protocols`).
+ * - `message`: sends `{"type":"auth","token"}` as the first message after `open`.
+ * - `query`: appends `?<queryParam>=<token>` to the URL (the least private: URLs end up in logs).
+ */
+export type Transport = 'protocol' | 'message' | 'query'
+
+/**
+ * Where the client is in its life.
+ * `connecting` (getting a token, handshake), `authenticating` (socket open, waiting for
+ * `connection_established`), `open` (established: `send()` goes straight out), `reconnecting`
+ * (waiting out a delay before the next attempt), `closed` (final: `close()` or a fatal close).
+ */
+export type ClientState = 'connecting' | 'authenticating' | 'open' | 'reconnecting' | 'closed'
+
+/**
+ * What a close means to the app, derived from the table's `retry` advice:
+ * `unauthenticated` (reauthenticate: 4001), `refused` (never: 4002, 4003, 4004, 1008, 1009),
+ * `transient` (backoff, and codes the table does not know), `restart` (immediately: 4010),
+ * `done` (the server closed normally: 1000), `closed` (the app called `close()`),
+ * `token` (the `token()` function threw; no socket was involved).
+ */
+export type CloseKind = 'unauthenticated' | 'refused' | 'transient' | 'restart' | 'done' | 'closed' | 'token'
+
+/** Why `token()` is being called. */
+export interface TokenContext {
+  /**
+   * `connect`: the first connection; `reconnect`: after a transient close; `reauthenticate`: the
+   * server refused the last token (4001), return a new one (skip your cache); `refresh`: an in-band
+   * refresh of a live session.
+   */
+  reason: 'connect' | 'reconnect' | 'reauthenticate' | 'refresh'
+  /** Connection attempts since the last established connection (0 for the first). */
+  attempt: number
+}
+
+/**
+ * The token, or a function returning it (called before every connect and every refresh).
+ * A function that returns `null`, `undefined` or `''` means "no token": the client stops with a
+ * fatal close of the `no_token` row (4001, `unauthenticated`), so the app can send the user to log in.
+ */
+export type TokenProvider = string | ((context: TokenContext) => string | null | undefined | Promise<string | null | undefined>)
+
+/** Reconnection with exponential backoff. */
+export interface ReconnectOptions {
+  /** First backoff delay, in ms. @default 500 */
+  initialDelay?: number
+  /** Largest backoff delay, in ms. @default 30000 */
+  maxDelay?: number
+  /** Growth factor of the delay per attempt. @default 2 */
+  factor?: number
+  /** Full jitter: wait a random time between 0 and the computed delay. @default true */
+  jitter?: boolean
+  /** Reconnect attempts allowed in a row without reaching an established connection. @default Infinity */
+  maxAttempts?: number
+}
+
+/** The part of a WebSocket this client uses; browsers' `WebSocket` and `ws` both fit. */
+export interface WebSocketLike {
+  readonly readyState: number
+  readonly protocol: string
+  onopen: ((event: any) => void) | null
+  onmessage: ((event: any) => void) | null
+  onclose: ((event: any) => void) | null
+  onerror: ((event: any) => void) | null
+  send (data: any): void
+  close (code?: number, reason?: string): void
+}
+
+/** A WebSocket constructor: `globalThis.WebSocket`, or `WebSocket` from `ws`. */
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike
+
+/** Options of `createClient()`. */
+export interface ClientOptions {
+  /** The `ws:`/`wss:` (or `http:`/`https:`) URL; in a browser it may be relative to the page. */
+  url: string | URL
+  /** The token, or a function returning it. */
+  token: TokenProvider
+  /** How the token reaches the server. @default 'protocol' */
+  transport?: Transport
+  /** The WebSocket constructor. @default globalThis.WebSocket */
+  WebSocket?: WebSocketConstructor
+  /** The app's own subprotocols, offered after the token entries. @default [] */
+  protocols?: readonly string[]
+  /** Reconnection settings, or `false` for no reconnection at all (`maxAttempts: 0`). */
+  reconnect?: ReconnectOptions | false
+  /**
+   * Refresh in band: on `token_expiring` (or `refreshMargin` before `expires_at` when no warning
+   * comes), call `token()` and send `{"type":"auth","token"}`. Needs `token` to be a function.
+   * @default true
+   */
+  refresh?: boolean
+  /**
+   * How long before `expires_at` to refresh when the server sends no `token_expiring`, in ms;
+   * at most half of the remaining lifetime is used, so short tokens are not refreshed at once.
+   * @default 30000
+   */
+  refreshMargin?: number
+  /** Messages `send()` may hold while not established; one more throws. @default 100 */
+  queue?: number
+  /** The same overrides as the server's `closeCodes` option, so both sides read the same table. */
+  closeCodes?: CloseCodeOverrides
+  /**
+   * Whether the server sends `connection_established` (its `established` option). With `false`
+   * the connection counts as established at `open` (after the auth message with `transport:
+   * 'message'`). @default true
+   */
+  established?: boolean
+  /** Query parameter of `transport: 'query'` (the server's `queryParam`). @default 'token' */
+  queryParam?: string
+  /** Subprotocol prefix of `transport: 'protocol'` (the server's `protocolPrefix`). @default 'bearer' */
+  protocolPrefix?: string
+}
+
+/** The user as the server shows it in `connection_established` (its `publicUser`). */
+export interface PublicUser {
+  id: string | number
+  username?: string
+  roles: string[]
+  permissions: string[]
+  [key: string]: unknown
+}
+
+/** The `connection_established` message. */
+export interface EstablishedInfo<User = PublicUser> {
+  type: 'connection_established'
+  client_id: string
+  user: User
+  timestamp: string
+  /** When the token expires (ISO 8601), or `null` for a token without `exp`. */
+  expires_at: string | null
+}
+
+/** The `token_refreshed` message. */
+export interface RefreshedInfo {
+  type: 'token_refreshed'
+  expires_at: string | null
+}
+
+/** The payload of the `close` event: one per connection attempt that ended. */
+export interface CloseInfo {
+  /**
+   * The close code; for an HTTP refusal (Node, `reject: 'http'`) the code of the table row with
+   * that status; `null` when no socket closed (`token()` threw, or the socket could not be built).
+   */
+  code: number | null
+  reason: string
+  kind: CloseKind
+  /** The failure class of the table row matched by code (and reason, when several share a code). */
+  failure?: FailureClass
+  /** The HTTP status of a refused upgrade (Node with `ws` only; browsers see 1006). */
+  status?: number
+  /** Whether the client will connect again. */
+  willRetry: boolean
+  /** The wait before the next attempt, in ms (0 when `willRetry` is false). */
+  delay: number
+  /** Attempts in a row without an established connection, this one included. */
+  attempt: number
+  /** When `willRetry` is false: the queued messages that were never sent, in order. */
+  unsent?: unknown[]
+}
+
+/** The events of a client and their payloads. */
+export interface ClientEvents<User = PublicUser> {
+  established: EstablishedInfo<User>
+  message: string | ArrayBuffer | Blob | Uint8Array
+  refreshed: RefreshedInfo
+  close: CloseInfo
+  error: WsAuthError
+}
+
+/** The retry advice as this client reads it. */
+export type { RetryAdvice }
