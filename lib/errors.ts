@@ -11,7 +11,7 @@ export const InvalidOptionError = createError<'FST_WS_AUTH_INVALID_OPTION', [str
 
 /** A route's `wsAuth` setting is invalid; the message names the route and the field. */
 export const InvalidRouteOptionError = createError<'FST_WS_AUTH_INVALID_ROUTE_OPTION', [string, string, string]>(
-  'FST_WS_AUTH_INVALID_ROUTE_OPTION', 'fastify-ws-auth: route %s: wsAuth.%s %s', 500, TypeError)
+  'FST_WS_AUTH_INVALID_ROUTE_OPTION', 'fastify-ws-auth: route %s: %s %s', 500, TypeError)
 
 /** Neither `@fastify/jwt` nor a `verify` option is available. */
 export const NoVerifierError = createError(

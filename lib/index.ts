@@ -8,7 +8,7 @@ import { authenticate, type Outcome, type Verifier } from './authenticate.ts'
 import { CookiePluginMissingError, InvalidRouteOptionError, InvalidTokenError, NoVerifierError, UnguardedRouteError } from './errors.ts'
 import { Host } from './host.ts'
 import { buildConfig, buildRoutePolicy, type Config, type RoutePolicy } from './options.ts'
-import { buildReqSerializer } from './redact.ts'
+import { buildReqSerializer, redactRequestLogs, redactUrl } from './redact.ts'
 import { Session, type Handoff } from './session.ts'
 import { findToken, selectProtocol, type ProtocolHandler } from './sources.ts'
 import { tokenShapeProblem } from './token-shape.ts'
@@ -26,6 +26,8 @@ interface Pending {
   host: Host
   /** `undefined` while the token is still to come in the first message. */
   outcome: Outcome | undefined
+  /** The token read from the request, kept only to scrub it from a failure's log line. */
+  token: string | undefined
 }
 /** Marks an upgrade to a route with `wsAuth: false`. */
 const OPTED_OUT = Object.freeze({ optedOut: true })
@@ -37,19 +39,28 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
   const config = buildConfig(opts)
   const host = new Host(config, fastify.log)
   const serializeRequest = buildReqSerializer(config.queryParam)
+  // Every request line of the app's logger, 404s included; else a serializer per protected route.
+  const logsRedacted = redactRequestLogs(fastify.log, config.queryParam)
   let usesCookie = config.sources.includes('cookie')
 
   if (usesCookie && config.originAllowed === null) {
     fastify.log.warn('fastify-ws-auth: the "cookie" source is enabled without "allowedOrigins": any web page can open an authenticated socket with the user\'s cookie (cross-site WebSocket hijacking)')
   }
   if (!fastify.hasRequestDecorator('user')) fastify.decorateRequest('user', null as unknown as string)
+  // A token sent to a path with no route would reach the 404 handler's log line and its answer.
+  fastify.addHook('onRequest', function redactNotFound (request, _reply, done) {
+    if (request.is404 && request.raw.url !== undefined && request.raw.url.includes('?')) {
+      request.raw.url = redactUrl(request.raw.url, config.queryParam)
+    }
+    done()
+  })
   fastify.decorate('wsAuth', buildDecorator(host))
 
   fastify.addHook('onRoute', function onRoute (route: WebsocketRoute) {
     const isWebsocket = route.websocket === true || route.wsHandler !== undefined
     if (!isWebsocket) {
       if (route.wsAuth !== undefined && route.method !== 'HEAD') {
-        throw new InvalidRouteOptionError(route.url, '', 'is set on a route that is not a websocket route (add websocket: true)')
+        throw new InvalidRouteOptionError(route.url, 'wsAuth', 'is set on a route that is not a websocket route (add websocket: true)')
       }
       return
     }
@@ -59,6 +70,7 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
     route.preValidation = [policy === null ? markOptedOut : guardRoute(policy), ...toArray(route.preValidation)]
     if (policy === null) return
     if (policy.requestSources.includes('cookie')) usesCookie = true
+    if (logsRedacted) return
     // Fastify's own `incoming request` line is written before any hook: redact its URL.
     if (route.logSerializers) route.logSerializers.req = serializeRequest
     else route.logSerializers = { req: serializeRequest }
@@ -120,7 +132,7 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
         if (!outcome.ok) return host.refuseHttp(request, reply, policy, outcome, token)
         if (host.atLimit(outcome.user)) return host.refuseHttp(request, reply, policy, { ok: false, failure: 'too_many_connections' }, token)
       }
-      (request.raw as RawRequest)[kPending] = { request, policy, host, outcome }
+      (request.raw as RawRequest)[kPending] = { request, policy, host, outcome, token: outcome?.ok === false ? token : undefined }
     }
   }
 }
@@ -153,13 +165,13 @@ function guardServer (wss: WebSocketServer & { [kGuarded]?: true }, config: Conf
     if (pending === undefined) return refuseUnguarded(req, socket, log)
     req[kPending] = undefined
     if (pending === OPTED_OUT) return handleUpgrade.call(this, req, socket, head, callback)
-    const { request, policy, host, outcome } = pending as Pending
+    const { request, policy, host, outcome, token } = pending as Pending
     return handleUpgrade.call(this, req, socket, head, (ws: WebSocket) => {
       const session = new Session(ws, request, policy, host, callback)
       host.registry.track(session)
       if (outcome === undefined) session.awaitAuthMessage()
       else if (outcome.ok) session.admit(outcome)
-      else session.refuse(outcome)
+      else session.refuse(outcome, token)
     })
   } as unknown as typeof wss.handleUpgrade
 

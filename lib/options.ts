@@ -133,22 +133,22 @@ const ROUTE_OPTIONS = new Set<string>([
  */
 export function buildRoutePolicy (config: Config, url: string, setting: unknown): RoutePolicy | null {
   if (setting === false) return null
-  const fail = (name: string) => (problem: string) => new InvalidRouteOptionError(url, name, problem)
+  const fail = (name: string) => (problem: string) => new InvalidRouteOptionError(url, 'wsAuth.' + name, problem)
   let opts: WsAuthRouteOptions = {}
   if (setting !== undefined && setting !== true) {
     if (setting === null || typeof setting !== 'object' || Array.isArray(setting)) {
-      throw new InvalidRouteOptionError(url, '', 'must be true, false or an object')
+      throw new InvalidRouteOptionError(url, 'wsAuth', 'must be true, false or an object')
     }
     opts = setting as WsAuthRouteOptions
     for (const key of Object.keys(opts)) {
-      if (!ROUTE_OPTIONS.has(key)) throw new InvalidRouteOptionError(url, key, 'is not a route option of fastify-ws-auth')
+      if (!ROUTE_OPTIONS.has(key)) throw new InvalidRouteOptionError(url, 'wsAuth.' + key, 'is not a route option of fastify-ws-auth')
     }
   }
   const reject = rejectMode(opts.reject, config.reject, fail('reject'))
   const routeSources = sources(opts.sources, config.sources, fail('sources'))
   const requestSources = routeSources.filter(s => s !== 'message')
   if (reject === 'http' && requestSources.length === 0) {
-    throw new InvalidRouteOptionError(url, 'sources', 'needs a source other than "message" with reject: "http"')
+    throw new InvalidRouteOptionError(url, 'wsAuth.sources', 'needs a source other than "message" with reject: "http"')
   }
   return {
     url,

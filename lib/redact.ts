@@ -50,6 +50,46 @@ export function buildReqSerializer (param: string) {
   }
 }
 
+const kRedacted = Symbol.for('fastify-ws-auth.redacted-params')
+
+/**
+ * Makes the app's pino logger write every request's URL with the token parameter redacted, by
+ * wrapping its `req` serializer (Fastify's default one, or the app's own). Fastify writes
+ * `incoming request` before any hook and for every request, 404s included, so only the logger can
+ * clean that line. Returns `false` when the logger is not pino (a custom `loggerInstance`).
+ */
+export function redactRequestLogs (log: object, param: string): boolean {
+  const sym = findSymbol(log, 'pino.serializers')
+  if (sym === undefined) return false
+  const serializers = (log as Record<symbol, unknown>)[sym] as Record<string, unknown> & { [kRedacted]?: Set<string> } | null
+  if (serializers === null || typeof serializers !== 'object' || Object.isFrozen(serializers)) return false
+  const params = serializers[kRedacted]
+  if (params !== undefined) {
+    params.add(param)
+    return true
+  }
+  const redacted = new Set([param])
+  const previous = typeof serializers.req === 'function' ? serializers.req as (req: unknown) => unknown : undefined
+  serializers.req = function redactedRequest (req: FastifyRequest): unknown {
+    const out = previous === undefined ? { method: req.method, url: req.url } : previous(req)
+    const url = (out as { url?: unknown } | null)?.url
+    if (typeof url !== 'string') return out
+    let clean = url
+    for (const name of redacted) clean = redactUrl(clean, name)
+    return clean === url ? out : { ...(out as object), url: clean }
+  }
+  serializers[kRedacted] = redacted
+  return true
+}
+
+function findSymbol (target: object, description: string): symbol | undefined {
+  for (let o: object | null = target; o !== null; o = Object.getPrototypeOf(o)) {
+    const found = Object.getOwnPropertySymbols(o).find(s => s.description === description)
+    if (found !== undefined) return found
+  }
+  return undefined
+}
+
 /**
  * Removes a token and each of its dot-separated segments (the signature above all) from a text,
  * for error messages and stacks written by user code that may have quoted the token.

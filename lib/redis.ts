@@ -1,0 +1,48 @@
+import { Redis, type RedisOptions } from 'ioredis'
+import type { ClusterAdapter } from './adapter.ts'
+import { RedisAdapter, type Connections } from './redis/adapter.ts'
+import { buildRedisConfig, type RedisAdapterOptions, type RedisConfig } from './redis/options.ts'
+
+/**
+ * A cluster adapter on Redis (`fastify-ws-auth/redis`): `sendToUser`, `broadcast`,
+ * `disconnectUser`, `revoke`, `connections` and `stats` reach every instance,
+ * `maxConnectionsPerUser` holds cluster-wide, and revocations are stored so that instances
+ * started later refuse the tokens too. See docs/cluster.md.
+ * ```ts
+ * await app.register(wsAuth, { adapter: redisAdapter({ url: 'redis://127.0.0.1:6379', prefix: 'app' }) })
+ * ```
+ * Options are checked here, at creation (`FST_WS_AUTH_INVALID_OPTION` naming the option);
+ * connections open when the app starts and close with it.
+ */
+export function redisAdapter (options: RedisAdapterOptions): ClusterAdapter {
+  const config = buildRedisConfig(options)
+  return new RedisAdapter(config, () => connections(config))
+}
+
+/** Reconnects for ever, backing off to one attempt a second: everything resumes when Redis returns. */
+function retryStrategy (attempt: number): number {
+  return Math.min(50 * 2 ** Math.min(attempt, 5), 1000)
+}
+
+function connections (config: RedisConfig): Connections {
+  const own = config.client === undefined
+  const command = config.client ?? new Redis(config.url!, {
+    lazyConnect: true,
+    retryStrategy,
+    // Fail at once while disconnected, and never replay a command whose answer was lost: the
+    // adapter falls back and resyncs instead of waiting on a queue.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false
+  })
+  const subscriber = command.duplicate({
+    lazyConnect: true,
+    retryStrategy,
+    enableOfflineQueue: true,
+    maxRetriesPerRequest: null,
+    autoResubscribe: true
+  } satisfies RedisOptions)
+  return { command, subscriber, ownsCommand: own }
+}
+
+export type { RedisAdapterOptions, OnRedisError } from './redis/options.ts'

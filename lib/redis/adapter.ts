@@ -1,0 +1,315 @@
+import type { Redis } from 'ioredis'
+import type { AcquireResult, ClusterAdapter, ClusterCommand, ClusterConnectionInfo, ClusterNode, ClusterStats, Slot } from '../adapter.ts'
+import { InvalidOptionError } from '../errors.ts'
+import type { UserId, WsAuthStats } from '../registry.ts'
+import type { RevocationEntry } from '../revocation.ts'
+import { Health } from './health.ts'
+import { parseEnvelope, parseReply, Requests, revocationEntry, revocationMember, type Envelope, type Query, type Reply } from './messages.ts'
+import type { RedisConfig } from './options.ts'
+import { Keyspace } from './scripts.ts'
+import { LocalSlots, Store, within } from './store.ts'
+import { sumStats } from './stats.ts'
+
+/** ioredis types its event listeners with `any` arguments. */
+type Listener = (...args: any[]) => void
+
+/** The two connections of an adapter, and whether the command one is ours to close. */
+export interface Connections {
+  command: Redis
+  subscriber: Redis
+  ownsCommand: boolean
+}
+
+/**
+ * The Redis cluster adapter (see docs/cluster.md): connection slots in Redis under one Lua
+ * script each, registry calls over pub/sub with replies, revocations in a sorted set, and the
+ * outage behaviour of `onRedisError`. Every wait on Redis is bounded by `requestTimeout`.
+ */
+export class RedisAdapter implements ClusterAdapter {
+  private node: ClusterNode | undefined
+  private conns: Connections | undefined
+  private store: Store | undefined
+  private health: Health | undefined
+  private readonly keys: Keyspace
+  private readonly requests = new Requests()
+  private readonly local = new LocalSlots()
+  /** Revocations this instance knows (by member), re-stored after Redis lost them. */
+  private readonly known = new Map<string, RevocationEntry>()
+  /** Revocations made while Redis was unreachable: published when it returns. */
+  private readonly unpublished: RevocationEntry[] = []
+  private syncing: Promise<boolean> | undefined
+  private beating = false
+  private timer: NodeJS.Timeout | undefined
+  private closing = false
+  private readonly listeners: Array<[Redis, string, Listener]> = []
+
+  constructor (private readonly config: RedisConfig, private readonly connect: () => Connections) {
+    this.keys = new Keyspace(config.namespace)
+  }
+
+  async start (node: ClusterNode): Promise<void> {
+    if (this.node !== undefined) throw new InvalidOptionError('adapter', 'is already in use by another app: create one redisAdapter() per app')
+    this.node = node
+    const conns = this.conns = this.connect()
+    const store = this.store = new Store(conns.command, this.keys, node.instanceId, this.config.instanceTtl)
+    this.health = new Health(node.log, this.config.onRedisError)
+    const { command, subscriber } = conns
+    this.listen(command, 'ready', () => { this.resync() })
+    this.listen(command, 'close', () => this.lost(new Error('Redis connection closed')))
+    if (conns.ownsCommand) this.listen(command, 'error', (err: Error) => this.lost(err))
+    this.listen(subscriber, 'error', (err: Error) => this.lost(err))
+    this.listen(subscriber, 'close', () => this.lost(new Error('Redis subscriber connection closed')))
+    this.listen(subscriber, 'ready', () => { if (store.ready) this.resync() })
+    this.listen(subscriber, 'message', (channel: string, message: string) => this.receive(channel, message))
+
+    // Wait (bounded) for both connections, or for the first error: Redis being down never fails the start.
+    const waits = [waitFor(command, 'ready'), waitFor(command, 'error'), waitFor(subscriber, 'error')]
+    const subscribed = subscriber.subscribe(this.keys.commands, this.keys.replies(node.instanceId))
+    const connected = Promise.all([store.ready ? undefined : waits[0].promise, subscribed])
+    if (command.status === 'wait') command.connect().catch(() => {})
+    await within(Promise.race([connected, waits[1].promise, waits[2].promise]), this.config.requestTimeout).catch(() => {})
+    for (const wait of waits) wait.cancel()
+    if (store.ready) await this.resync()
+    else this.lost(new Error(`Redis not ready within ${this.config.requestTimeout} ms of start`))
+    this.timer = setInterval(() => { this.beat() }, Math.floor(this.config.instanceTtl / 3)).unref()
+  }
+
+  async close (): Promise<void> {
+    if (this.closing || this.conns === undefined) return
+    this.closing = true
+    clearInterval(this.timer)
+    this.requests.finishAll()
+    const { command, subscriber, ownsCommand } = this.conns
+    const ms = this.config.requestTimeout
+    if (this.store!.ready) await this.store!.leave(ms).catch(() => {})
+    for (const [emitter, event, listener] of this.listeners) emitter.removeListener(event, listener)
+    await Promise.all([quit(subscriber, ms), ownsCommand ? quit(command, ms) : undefined])
+  }
+
+  async acquire (slot: Slot, limit: number, mode: 'reject' | 'evict-oldest'): Promise<AcquireResult> {
+    const deadline = Date.now() + this.config.requestTimeout
+    for (let attempt = 0; attempt < 2 && await this.usable(deadline); attempt++) {
+      let result
+      try {
+        result = await this.store!.acquire(slot, limit, mode === 'evict-oldest', Math.max(deadline - Date.now(), 1))
+      } catch (err) {
+        this.lost(err)
+        break
+      }
+      if ('unregistered' in result) {
+        this.resync()
+        continue
+      }
+      if (!result.taken) return { ok: false }
+      return this.granted(slot, result.evict)
+    }
+    return this.fallback(slot, limit, mode)
+  }
+
+  release (slot: Slot): void {
+    this.local.remove(slot.userId, slot.clientId)
+    const store = this.store
+    if (store === undefined || !store.ready || this.health!.isDown) return
+    // Redis not reached: the next resync replaces this instance's slots with the ones it holds.
+    store.release(slot, this.config.requestTimeout).catch(err => this.lost(err))
+  }
+
+  async publish (command: ClusterCommand): Promise<number> {
+    const local = this.execute(command)
+    const replies = await this.fanOut(command)
+    return replies.reduce((sum, r) => sum + (r.count ?? 0), local)
+  }
+
+  async revoke (entry: RevocationEntry): Promise<number> {
+    const local = this.execute({ op: 'revoke', entry })
+    try {
+      if (!await this.usable(Date.now() + this.config.requestTimeout)) throw new Error('Redis not ready')
+      await this.store!.revoke(entry, this.config.requestTimeout)
+    } catch (err) {
+      this.lost(err)
+      this.health!.degraded('fanout')
+      this.unpublished.push(entry)
+      return local
+    }
+    const replies = await this.fanOut({ op: 'revoke', entry })
+    return replies.reduce((sum, r) => sum + (r.count ?? 0), local)
+  }
+
+  async connections (userId?: UserId): Promise<ClusterConnectionInfo[]> {
+    const node = this.started()
+    const own = node.connections(userId).map(c => ({ ...c, instanceId: node.instanceId }))
+    const replies = await this.fanOut({ op: 'connections', userId })
+    return own.concat(...replies.map(r => Array.isArray(r.data) ? r.data as ClusterConnectionInfo[] : []))
+  }
+
+  async stats (): Promise<ClusterStats> {
+    const node = this.started()
+    const instances: Record<string, WsAuthStats> = { [node.instanceId]: node.stats() }
+    for (const reply of await this.fanOut({ op: 'stats' })) {
+      if (reply.data !== null && typeof reply.data === 'object') instances[reply.from] = reply.data as WsAuthStats
+    }
+    return sumStats(instances)
+  }
+
+  private started (): ClusterNode {
+    if (this.node === undefined) throw new Error('fastify-ws-auth: the Redis adapter is not started yet (await app.ready() first)')
+    return this.node
+  }
+
+  /** Runs a command here; remembers a revocation. */
+  private execute (command: ClusterCommand): number {
+    if (command.op === 'revoke') this.known.set(revocationMember(command.entry), command.entry)
+    return this.started().execute(command)
+  }
+
+  /** Whether Redis can be used now, waiting (until `deadline`) for a resync under way. */
+  private async usable (deadline: number): Promise<boolean> {
+    if (this.syncing !== undefined) await within(this.syncing, Math.max(deadline - Date.now(), 1)).catch(() => {})
+    return this.store !== undefined && this.store.ready && !this.health!.isDown && !this.closing
+  }
+
+  private granted (slot: Slot, evict: string[]): AcquireResult {
+    this.local.add(slot)
+    for (const clientId of evict) this.local.remove(slot.userId, clientId)
+    return evict.length > 0 ? { ok: true, evict } : { ok: true }
+  }
+
+  /** The limit without Redis: `onRedisError` decides. */
+  private fallback (slot: Slot, limit: number, mode: 'reject' | 'evict-oldest'): AcquireResult {
+    this.health!.degraded('limits')
+    if (this.config.onRedisError === 'fail-closed') return { ok: false, unavailable: true }
+    const held = this.local.of(slot.userId)
+    if (held.length < limit) return this.granted(slot, [])
+    if (mode === 'reject') return { ok: false }
+    return this.granted(slot, held.slice(0, held.length - limit + 1).map(s => s.clientId))
+  }
+
+  /** Sends a command or query to the other instances; resolves with the replies that came in time. */
+  private async fanOut (command: ClusterCommand | Query): Promise<Reply[]> {
+    const node = this.started()
+    if (!await this.usable(Date.now() + this.config.requestTimeout)) {
+      this.health!.degraded('fanout')
+      return []
+    }
+    const { id, done } = this.requests.open(this.config.requestTimeout)
+    const envelope: Envelope = { id, from: node.instanceId, command }
+    try {
+      this.requests.expect(id, await this.store!.publish(JSON.stringify(envelope), this.config.requestTimeout))
+    } catch (err) {
+      this.lost(err)
+      this.health!.degraded('fanout')
+      this.requests.finish(id)
+    }
+    return done
+  }
+
+  private receive (channel: string, message: string): void {
+    if (channel === this.keys.commands) this.answer(message)
+    else if (channel === this.keys.replies(this.node!.instanceId)) {
+      const reply = parseReply(message)
+      if (reply !== undefined) this.requests.reply(reply)
+    }
+  }
+
+  /** Runs a command or answers a query from another instance, and replies to it. */
+  private answer (message: string): void {
+    const envelope = parseEnvelope(message)
+    const node = this.node
+    if (envelope === undefined || node === undefined || this.closing) return
+    if (envelope.from === node.instanceId) return this.requests.echo(envelope.id)
+    const reply: Reply = { id: envelope.id, from: node.instanceId }
+    try {
+      const command = envelope.command
+      if (command.op === 'stats') reply.data = node.stats()
+      else if (command.op === 'connections') reply.data = node.connections(command.userId).map(c => ({ ...c, instanceId: node.instanceId }))
+      else if (command.op === 'revoke') {
+        const entry = revocationEntry(command.entry)
+        reply.count = entry === undefined ? 0 : this.execute({ op: 'revoke', entry })
+      } else reply.count = node.execute(command)
+    } catch (err) {
+      node.log.error({ err, op: envelope.command.op }, 'fastify-ws-auth: a cluster command failed on this instance')
+      reply.count = 0
+    }
+    if (this.store!.ready) this.store!.reply(envelope.from, JSON.stringify(reply), this.config.requestTimeout).catch(err => this.lost(err))
+  }
+
+  /**
+   * Makes Redis hold exactly what this instance holds (slots, registration, known revocations),
+   * loads the revocations others stored, and publishes those made during an outage. Runs at
+   * start, on every reconnection, and when a heartbeat finds this instance unregistered.
+   */
+  private resync (): Promise<boolean> {
+    this.syncing ??= this.doResync().finally(() => { this.syncing = undefined })
+    return this.syncing
+  }
+
+  private async doResync (): Promise<boolean> {
+    const node = this.node!
+    const slots = new Map<string, Slot>()
+    // The adapter's own grants too: a slot taken while this resync was being prepared.
+    for (const slot of [...node.slots(), ...this.local.all()]) slots.set(slot.clientId, slot)
+    this.pruneKnown()
+    let loaded: RevocationEntry[]
+    try {
+      loaded = await this.store!.resync(slots.values(), this.known.values(), this.config.requestTimeout)
+    } catch (err) {
+      this.lost(err)
+      return false
+    }
+    node.addRevocations(loaded)
+    for (const entry of loaded) this.known.set(revocationMember(entry), entry)
+    const outage = this.unpublished.splice(0)
+    this.health!.up({ slots: slots.size, revocations: this.known.size })
+    for (const entry of outage) this.fanOut({ op: 'revoke', entry }).catch(() => {})
+    return true
+  }
+
+  private async beat (): Promise<void> {
+    const store = this.store!
+    if (this.beating || this.closing || !store.ready) return
+    this.beating = true
+    try {
+      if (this.health!.isDown || !await store.heartbeat(this.config.requestTimeout)) await this.resync()
+    } catch (err) {
+      this.lost(err)
+    } finally {
+      this.beating = false
+    }
+    this.pruneKnown()
+  }
+
+  private pruneKnown (): void {
+    const now = Date.now()
+    for (const [member, entry] of this.known) if (entry.expiresAt <= now) this.known.delete(member)
+  }
+
+  private lost (err: unknown): void {
+    if (!this.closing) this.health?.down(err)
+  }
+
+  private listen (emitter: Redis, event: string, listener: Listener): void {
+    emitter.on(event, listener)
+    this.listeners.push([emitter, event, listener])
+  }
+}
+
+/** Resolves at the next `event`; `cancel()` removes the listener. */
+function waitFor (emitter: Redis, event: string): { promise: Promise<void>, cancel: () => void } {
+  let listener = () => {}
+  const promise = new Promise<void>(resolve => { listener = () => resolve() })
+  emitter.once(event, listener)
+  return { promise, cancel: () => emitter.removeListener(event, listener) }
+}
+
+/** Closes a connection of ours: QUIT when it is up (bounded), else at once. */
+async function quit (client: Redis, ms: number): Promise<void> {
+  if (client.status === 'ready') {
+    try {
+      await within(client.quit(), ms)
+      return
+    } catch {
+      // Fall through: cut it.
+    }
+  }
+  client.disconnect()
+}

@@ -1,0 +1,153 @@
+import type { Redis } from 'ioredis'
+import type { Slot } from '../adapter.ts'
+import type { UserId } from '../registry.ts'
+import type { RevocationEntry } from '../revocation.ts'
+import { revocationEntry, revocationMember } from './messages.ts'
+import { ACQUIRE, HEARTBEAT, Keyspace, LEAVE, RELEASE, RESYNC, userPart, type Script } from './scripts.ts'
+
+/** Slots of dead instances one heartbeat cleans up at most (keeps each script short). */
+const SWEEP_BUDGET = 1000
+
+/** The answer of the acquire script. */
+export type Acquired = { taken: true, evict: string[] } | { taken: false } | { unregistered: true }
+
+/**
+ * The Redis side of the adapter: every key it reads or writes, through the command connection,
+ * each call bounded by a timeout so that nothing waits on a Redis that does not answer.
+ */
+export class Store {
+  constructor (
+    readonly client: Redis,
+    readonly keys: Keyspace,
+    private readonly instanceId: string,
+    private readonly instanceTtl: number
+  ) {}
+
+  get ready (): boolean {
+    return this.client.status === 'ready'
+  }
+
+  async acquire (slot: Slot, limit: number, evict: boolean, ms: number): Promise<Acquired> {
+    const result = await this.run(ACQUIRE, [this.keys.instances, this.keys.conns(slot.userId), this.keys.slots(this.instanceId)],
+      [this.instanceId, slot.clientId, slot.connectedAt, limit, evict ? 'evict' : 'reject', userPart(slot.userId)], ms) as unknown[]
+    if (result[0] === -1) return { unregistered: true }
+    if (result[0] === 0) return { taken: false }
+    return { taken: true, evict: result.slice(1).map(String) }
+  }
+
+  async release (slot: Slot, ms: number): Promise<void> {
+    await this.run(RELEASE, [this.keys.instances, this.keys.conns(slot.userId), this.keys.slots(this.instanceId)],
+      [this.instanceId, slot.clientId], ms)
+  }
+
+  /** Refreshes this instance's registration; `false` when it was gone (or counted dead): resync. */
+  async heartbeat (ms: number): Promise<boolean> {
+    const result = await this.run(HEARTBEAT, [this.keys.instances], [this.instanceId, this.instanceTtl, SWEEP_BUDGET], ms)
+    return result !== -1
+  }
+
+  /**
+   * Makes Redis hold exactly these slots for this instance, registers it alive, stores the
+   * revocations it knows, and returns every revocation Redis holds. Sent with EVAL, not
+   * EVALSHA: a NOSCRIPT retry (after a restart) could let a release overtake it.
+   */
+  async resync (slots: Iterable<Slot>, revocations: Iterable<RevocationEntry>, ms: number): Promise<RevocationEntry[]> {
+    const args: Array<string | number> = [this.instanceId, this.instanceTtl]
+    for (const s of slots) args.push(s.clientId, userPart(s.userId), s.connectedAt)
+    const keys = [this.keys.instances, this.keys.slots(this.instanceId)]
+    const pipeline = this.client.pipeline().eval(RESYNC.body, keys.length, ...keys, ...args)
+    const now = Date.now()
+    for (const entry of revocations) pipeline.zadd(this.keys.revoked, entry.expiresAt, revocationMember(entry))
+    pipeline.zremrangebyscore(this.keys.revoked, '-inf', now).zrangebyscore(this.keys.revoked, `(${now}`, '+inf')
+    const results = await within(pipeline.exec(), ms)
+    for (const [err] of results ?? []) if (err) throw err
+    return parseEntries(results?.at(-1)?.[1])
+  }
+
+  /** Stores one revocation (pruning expired ones). */
+  async revoke (entry: RevocationEntry, ms: number): Promise<void> {
+    const results = await within(this.client.pipeline()
+      .zadd(this.keys.revoked, entry.expiresAt, revocationMember(entry))
+      .zremrangebyscore(this.keys.revoked, '-inf', Date.now())
+      .exec(), ms)
+    for (const [err] of results ?? []) if (err) throw err
+  }
+
+  /** Removes this instance and its slots (shutdown). */
+  async leave (ms: number): Promise<void> {
+    await this.run(LEAVE, [this.keys.instances, this.keys.slots(this.instanceId)], [this.instanceId], ms)
+  }
+
+  /** Publishes on the commands channel; resolves with the number of subscribers reached. */
+  publish (message: string, ms: number): Promise<number> {
+    return within(this.client.publish(this.keys.commands, message), ms)
+  }
+
+  reply (to: string, message: string, ms: number): Promise<number> {
+    return within(this.client.publish(this.keys.replies(to), message), ms)
+  }
+
+  /** Runs a script by its SHA1, sending its body once when Redis does not know it (after a restart). */
+  private async run (script: Script, keys: string[], args: Array<string | number>, ms: number): Promise<unknown> {
+    try {
+      return await within(this.client.evalsha(script.sha, keys.length, ...keys, ...args), ms)
+    } catch (err) {
+      if (!String((err as Error).message).startsWith('NOSCRIPT')) throw err
+      return within(this.client.eval(script.body, keys.length, ...keys, ...args), ms)
+    }
+  }
+}
+
+function parseEntries (members: unknown): RevocationEntry[] {
+  if (!Array.isArray(members)) return []
+  const entries: RevocationEntry[] = []
+  for (const member of members) {
+    let entry: RevocationEntry | undefined
+    try {
+      entry = revocationEntry(JSON.parse(String(member)))
+    } catch {
+      entry = undefined
+    }
+    if (entry !== undefined) entries.push(entry)
+  }
+  return entries
+}
+
+/** Rejects after `ms` (with code ETIMEDOUT) unless the promise settled first. */
+export function within<T> (promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error(`Redis did not answer within ${ms} ms`), { code: 'ETIMEDOUT' })), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+/** Slots this instance was granted and has not given back, by user, oldest first: the fallback count. */
+export class LocalSlots {
+  private readonly byUser = new Map<UserId, Map<string, Slot>>()
+
+  add (slot: Slot): void {
+    let slots = this.byUser.get(slot.userId)
+    if (slots === undefined) {
+      slots = new Map()
+      this.byUser.set(slot.userId, slots)
+    }
+    slots.set(slot.clientId, slot)
+  }
+
+  remove (userId: UserId, clientId: string): void {
+    const slots = this.byUser.get(userId)
+    if (slots === undefined) return
+    slots.delete(clientId)
+    if (slots.size === 0) this.byUser.delete(userId)
+  }
+
+  /** One user's slots, oldest first. */
+  of (userId: UserId): Slot[] {
+    return [...this.byUser.get(userId)?.values() ?? []].sort((a, b) => a.connectedAt - b.connectedAt)
+  }
+
+  * all (): IterableIterator<Slot> {
+    for (const slots of this.byUser.values()) yield * slots.values()
+  }
+}

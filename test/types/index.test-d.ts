@@ -1,0 +1,145 @@
+// Type tests against the BUILT declarations, imported by package name as users import them
+// (`npm run build` first). Run: tsc -p test/types/tsconfig.json
+// Each `@ts-expect-error` line must be an error: tsc fails when one is not.
+import Fastify from 'fastify'
+import type { FastifyRequest } from 'fastify'
+import jwt from '@fastify/jwt'
+import wsAuth, { closeCodes, fastifyWsAuth } from 'fastify-ws-auth'
+import type { AuthAttempt, FailureClass, WsAuthPluginOptions, WsAuthRouteOptions, WsAuthUser } from 'fastify-ws-auth'
+
+/** `true` when A and B are the same type (not merely assignable). */
+type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
+function expectTrue<T extends true> (_: T): void {}
+
+interface AppUser {
+  id: string
+  displayName: string
+  roles: string[]
+  permissions: string[]
+}
+
+// The app types its user the way it would for @fastify/jwt alone.
+declare module '@fastify/jwt' {
+  interface FastifyJWT {
+    payload: { sub: string, roles?: string[] }
+    user: AppUser
+  }
+}
+
+expectTrue<Equal<WsAuthUser, AppUser>>(true)
+expectTrue<Equal<typeof wsAuth, typeof fastifyWsAuth>>(true)
+expectTrue<Equal<typeof closeCodes.forbidden.code, 4003>>(true)
+expectTrue<Equal<typeof closeCodes.auth_timeout.code, 4008>>(true)
+const failure: FailureClass = 'not_found'
+// @ts-expect-error: not a failure class
+const noFailure: FailureClass = 'nope'
+
+async function plugin (): Promise<void> {
+  const app = Fastify()
+  await app.register(jwt, { secret: 'secret' })
+
+  await app.register(wsAuth, {
+    sources: ['query', 'header', 'cookie', 'protocol', 'message'],
+    authTimeout: 5000,
+    reject: 'close',
+    rolePermissions: { admin: ['journal.read'] },
+    allowedOrigins: (origin, request) => origin === 'https://app.example' && request.ip !== '',
+    loadUser: async (claims, request) => {
+      expectTrue<Equal<typeof claims.sub, string>>(true)
+      expectTrue<Equal<typeof request, FastifyRequest>>(true)
+      return { id: claims.sub, displayName: claims.sub, roles: claims.roles ?? [], permissions: [] }
+    },
+    verify: async (token) => token === 'x' ? null : { sub: token },
+    publicUser: (user) => ({ id: user.id, name: user.displayName }),
+    closeCodes: { forbidden: { code: 1008, reason: 'Policy violation' } },
+    onAuthSuccess: (attempt) => {
+      expectTrue<Equal<typeof attempt, AuthAttempt>>(true)
+      expectTrue<Equal<typeof attempt.route, string>>(true)
+    },
+    onAuthFailure: async (attempt) => {
+      expectTrue<Equal<typeof attempt.failure, FailureClass | undefined>>(true)
+    }
+  })
+  await app.register(fastifyWsAuth, { sources: ['header'], reject: 'http' })
+
+  // @ts-expect-error: unknown source
+  await app.register(wsAuth, { sources: ['body'] })
+  // @ts-expect-error: a typo'd option name
+  await app.register(wsAuth, { source: ['query'] })
+  // @ts-expect-error: authTimeout is a number of ms
+  await app.register(wsAuth, { authTimeout: '5000' })
+  // @ts-expect-error: unknown reject mode
+  await app.register(wsAuth, { reject: 'never' })
+  // @ts-expect-error: loadUser must return the declared user (displayName missing)
+  await app.register(wsAuth, { loadUser: async (claims) => ({ id: claims.sub, roles: [], permissions: [] }) })
+  // @ts-expect-error: closeCodes keys are failure classes
+  await app.register(wsAuth, { closeCodes: { forbiden: { code: 4403 } } })
+  // @ts-expect-error: allowedOrigins is a list or a predicate
+  await app.register(wsAuth, { allowedOrigins: 'https://app.example' })
+}
+
+function routes (): void {
+  const app = Fastify()
+
+  app.get('/ws/entries/:id', {
+    websocket: true,
+    wsAuth: {
+      roles: ['admin', 'manager'],
+      permissions: ['journal.read'],
+      authorize: async (request, user) => {
+        expectTrue<Equal<typeof user, AppUser>>(true)
+        return (request.params as { id: string }).id === user.id ? true : 'not_found'
+      },
+      reject: 'http',
+      sources: ['header'],
+      authTimeout: 1000,
+      established: false
+    }
+  }, (socket, request) => {
+    expectTrue<Equal<typeof socket.user, AppUser | undefined>>(true)
+    expectTrue<Equal<typeof request.user, AppUser>>(true)
+  })
+  app.get('/ws/on', { websocket: true, wsAuth: true }, () => {})
+  app.get('/ws/off', { websocket: true, wsAuth: false }, () => {})
+
+  // @ts-expect-error: wsAuth is a boolean or an object
+  app.get('/ws/a', { websocket: true, wsAuth: 'admin' }, () => {})
+  // @ts-expect-error: roles is a list
+  app.get('/ws/b', { websocket: true, wsAuth: { roles: 'admin' } }, () => {})
+  // @ts-expect-error: unknown reject mode
+  app.get('/ws/c', { websocket: true, wsAuth: { reject: 'never' } }, () => {})
+  // @ts-expect-error: unknown source
+  app.get('/ws/d', { websocket: true, wsAuth: { sources: ['body'] } }, () => {})
+  // @ts-expect-error: authorize answers true, false or 'not_found'
+  app.get('/ws/e', { websocket: true, wsAuth: { authorize: () => 'maybe' } }, () => {})
+  // @ts-expect-error: a typo'd route option
+  app.get('/ws/f', { websocket: true, wsAuth: { rols: ['admin'] } }, () => {})
+
+  app.route({
+    method: 'GET',
+    url: '/ws/route',
+    websocket: true,
+    wsAuth: { permissions: ['journal.read'] },
+    handler: async () => 'http',
+    wsHandler: (socket, request) => {
+      expectTrue<Equal<typeof socket.user, AppUser | undefined>>(true)
+      expectTrue<Equal<typeof request.user, AppUser>>(true)
+    }
+  })
+  app.route({
+    method: 'GET',
+    url: '/ws/route-bad',
+    websocket: true,
+    // @ts-expect-error: permissions is a list
+    wsAuth: { permissions: 'journal.read' },
+    handler: async () => 'http'
+  })
+
+  // The option types are exported for apps that build them apart.
+  const routeOptions: WsAuthRouteOptions = { roles: ['admin'] }
+  const pluginOptions: WsAuthPluginOptions = { sources: ['message'], authTimeout: 100 }
+  app.get('/ws/g', { websocket: true, wsAuth: routeOptions }, () => {})
+  app.register(wsAuth, pluginOptions)
+}
+
+export { plugin, routes, failure, noFailure }
