@@ -29,6 +29,8 @@ export interface CloseCodeEntry {
   readonly retry: RetryAdvice
   /** `true` when this plugin sends the code; `false` for codes a client meets from elsewhere. */
   readonly emitted: boolean
+  /** What it means, in a sentence, for people (logs, UIs, docs). */
+  readonly description: string
 }
 
 /**
@@ -37,47 +39,47 @@ export interface CloseCodeEntry {
  */
 export const closeCodes = {
   /** No token in any enabled source. */
-  no_token: { code: 4001, reason: 'No token provided', status: 401, retry: 'reauthenticate', emitted: true },
+  no_token: { code: 4001, reason: 'No token provided', status: 401, retry: 'reauthenticate', emitted: true, description: 'No token in any enabled source.' },
   /** Malformed token, bad signature, `alg: none`, wrong algorithm, `nbf` in the future, `iss`/`aud` mismatch. */
-  invalid_token: { code: 4001, reason: 'Invalid token', status: 401, retry: 'reauthenticate', emitted: true },
+  invalid_token: { code: 4001, reason: 'Invalid token', status: 401, retry: 'reauthenticate', emitted: true, description: 'The token is malformed, badly signed, of a refused algorithm, not yet valid (nbf), or for another issuer or audience.' },
   /** The token's `exp` has passed. */
-  token_expired: { code: 4001, reason: 'Token expired', status: 401, retry: 'reauthenticate', emitted: true },
+  token_expired: { code: 4001, reason: 'Token expired', status: 401, retry: 'reauthenticate', emitted: true, description: 'The token\'s exp has passed.' },
   /** The token was revoked, or the user was disconnected by the application. */
-  token_revoked: { code: 4001, reason: 'Token revoked', status: 401, retry: 'reauthenticate', emitted: true },
+  token_revoked: { code: 4001, reason: 'Token revoked', status: 401, retry: 'reauthenticate', emitted: true, description: 'The token was revoked, or the application logged this user out everywhere.' },
   /** The first message was not `{"type":"auth","token":"..."}`. */
-  invalid_auth_message: { code: 4001, reason: 'Invalid auth message', status: null, retry: 'reauthenticate', emitted: true },
+  invalid_auth_message: { code: 4001, reason: 'Invalid auth message', status: null, retry: 'reauthenticate', emitted: true, description: 'The first message was not {"type":"auth","token":"..."}.' },
   /** `loadUser` returned `null`/`undefined`: unknown or inactive user. */
-  user_not_found: { code: 4002, reason: 'User not found or inactive', status: 401, retry: 'never', emitted: true },
+  user_not_found: { code: 4002, reason: 'User not found or inactive', status: 401, retry: 'never', emitted: true, description: 'The token is valid but its user is unknown or inactive.' },
   /** Missing role or permission, `authorize` returned `false`, or a disallowed `Origin`. */
-  forbidden: { code: 4003, reason: 'Forbidden', status: 403, retry: 'never', emitted: true },
+  forbidden: { code: 4003, reason: 'Forbidden', status: 403, retry: 'never', emitted: true, description: 'The user lacks a role or permission of the route, does not own the resource, or the page\'s Origin is not allowed.' },
   /** `authorize` returned `'not_found'`. */
-  not_found: { code: 4004, reason: 'Not found', status: 404, retry: 'never', emitted: true },
+  not_found: { code: 4004, reason: 'Not found', status: 404, retry: 'never', emitted: true, description: 'The resource named in the URL does not exist.' },
   /** No auth message within `authTimeout`. */
-  auth_timeout: { code: 4008, reason: 'Authentication timeout', status: null, retry: 'backoff', emitted: true },
+  auth_timeout: { code: 4008, reason: 'Authentication timeout', status: null, retry: 'backoff', emitted: true, description: 'No auth message arrived within authTimeout.' },
   /** The session reached `maxLifetime`. */
-  lifetime_exceeded: { code: 4010, reason: 'Session lifetime exceeded', status: null, retry: 'immediately', emitted: true },
+  lifetime_exceeded: { code: 4010, reason: 'Session lifetime exceeded', status: null, retry: 'immediately', emitted: true, description: 'The session reached maxLifetime; reconnect to start a new one.' },
   /** Over `maxConnectionsPerUser`. */
-  too_many_connections: { code: 4029, reason: 'Too many connections', status: 429, retry: 'backoff', emitted: true },
+  too_many_connections: { code: 4029, reason: 'Too many connections', status: 429, retry: 'backoff', emitted: true, description: 'The user already has maxConnectionsPerUser open sessions.' },
   /** Too many messages held while authenticating, or a binary first message. */
-  policy_violation: { code: 1008, reason: 'Policy violation', status: null, retry: 'never', emitted: true },
+  policy_violation: { code: 1008, reason: 'Policy violation', status: null, retry: 'never', emitted: true, description: 'Too many messages before authentication (or before the handler listened), or a binary auth message.' },
   /** The auth message was larger than `maxAuthMessageBytes`. */
-  message_too_big: { code: 1009, reason: 'Message too big', status: null, retry: 'never', emitted: true },
+  message_too_big: { code: 1009, reason: 'Message too big', status: null, retry: 'never', emitted: true, description: 'The auth message was larger than maxAuthMessageBytes.' },
   /** A hook or verifier threw; details go to the server log only. */
-  internal_error: { code: 1011, reason: 'Internal error', status: 500, retry: 'backoff', emitted: true },
+  internal_error: { code: 1011, reason: 'Internal error', status: 500, retry: 'backoff', emitted: true, description: 'The server failed while authenticating (a hook or verifier threw); details are in its log.' },
   /** The server is shutting down. */
-  going_away: { code: 1001, reason: 'Server shutting down', status: null, retry: 'backoff', emitted: true },
+  going_away: { code: 1001, reason: 'Server shutting down', status: null, retry: 'backoff', emitted: true, description: 'The server is shutting down.' },
   /** A frame broke the protocol (sent by ws itself, e.g. an unmasked client frame). */
-  protocol_error: { code: 1002, reason: '', status: null, retry: 'never', emitted: false },
+  protocol_error: { code: 1002, reason: '', status: null, retry: 'never', emitted: false, description: 'A frame broke the WebSocket protocol.' },
   /** A text frame was not valid UTF-8 (sent by ws itself). */
-  invalid_payload: { code: 1007, reason: '', status: null, retry: 'never', emitted: false },
+  invalid_payload: { code: 1007, reason: '', status: null, retry: 'never', emitted: false, description: 'A text frame was not valid UTF-8.' },
   /** The application closed the socket normally (a stream that finished). */
-  normal_closure: { code: 1000, reason: '', status: null, retry: 'done', emitted: false },
+  normal_closure: { code: 1000, reason: '', status: null, retry: 'done', emitted: false, description: 'The application ended the session normally (a stream that finished).' },
   /** The connection dropped without a close frame (also what browsers see for a refused upgrade). */
-  abnormal_closure: { code: 1006, reason: '', status: null, retry: 'backoff', emitted: false },
+  abnormal_closure: { code: 1006, reason: '', status: null, retry: 'backoff', emitted: false, description: 'The connection dropped without a close frame (also what browsers see for a refused upgrade).' },
   /** The server is restarting. */
-  service_restart: { code: 1012, reason: '', status: null, retry: 'backoff', emitted: false },
+  service_restart: { code: 1012, reason: '', status: null, retry: 'backoff', emitted: false, description: 'The server is restarting.' },
   /** A limit could not be checked (the cluster store is down and `onRedisError` is `'fail-closed'`), or the server is overloaded. */
-  try_again_later: { code: 1013, reason: 'Try again later', status: 503, retry: 'backoff', emitted: true }
+  try_again_later: { code: 1013, reason: 'Try again later', status: 503, retry: 'backoff', emitted: true, description: 'A limit could not be checked right now, or the server is overloaded.' }
 } as const satisfies Record<string, CloseCodeEntry>
 
 /** A failure class: a key of the close-code table. */
@@ -87,7 +89,7 @@ export type FailureClass = keyof typeof closeCodes
 export type CloseCodeTable = { readonly [K in FailureClass]: CloseCodeEntry }
 
 /** Per-class overrides, as accepted by the `closeCodes` option of the plugin and the client. */
-export type CloseCodeOverrides = { readonly [K in FailureClass]?: Partial<Pick<CloseCodeEntry, 'code' | 'reason' | 'status'>> }
+export type CloseCodeOverrides = { readonly [K in FailureClass]?: Partial<Pick<CloseCodeEntry, 'code' | 'reason' | 'status' | 'description'>> }
 
 /** The longest close reason a WebSocket frame can carry, in bytes. */
 export const MAX_REASON_BYTES = 123
@@ -162,6 +164,7 @@ function checkEntry (name: string, row: CloseCodeEntry): void {
   if (typeof row.reason !== 'string' || utf8Length(row.reason) > MAX_REASON_BYTES) {
     throw new TypeError(`closeCodes.${name}.reason: must be a string of at most ${MAX_REASON_BYTES} bytes`)
   }
+  if (typeof row.description !== 'string') throw new TypeError(`closeCodes.${name}.description: must be a string`)
   if (row.status !== null && !(Number.isInteger(row.status) && row.status >= 400 && row.status <= 599)) {
     throw new TypeError(`closeCodes.${name}.status: must be an HTTP error status (400-599) or null`)
   }

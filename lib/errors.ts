@@ -26,7 +26,7 @@ export const CookiePluginMissingError = createError(
 /** An upgrade reached a websocket route that this plugin does not guard; it was refused. */
 export const UnguardedRouteError = createError<'FST_WS_AUTH_UNGUARDED_ROUTE', [string]>(
   'FST_WS_AUTH_UNGUARDED_ROUTE',
-  'fastify-ws-auth: refused a WebSocket upgrade to %s: the route is not guarded by fastify-ws-auth (declared before the plugin was registered, or outside its scope); declare it after registering fastify-ws-auth, or set wsAuth: false on it', 500)
+  'fastify-ws-auth: refused a WebSocket upgrade to %s: no fastify-ws-auth guard on this route (a plain HTTP route, or a websocket route declared before the plugin was registered or outside its scope: declare it after registering fastify-ws-auth, or set wsAuth: false on it)', 500)
 
 /** A registry call got an argument it cannot use; the message names it. */
 export const InvalidArgumentError = createError<'FST_WS_AUTH_INVALID_ARGUMENT', [string, string]>(

@@ -198,7 +198,8 @@ function scrubClientErrors (server: FastifyInstance['server'] & { [kScrubbing]?:
 }
 
 function refuseUnguarded (req: RawRequest, socket: Duplex, log: FastifyBaseLogger): void {
-  log.error({ err: new UnguardedRouteError(req.url?.split('?')[0] ?? '') }, 'fastify-ws-auth: refused an unguarded WebSocket upgrade')
+  // A warning, not an error: a client asking to upgrade a plain HTTP route lands here too.
+  log.warn({ err: new UnguardedRouteError(req.url?.split('?')[0] ?? '') }, 'fastify-ws-auth: refused an unguarded WebSocket upgrade')
   socket.end('HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
 }
 

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify'
 import type { ClusterAdapter } from './adapter.ts'
 import { mergeCloseCodes, type CloseCodeTable } from './close-codes.ts'
+import { permissionsOf } from './authenticate.ts'
 import { InvalidOptionError, InvalidRouteOptionError } from './errors.ts'
 import type {
   AuthorizeFn, DefaultWsAuthUser, RejectMode, TokenSource, WsAuthClaims, WsAuthPluginOptions,
@@ -91,7 +92,7 @@ export function buildConfig (opts: WsAuthPluginOptions): Config {
     loadUser: fn(opts.loadUser, fail('loadUser')) ?? defaultLoadUser,
     rolePermissions: rolePermissions(opts.rolePermissions),
     originAllowed: originPredicate(opts.allowedOrigins),
-    publicUser: fn(opts.publicUser, fail('publicUser')) ?? defaultPublicUser,
+    publicUser: fn(opts.publicUser, fail('publicUser')) ?? ((user) => defaultPublicUser(user, config)),
     table: closeCodeTable(opts.closeCodes),
     onAuthSuccess: fn(opts.onAuthSuccess, fail('onAuthSuccess')),
     onAuthFailure: fn(opts.onAuthFailure, fail('onAuthFailure')),
@@ -176,9 +177,10 @@ export function defaultLoadUser (claims: WsAuthClaims): DefaultWsAuthUser {
   }
 }
 
-function defaultPublicUser (user: WsAuthUser): unknown {
+/** `{ id, username, roles, permissions }`, with the permissions `rolePermissions` grants included. */
+function defaultPublicUser (user: WsAuthUser, config: Config): unknown {
   const u = user as Partial<DefaultWsAuthUser>
-  return { id: u.id, username: u.username, roles: u.roles ?? [], permissions: u.permissions ?? [] }
+  return { id: u.id, username: u.username, roles: u.roles ?? [], permissions: [...permissionsOf(user, config)] }
 }
 
 type Fail = (problem: string) => Error

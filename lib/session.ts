@@ -122,6 +122,17 @@ export class Session {
     this.savedMaxPayload = receiver._maxPayload
     const cap = Math.max(this.host.maxAuthMessageBytes, this.host.maxPendingBytes)
     if (receiver._maxPayload === 0 || receiver._maxPayload > cap) receiver._maxPayload = cap
+    // ws answers an over-cap frame with close(1009) and no reason, before buffering it: make that
+    // a refusal like any other (the table's code and reason, a log line, the audit hook).
+    const session = this
+    const close = this.ws.close
+    this.ws.close = function closeOverCap (this: WebSocket, code?: number, reason?: string | Buffer): void {
+      if (code === 1009 && reason === undefined && session.state === AUTHENTICATING) {
+        session.refuse({ ok: false, failure: 'message_too_big' })
+        return
+      }
+      close.call(this, code, reason)
+    }
   }
 
   private restorePayloadLimit (): void {
@@ -129,6 +140,7 @@ export class Session {
     const receiver = (this.ws as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver
     if (receiver !== undefined) receiver._maxPayload = this.savedMaxPayload
     this.savedMaxPayload = undefined
+    delete (this.ws as { close?: unknown }).close
   }
 
   /** Verification succeeded: take a connection slot, then establish. */
@@ -199,6 +211,8 @@ export class Session {
 
   private establish (outcome: Success): void {
     if (this.state === CLOSED) return
+    // The client may have started closing while its token was being checked.
+    if (this.ws.readyState !== 1) return this.finish()
     clearTimeout(this.timer)
     this.restorePayloadLimit()
     if (this.policy.established) {
@@ -359,6 +373,7 @@ export class Session {
   private finish (): void {
     if (this.state === CLOSED) return
     this.state = CLOSED
+    this.restorePayloadLimit()
     clearTimeout(this.timer)
     this.timer = undefined
     this.held = null

@@ -13,6 +13,7 @@ import type {
 
 const EVENTS = ['established', 'message', 'refreshed', 'close', 'error'] as const
 const noop = (): void => {}
+const OPEN = 1
 
 /** A close before the retry decision: what the server said and the table row it matches. */
 type Closing = Pick<CloseInfo, 'code' | 'reason' | 'kind' | 'failure' | 'status'>
@@ -92,7 +93,8 @@ export class WsAuthClient<User = PublicUser> {
   send (data: unknown): void {
     if (this.#state === 'closed') throw new ClientError('FST_WS_AUTH_CLIENT_CLOSED', 'send() after the client closed')
     const frame = encode(data)
-    if (this.#state === 'open' && this.#socket !== null) {
+    // Once closing, a socket drops what it is given without a word: queue it for the next one.
+    if (this.#state === 'open' && this.#socket !== null && this.#socket.readyState === OPEN) {
       this.#socket.send(frame)
       return
     }
@@ -178,6 +180,7 @@ export class WsAuthClient<User = PublicUser> {
 
   #onMessage (data: unknown): void {
     const control = parseControl(data)
+    if (control !== undefined) this.#events.emit('message', data as ClientEvents<User>['message'])
     if (control === undefined) {
       // The server lets app messages through only on authenticated sockets.
       if (this.#state === 'authenticating') this.#establish(null)

@@ -1,0 +1,95 @@
+// The demo server without a browser: the page, the close-code table, the mint, and what each kind
+// of token meets on each route (real server, real `ws` clients).
+import type { AddressInfo } from 'node:net'
+import t, { type Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { closeCodes } from 'fastify-ws-auth'
+import { connect, type Client } from '../test/helpers/index.ts'
+import { build, type DemoOptions } from './app.ts'
+
+type Msg = Record<string, unknown>
+
+async function start (t: Test, opts: DemoOptions = {}): Promise<{ app: FastifyInstance, open: (path: string, user: string, kind: string) => Promise<Client> }> {
+  const app = await build(opts)
+  t.teardown(() => app.close())
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const { port } = app.server.address() as AddressInfo
+  async function open (path: string, user: string, kind: string): Promise<Client> {
+    const { token } = await mint(app, user, kind)
+    return connect(`ws://127.0.0.1:${port}${path}?token=${token}`)
+  }
+  return { app, open }
+}
+
+async function mint (app: FastifyInstance, user: string, kind: string): Promise<{ token: string, claims: Msg }> {
+  const res = await app.inject({ method: 'POST', url: '/demo/token', payload: { user, kind } })
+  return res.json()
+}
+
+t.test('serves the page, its script and the plugin\'s close-code table', async t => {
+  const { app } = await start(t)
+  const page = await app.inject('/')
+  t.equal(page.statusCode, 200)
+  t.match(page.headers['content-type'], /^text\/html/)
+  for (const id of ['user', 'kind', 'source', 'route', 'mint', 'connect', 'refresh', 'log', 'status', 'codes']) {
+    t.match(page.body, `id="${id}"`, `#${id}`)
+  }
+  const script = await app.inject('/app.js')
+  t.equal(script.statusCode, 200)
+  t.match(script.headers['content-type'], /^text\/javascript/)
+  const table = await app.inject('/demo/close-codes')
+  t.same(table.json(), closeCodes, 'the table as exported by the package')
+  t.same(table.json(), app.wsAuth.closeCodes, 'the table in force')
+})
+
+t.test('the mint', async t => {
+  const { app } = await start(t, { shortLivedMs: 10_000 })
+  const now = Math.floor(Date.now() / 1000)
+  const valid = await mint(app, 'alice', 'valid')
+  t.match(valid.claims, { sub: 'alice', roles: ['admin'] })
+  t.ok((valid.claims.exp as number) > now + 600)
+  const short = await mint(app, 'bob', 'short')
+  t.ok((short.claims.exp as number) - now <= 11 && (short.claims.exp as number) - now >= 10)
+  t.ok(((await mint(app, 'carol', 'expired')).claims.exp as number) < now)
+  t.match((await mint(app, 'carol', 'wrong_role')).claims, { sub: 'carol', roles: ['guest'] })
+  const refused = await app.inject({ method: 'POST', url: '/demo/token', payload: { user: 'mallory', kind: 'valid' } })
+  t.equal(refused.statusCode, 400, 'unknown users get no token')
+})
+
+t.test('what each token meets', async t => {
+  const { open } = await start(t)
+  const cases: Array<[string, string, string, { code: number, reason: string } | 'established']> = [
+    ['/ws/stream', 'carol', 'valid', 'established'],
+    ['/ws/stream', 'alice', 'expired', { code: 4001, reason: 'Token expired' }],
+    ['/ws/stream', 'alice', 'tampered', { code: 4001, reason: 'Invalid token' }],
+    ['/ws/stream', 'dave', 'valid', { code: 4002, reason: 'User not found or inactive' }],
+    ['/ws/admin', 'alice', 'valid', 'established'],
+    ['/ws/admin', 'bob', 'valid', { code: 4003, reason: 'Forbidden' }],
+    ['/ws/admin', 'alice', 'wrong_role', { code: 4003, reason: 'Forbidden' }],
+    ['/ws/projects/apollo', 'carol', 'valid', 'established'],
+    ['/ws/projects/hermes', 'carol', 'valid', { code: 4003, reason: 'Forbidden' }],
+    ['/ws/projects/hermes', 'alice', 'valid', 'established'],
+    ['/ws/projects/unknown', 'alice', 'valid', { code: 4004, reason: 'Not found' }]
+  ]
+  for (const [path, user, kind, expected] of cases) {
+    const c = await open(path, user, kind)
+    if (expected === 'established') {
+      t.match(await c.message(1), { type: 'connection_established', user: { id: user } }, `${user}/${kind} on ${path}: established`)
+      c.ws.close()
+    } else {
+      t.same(await c.closed, expected, `${user}/${kind} on ${path}: ${expected.code}`)
+    }
+  }
+})
+
+t.test('routes: project details, the stream ticks, the kick closes with 4001 Token revoked', async t => {
+  const { app, open } = await start(t, { tickMs: 20 })
+  const project = await open('/ws/projects/apollo', 'bob', 'valid')
+  t.match(await project.message(2), { type: 'project', id: 'apollo', name: 'Apollo' })
+  project.ws.close()
+  const stream = await open('/ws/stream', 'bob', 'valid')
+  t.match(await stream.message(2), { type: 'tick', n: 1 })
+  const kicked = await app.inject({ method: 'POST', url: '/demo/kick', payload: { user: 'bob' } })
+  t.same(kicked.json(), { closed: 1 })
+  t.same(await stream.closed, { code: 4001, reason: 'Token revoked' })
+})

@@ -1,0 +1,305 @@
+// The playground page: plain browser JavaScript, no framework, no build step. It speaks the wire
+// protocol by hand (three token sources, in-band refresh, app ping) so every frame shows in the log.
+/* global document, fetch, location, Option, WebSocket */
+'use strict'
+
+;(function () {
+  const $ = (id) => document.getElementById(id)
+  const el = {}
+  for (const id of ['user', 'kind', 'kind-help', 'mint', 'token', 'claims', 'source', 'route', 'route-help', 'connect', 'disconnect',
+    'refresh', 'ping', 'kick', 'message', 'send', 'status', 'expiry', 'stats', 'clear', 'log', 'codes']) el[id] = $(id)
+
+  /** The server's close-code table, by failure class: the only source of each code's meaning. */
+  let table = {}
+  let kinds = []
+  let sources = []
+  /** The open socket and what we know of its session. */
+  let session = null
+  let countdown = null
+
+  async function getJson (url, init) {
+    const res = await fetch(url, init)
+    const body = await res.json()
+    if (!res.ok) throw new Error(body.message || res.statusText)
+    return body
+  }
+
+  function fill (select, options) {
+    select.replaceChildren(...options.map(([value, label]) => new Option(label, value)))
+  }
+
+  // ---- the log ------------------------------------------------------------------------------
+
+  function now () {
+    const d = new Date()
+    return d.toTimeString().slice(0, 8) + '.' + String(d.getMilliseconds()).padStart(3, '0')
+  }
+
+  /** Appends a line: `kind` is sent, received, event or close; `note` is a second, quieter line. */
+  function log (kind, text, { note, extra } = {}) {
+    const empty = el.log.querySelector('.empty')
+    if (empty) empty.remove()
+    const li = document.createElement('li')
+    li.className = [kind, extra].filter(Boolean).join(' ')
+    const dir = { sent: '→', received: '←', event: '•', close: '✕' }[kind]
+    const body = document.createElement('span')
+    body.className = 'text'
+    body.textContent = text
+    if (note) {
+      const meaning = document.createElement('span')
+      meaning.className = 'meaning'
+      // The space keeps `close <code> <reason> meaning: ...` readable as plain text; CSS puts it on its own line.
+      meaning.textContent = ' ' + note
+      body.append(meaning)
+    }
+    li.append(span('time', now()), span('dir', dir), body)
+    el.log.append(li)
+    el.log.scrollTop = el.log.scrollHeight
+  }
+
+  function span (className, text) {
+    const s = document.createElement('span')
+    s.className = className
+    s.textContent = text
+    return s
+  }
+
+  /** A token shortened for display: the log shows what was sent, not a wall of base64. */
+  function short (token) {
+    return token.length > 24 ? `${token.slice(0, 16)}…${token.slice(-6)} (${token.length} chars)` : token
+  }
+
+  // ---- the close-code table -------------------------------------------------------------------
+
+  /** The table row for a close: same code and reason first, else the first row with that code. */
+  function rowFor (code, reason) {
+    const rows = Object.entries(table).filter(([, entry]) => entry.code === code)
+    return rows.find(([, entry]) => entry.reason === reason) || rows[0]
+  }
+
+  function meaningOf (code, reason) {
+    const row = rowFor(code, reason)
+    if (!row) return `meaning: code ${code} is not in the plugin's table`
+    const [failure, entry] = row
+    const http = entry.status === null ? 'no HTTP equivalent' : `HTTP ${entry.status} with reject: 'http'`
+    return `meaning: ${failure} · ${http} · client should: ${entry.retry}`
+  }
+
+  function renderCodes () {
+    const body = el.codes.tBodies[0]
+    body.replaceChildren(...Object.entries(table).map(([failure, entry]) => {
+      const tr = document.createElement('tr')
+      tr.dataset.failure = failure
+      if (!entry.emitted) tr.classList.add('foreign')
+      const cells = [['failure', failure], ['code', entry.code], ['reason', entry.reason || '—'],
+        ['status', entry.status ?? '—'], ['retry', entry.retry]]
+      tr.append(...cells.map(([className, text]) => {
+        const td = document.createElement('td')
+        td.className = className
+        td.textContent = String(text)
+        return td
+      }))
+      return tr
+    }))
+  }
+
+  function highlight (code, reason) {
+    const row = rowFor(code, reason)
+    for (const tr of el.codes.tBodies[0].rows) tr.classList.toggle('hit', row !== undefined && tr.dataset.failure === row[0])
+  }
+
+  // ---- status -----------------------------------------------------------------------------------
+
+  function setStatus (state, text) {
+    el.status.dataset.state = state
+    el.status.textContent = text
+  }
+
+  function setOpen (open) {
+    el.connect.disabled = open
+    for (const button of [el.disconnect, el.refresh, el.ping, el.kick, el.send]) button.disabled = !open
+  }
+
+  function showExpiry () {
+    if (!session || !session.expiresAt) {
+      el.expiry.textContent = session && session.established ? 'token has no exp' : ''
+      return
+    }
+    const left = Math.round((Date.parse(session.expiresAt) - Date.now()) / 1000)
+    const clock = left >= 60 ? `${Math.floor(left / 60)} min ${String(left % 60).padStart(2, '0')} s` : `${left} s`
+    el.expiry.textContent = left > 0 ? `token expires in ${clock}` : 'token expired'
+  }
+
+  async function refreshStats () {
+    try {
+      const s = await getJson('/demo/stats')
+      const failures = Object.entries(s.failures).map(([code, n]) => `${code}×${n}`).join(' ') || 'none'
+      el.stats.textContent = `Server (app.wsAuth.stats()): ${s.active} active · ${s.attempts} attempts · ${s.established} established · refused by code: ${failures}`
+    } catch {
+      el.stats.textContent = ''
+    }
+  }
+
+  // ---- tokens -----------------------------------------------------------------------------------
+
+  async function mint (user, kind) {
+    return getJson('/demo/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ user, kind })
+    })
+  }
+
+  async function mintIntoBox () {
+    const minted = await mint(el.user.value, el.kind.value)
+    el.token.value = minted.token
+    el.claims.textContent = JSON.stringify(minted.claims, null, 1).replace(/\n\s*/g, ' ')
+    log('event', `minted a ${minted.kind} token for ${minted.user}`)
+    return minted.token
+  }
+
+  function forgetToken () {
+    el.token.value = ''
+    el.claims.textContent = ''
+  }
+
+  function showKindHelp () {
+    const kind = kinds.find(k => k.kind === el.kind.value)
+    el['kind-help'].textContent = kind ? kind.description : ''
+  }
+
+  // ---- the socket -------------------------------------------------------------------------------
+
+  function send (data, shown) {
+    const text = typeof data === 'string' ? data : JSON.stringify(data)
+    session.ws.send(text)
+    log('sent', shown || text)
+  }
+
+  async function connect () {
+    if (session) return
+    const source = el.source.value
+    const path = el.route.value
+    let token = el.token.value.trim()
+    el.connect.disabled = true
+    try {
+      if (token === '' && source !== 'none') token = await mintIntoBox()
+    } finally {
+      el.connect.disabled = false
+    }
+    const base = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}`
+    const label = sources.find(s => s.source === source).label
+    let ws
+    try {
+      if (source === 'query') ws = new WebSocket(`${base}?token=${encodeURIComponent(token)}`)
+      else if (source === 'protocol') ws = new WebSocket(base, [`bearer.${token}`, 'bearer'])
+      else ws = new WebSocket(base)
+    } catch (error) {
+      log('event', `the browser refused to open the socket: ${error.message}`, { extra: 'error' })
+      return
+    }
+    session = { ws, user: el.user.value, established: false, expiresAt: null }
+    setOpen(true)
+    setStatus('connecting', 'connecting')
+    log('event', `connecting to ${path}, token source: ${label}`)
+    ws.addEventListener('open', () => {
+      log('event', `open${ws.protocol ? `, subprotocol selected by the server: ${ws.protocol}` : ''}`)
+      setStatus('open', source === 'message' || source === 'none' ? 'open, waiting for authentication' : 'open')
+      if (source === 'message') send({ type: 'auth', token }, `{"type":"auth","token":"${short(token)}"}`)
+    })
+    ws.addEventListener('message', (event) => received(ws, event.data))
+    ws.addEventListener('close', (event) => closed(ws, event))
+  }
+
+  function received (ws, data) {
+    if (!session || session.ws !== ws) return
+    let message = null
+    try { message = JSON.parse(data) } catch {}
+    const type = message && typeof message === 'object' ? message.type : undefined
+    const control = ['connection_established', 'token_expiring', 'token_refreshed', 'pong'].includes(type)
+    log('received', String(data), { extra: control ? 'control' : '' })
+    if (type === 'connection_established') {
+      session.established = true
+      session.expiresAt = message.expires_at
+      const user = message.user || {}
+      setStatus('authenticated', `authenticated as ${user.username || user.id} (${(user.roles || []).join(', ') || 'no role'})`)
+      countdown = setInterval(showExpiry, 250)
+      showExpiry()
+      refreshStats()
+    } else if (type === 'token_refreshed') {
+      session.expiresAt = message.expires_at
+      showExpiry()
+    }
+  }
+
+  function closed (ws, event) {
+    if (!session || session.ws !== ws) return
+    log('close', `close ${event.code}${event.reason ? ' ' + event.reason : ''}`, {
+      note: meaningOf(event.code, event.reason),
+      extra: event.code === 1000 ? 'normal' : ''
+    })
+    highlight(event.code, event.reason)
+    setStatus('closed', `closed ${event.code}`)
+    clearInterval(countdown)
+    session = null
+    el.expiry.textContent = ''
+    setOpen(false)
+    refreshStats()
+  }
+
+  async function refresh () {
+    const { ws } = session
+    const minted = await mint(el.user.value, el.kind.value)
+    if (!session || session.ws !== ws) return
+    log('event', `refresh in band with a new ${minted.kind} token for ${minted.user}`)
+    send({ type: 'auth', token: minted.token }, `{"type":"auth","token":"${short(minted.token)}"}`)
+  }
+
+  async function kick () {
+    const user = session.user
+    const { closed: count } = await getJson('/demo/kick', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ user })
+    })
+    log('event', `server: app.wsAuth.disconnectUser('${user}') closed ${count} socket(s)`)
+  }
+
+  /** Runs a click handler, logging what went wrong instead of failing silently. */
+  function on (button, handler) {
+    button.addEventListener('click', () => {
+      Promise.resolve().then(handler).catch((error) => log('event', `error: ${error.message}`, { extra: 'error' }))
+    })
+  }
+
+  async function init () {
+    const [info, codes] = await Promise.all([getJson('/demo/info'), getJson('/demo/close-codes')])
+    table = codes
+    kinds = info.kinds
+    sources = info.sources
+    fill(el.user, info.users.map(u => [u.id, `${u.id} (${u.role})${u.active ? '' : ', deactivated'}`]))
+    fill(el.kind, kinds.map(k => [k.kind, k.label]))
+    fill(el.source, sources.map(s => [s.source, s.label]))
+    fill(el.route, info.routes.map(r => [r.path, r.path]))
+    const showRouteHelp = () => { el['route-help'].textContent = info.routes.find(r => r.path === el.route.value).label }
+    el.route.addEventListener('change', showRouteHelp)
+    showRouteHelp()
+    renderCodes()
+    showKindHelp()
+    el.user.addEventListener('change', forgetToken)
+    el.kind.addEventListener('change', () => { forgetToken(); showKindHelp() })
+    on(el.mint, mintIntoBox)
+    on(el.connect, connect)
+    on(el.disconnect, () => session.ws.close(1000, 'Closed by the page'))
+    on(el.refresh, refresh)
+    on(el.ping, () => send({ type: 'ping' }))
+    on(el.kick, kick)
+    on(el.send, () => send(el.message.value))
+    el.message.addEventListener('keydown', (event) => { if (event.key === 'Enter' && session) send(el.message.value) })
+    on(el.clear, () => el.log.replaceChildren())
+    refreshStats()
+    document.body.dataset.ready = 'true'
+  }
+
+  init().catch((error) => log('event', `could not load the demo: ${error.message}`, { extra: 'error' }))
+})()
