@@ -152,7 +152,7 @@ export async function build (opts: DemoOptions = {}): Promise<FastifyInstance> {
       authorize (request, user) {
         const project = PROJECTS[(request.params as { id: string }).id]
         if (project === undefined) return 'not_found'
-        return user.roles.includes('admin') || project.members.includes(String(user.id))
+        return (user.roles ?? []).includes('admin') || project.members.includes(String(user.id))
       }
     }
   }, (socket, request) => {

@@ -9,7 +9,7 @@ import type { RevocationEntry } from './revocation.ts'
  */
 export type ClusterCommand =
   | { op: 'sendToUser', userId: UserId, data: string, binary?: boolean }
-  | { op: 'broadcast', data: string, binary?: boolean, filter?: { roles?: string[], permissions?: string[], route?: string } }
+  | { op: 'broadcast', data: string, binary?: boolean, filter?: { roles?: string[], permissions?: string[], route?: string, params?: Record<string, string> } }
   | { op: 'disconnectUser', userId: UserId, code?: number, reason?: string }
   | { op: 'revoke', entry: RevocationEntry }
   | { op: 'closeClient', clientId: string, failure: FailureClass }

@@ -2,9 +2,8 @@ import type { ClusterCommand, ClusterConnectionInfo, ClusterStats } from './adap
 import { isSendableCloseCode, MAX_REASON_BYTES, utf8Length, type CloseCodeTable } from './close-codes.ts'
 import { InvalidArgumentError } from './errors.ts'
 import { closerFor, type Host } from './host.ts'
-import { encode, type BroadcastFilter, type ConnectionInfo, type DisconnectOptions, type UserId, type WsAuthStats } from './registry.ts'
+import { encode, type BroadcastFilter, type BroadcastPredicate, type ConnectionInfo, type DisconnectOptions, type UserId, type WsAuthStats } from './registry.ts'
 import { RevocationList, type RevokeTarget } from './revocation.ts'
-import type { WsAuthUser } from './types.ts'
 
 /** A count: a number in one process; a promise of the cluster-wide sum with a cluster adapter. */
 export type Count = number | Promise<number>
@@ -21,7 +20,7 @@ export interface WsAuthDecorator {
    * Sends to every open session matching the filter (all when none); returns the sockets reached.
    * A predicate (a function, or `filter.user`) applies to this instance's sessions only.
    */
-  broadcast (data: unknown, filter?: BroadcastFilter | ((user: WsAuthUser) => boolean)): Count
+  broadcast (data: unknown, filter?: BroadcastFilter | BroadcastPredicate): Count
   /**
    * Closes every open session of a user, by default with 4001 `Token revoked` (logout everywhere);
    * returns the sockets closed. The client may reconnect with the same token: `revoke` it too.
@@ -100,9 +99,14 @@ function wire (data: unknown): { data: string, binary?: boolean } {
   return { data: bytes.toString('base64'), binary: true }
 }
 
-function travelling (filter: BroadcastFilter | undefined): { roles?: string[], permissions?: string[], route?: string } | undefined {
+function travelling (filter: BroadcastFilter | undefined): NonNullable<Extract<ClusterCommand, { op: 'broadcast' }>['filter']> | undefined {
   if (filter === undefined) return undefined
-  return { roles: filter.roles && [...filter.roles], permissions: filter.permissions && [...filter.permissions], route: filter.route }
+  return {
+    roles: filter.roles && [...filter.roles],
+    permissions: filter.permissions && [...filter.permissions],
+    route: filter.route,
+    params: filter.params && { ...filter.params }
+  }
 }
 
 function checkClose (options: DisconnectOptions | undefined): DisconnectOptions {
@@ -138,7 +142,7 @@ function checkTarget (target: unknown): RevokeTarget {
   return t as RevokeTarget
 }
 
-function checkFilter (filter: unknown): BroadcastFilter | ((user: WsAuthUser) => boolean) | undefined {
+function checkFilter (filter: unknown): BroadcastFilter | BroadcastPredicate | undefined {
   if (filter === undefined || typeof filter === 'function') return filter as undefined
   if (filter === null || typeof filter !== 'object') throw new InvalidArgumentError('broadcast: filter', 'must be an object or a function')
   return filter as BroadcastFilter

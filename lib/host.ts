@@ -90,7 +90,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
   }
 
   publicUser (user: WsAuthUser): unknown {
-    return this.config.publicUser(user)
+    return this.config.publicUser(user, { permissions: [...permissionsOf(user, this.config)] })
   }
 
   closeSocket (ws: WebSocket, failure: FailureClass): void {

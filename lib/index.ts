@@ -226,7 +226,7 @@ export {
 } from './errors.ts'
 export { defaultLoadUser } from './options.ts'
 export { tokenShapeProblem } from './token-shape.ts'
-export type { BroadcastFilter, ConnectionInfo, DisconnectOptions, WsAuthStats, UserId } from './registry.ts'
+export type { BroadcastFilter, BroadcastPredicate, ConnectionFacts, ConnectionInfo, DisconnectOptions, WsAuthStats, UserId } from './registry.ts'
 export type { WsAuthDecorator, Count } from './decorator.ts'
 export type { RevokeTarget, RevocationEntry } from './revocation.ts'
 export type { ClusterAdapter, ClusterNode, ClusterCommand, Slot, AcquireResult, ClusterConnectionInfo, ClusterStats } from './adapter.ts'

@@ -1,7 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import type { ClusterAdapter } from './adapter.ts'
 import { mergeCloseCodes, type CloseCodeTable } from './close-codes.ts'
-import { permissionsOf } from './authenticate.ts'
 import { InvalidOptionError, InvalidRouteOptionError } from './errors.ts'
 import type {
   AuthorizeFn, DefaultWsAuthUser, RejectMode, TokenSource, WsAuthClaims, WsAuthPluginOptions,
@@ -35,7 +34,7 @@ export interface Config {
   loadUser: (claims: WsAuthClaims, request: FastifyRequest) => unknown
   rolePermissions: ReadonlyMap<string, readonly string[]> | null
   originAllowed: ((origin: string, request: FastifyRequest) => boolean) | null
-  publicUser: (user: WsAuthUser) => unknown
+  publicUser: (user: WsAuthUser, granted: { permissions: string[] }) => unknown
   table: CloseCodeTable
   onAuthSuccess: WsAuthPluginOptions['onAuthSuccess']
   onAuthFailure: WsAuthPluginOptions['onAuthFailure']
@@ -92,7 +91,7 @@ export function buildConfig (opts: WsAuthPluginOptions): Config {
     loadUser: fn(opts.loadUser, fail('loadUser')) ?? defaultLoadUser,
     rolePermissions: rolePermissions(opts.rolePermissions),
     originAllowed: originPredicate(opts.allowedOrigins),
-    publicUser: fn(opts.publicUser, fail('publicUser')) ?? ((user) => defaultPublicUser(user, config)),
+    publicUser: fn(opts.publicUser, fail('publicUser')) ?? defaultPublicUser,
     table: closeCodeTable(opts.closeCodes),
     onAuthSuccess: fn(opts.onAuthSuccess, fail('onAuthSuccess')),
     onAuthFailure: fn(opts.onAuthFailure, fail('onAuthFailure')),
@@ -178,9 +177,9 @@ export function defaultLoadUser (claims: WsAuthClaims): DefaultWsAuthUser {
 }
 
 /** `{ id, username, roles, permissions }`, with the permissions `rolePermissions` grants included. */
-function defaultPublicUser (user: WsAuthUser, config: Config): unknown {
-  const u = user as Partial<DefaultWsAuthUser>
-  return { id: u.id, username: u.username, roles: u.roles ?? [], permissions: [...permissionsOf(user, config)] }
+function defaultPublicUser (user: WsAuthUser, granted: { permissions: string[] }): unknown {
+  const u = user as DefaultWsAuthUser
+  return { id: u.id, username: u.username, roles: u.roles ?? [], permissions: granted.permissions }
 }
 
 type Fail = (problem: string) => Error

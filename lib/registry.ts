@@ -14,9 +14,21 @@ export interface BroadcastFilter {
   permissions?: readonly string[]
   /** The route URL pattern, exactly as declared (e.g. `/ws/entries/:id`). */
   route?: string
-  /** A predicate on the user. Cannot cross processes: with a cluster adapter it applies locally only. */
-  user?: (user: WsAuthUser) => boolean
+  /** Route parameters the connection was opened with, e.g. `{ station_id: '3' }` (all must match). */
+  params?: Readonly<Record<string, string>>
+  /** A predicate on the user and the connection. Cannot cross processes: with a cluster adapter it applies locally only. */
+  user?: BroadcastPredicate
 }
+
+/** What a broadcast predicate sees of a connection besides its user. */
+export interface ConnectionFacts {
+  clientId: string
+  route: string
+  params: Readonly<Record<string, string>>
+}
+
+/** A broadcast predicate: `true` to send to this connection. */
+export type BroadcastPredicate = (user: WsAuthUser, connection: ConnectionFacts) => boolean
 
 /** One live session, as `connections()` reports it. */
 export interface ConnectionInfo {
@@ -142,7 +154,7 @@ export class LocalRegistry {
     return reached
   }
 
-  broadcast (data: unknown, filter?: BroadcastFilter | ((user: WsAuthUser) => boolean)): number {
+  broadcast (data: unknown, filter?: BroadcastFilter | BroadcastPredicate): number {
     const match = typeof filter === 'function' ? { user: filter } : filter
     const payload = encode(data)
     let reached = 0
@@ -218,6 +230,12 @@ export class LocalRegistry {
   private matches (session: Session, filter: BroadcastFilter): boolean {
     const user = session.user as WsAuthUser
     if (filter.route !== undefined && session.policy.url !== filter.route) return false
+    if (filter.params !== undefined) {
+      const params = session.request.params as Record<string, string> | undefined
+      for (const [name, value] of Object.entries(filter.params)) {
+        if (params?.[name] !== value) return false
+      }
+    }
     if (filter.roles !== undefined) {
       const roles = (user as { roles?: unknown }).roles
       if (!Array.isArray(roles) || !filter.roles.some(r => roles.includes(r))) return false
@@ -226,7 +244,9 @@ export class LocalRegistry {
       const granted = this.permissionsOf(user)
       if (!filter.permissions.every(p => granted.has(p))) return false
     }
-    return filter.user === undefined || filter.user(user) === true
+    if (filter.user === undefined) return true
+    const facts = { clientId: session.clientId, route: session.policy.url, params: (session.request.params ?? {}) as Record<string, string> }
+    return filter.user(user, facts) === true
   }
 }
 

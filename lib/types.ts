@@ -7,11 +7,10 @@ import type { ClusterAdapter } from './adapter.ts'
 
 /** The user object the plugin builds from claims when no `loadUser` is given. */
 export interface DefaultWsAuthUser {
-  id: string | number | undefined
+  id?: string | number
   username?: string
-  roles: string[]
-  permissions: string[]
-  [key: string]: unknown
+  roles?: string[]
+  permissions?: string[]
 }
 
 /**
@@ -109,8 +108,11 @@ export interface WsAuthPluginOptions {
   rolePermissions?: Readonly<Record<string, readonly string[]>>
   /** Allowed `Origin` values, or a predicate; a present, disallowed Origin closes with 4003. */
   allowedOrigins?: readonly string[] | ((origin: string, request: FastifyRequest) => boolean)
-  /** What the client sees of the user in `connection_established`. @default `{ id, username, roles, permissions }` */
-  publicUser?: (user: WsAuthUser) => unknown
+  /**
+   * What the client sees of the user in `connection_established`; `permissions` is the user's own
+   * plus those `rolePermissions` grants. @default `{ id, username, roles, permissions }`
+   */
+  publicUser?: (user: WsAuthUser, granted: { permissions: string[] }) => unknown
   /** Send `connection_established` on success. @default true */
   established?: boolean
   /** Override codes, reasons or HTTP statuses of the close-code table, by failure class. */

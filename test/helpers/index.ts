@@ -197,3 +197,11 @@ export async function eventually (condition: () => boolean, timeoutMs = 5000): P
     await new Promise(resolve => setTimeout(resolve, 5))
   }
 }
+
+/**
+ * The close event, or the first message if one arrives before it: a client that should have been
+ * refused but was accepted fails an assertion at once instead of waiting for a close that never comes.
+ */
+export function refusal (client: Client): Promise<Closed | { message: unknown }> {
+  return Promise.race([client.closed, client.message(1).then(message => ({ message }))])
+}

@@ -1,0 +1,117 @@
+import t, { type Test } from 'tap'
+import { connect, listen } from '../helpers.ts'
+import { build, type BuildOptions } from './app.ts'
+import { memoryUsers } from './users.ts'
+
+const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
+// Hashing the demo passwords (scrypt) once for all the apps of this file.
+const users = memoryUsers()
+
+async function start (t: Test, opts: BuildOptions = {}) {
+  const app = await build({ statsIntervalMs: false, users, ...opts })
+  const served = await listen(t, app)
+  async function login (username: string, password: string) {
+    const response = await fetch(served.http('/admin/login'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username, password })
+    })
+    return { status: response.status, body: await response.json() as Record<string, unknown> }
+  }
+  const tokenOf = async (username: string) => (await login(username, `${username}-password`)).body.token as string
+  const open = (token?: string) => connect(served.ws('/admin/ws' + (token === undefined ? '' : `?token=${encodeURIComponent(token)}`)))
+  return { app, served, login, tokenOf, open }
+}
+
+t.test('login issues a short-lived token; bad credentials get 401', async t => {
+  const { app, login } = await start(t, { tokenTtlSeconds: 120 })
+  const ok = await login('admin', 'admin-password')
+  t.equal(ok.status, 200)
+  t.match(ok.body, { token_type: 'Bearer', expires_in: 120 })
+  const claims = app.jwt.decode<{ sub: string, exp: number, iat: number }>(ok.body.token as string)!
+  t.equal(claims.sub, 'admin')
+  t.equal(claims.exp - claims.iat, 120)
+  t.same(await login('admin', 'wrong'), { status: 401, body: { statusCode: 401, error: 'Unauthorized', message: 'Invalid username or password' } })
+  t.equal((await login('nobody', 'admin-password')).status, 401)
+})
+
+t.test('an admin connects: connection_established, ping/pong, get_stats, error for unknown messages', async t => {
+  const { tokenOf, open } = await start(t)
+  const c = open(await tokenOf('admin'))
+  const established = await c.waitFor('connection_established')
+  t.match(established, { user: { id: 'admin', username: 'admin', roles: ['admin'] }, expires_at: ISO })
+
+  c.send({ type: 'ping' })
+  const pong = await c.waitFor('pong')
+  t.match(pong, { type: 'pong', timestamp: ISO })
+
+  c.send({ type: 'get_stats' })
+  const stats = await c.waitFor('stats_update')
+  t.match(stats, {
+    data: { connections: { active: 1, established: 1, failures: {} }, uptime_seconds: Number, memory_rss_bytes: Number },
+    timestamp: ISO
+  })
+
+  c.send({ type: 'drop_tables' })
+  t.same(await c.waitFor('error'), { type: 'error', message: 'Unknown message type: drop_tables' })
+  c.send('not json')
+  t.same(await c.waitFor('error', 2), { type: 'error', message: 'Messages must be JSON objects with a "type"' })
+  c.ws.close()
+})
+
+t.test('refusals: a viewer gets 4003, bad / missing / expired tokens get 4001', async t => {
+  const { app, tokenOf, open } = await start(t)
+  t.same(await open(await tokenOf('viewer')).closed, { code: 4003, reason: 'Forbidden' })
+  t.same(await open('not-a-token').closed, { code: 4001, reason: 'Invalid token' })
+  t.same(await open().closed, { code: 4001, reason: 'No token provided' })
+  const expired = app.jwt.sign({ sub: 'admin' }, { expiresIn: -1 })
+  t.same(await open(expired).closed, { code: 4001, reason: 'Token expired' })
+  t.same(await open(app.jwt.sign({ sub: 'deleted-admin' })).closed, { code: 4002, reason: 'User not found or inactive' })
+  t.match(app.wsAuth.stats().failures, { 4001: 3, 4002: 1, 4003: 1 })
+})
+
+t.test('stats are broadcast to every connected admin on a timer, which stops at close', async t => {
+  const { app, tokenOf, open } = await start(t, { statsIntervalMs: 30 })
+  const token = await tokenOf('admin')
+  const a = open(token)
+  const b = open(token)
+  const [sa, sb] = await Promise.all([a.waitFor('stats_update'), b.waitFor('stats_update')])
+  t.match(sa, { data: { connections: { users: 1 } } })
+  t.match(sb, { data: { connections: { users: 1 } } })
+  await app.close()
+  t.same(await a.closed, { code: 1001, reason: 'Server shutting down' })
+  t.same(await b.closed, { code: 1001, reason: 'Server shutting down' })
+})
+
+t.test('a short-lived token closes the live socket with 4001 when it expires', async t => {
+  const { tokenOf, open } = await start(t, { tokenTtlSeconds: 1 })
+  const c = open(await tokenOf('admin'))
+  const established = await c.waitFor('connection_established')
+  t.same(await c.closed, { code: 4001, reason: 'Token expired' })
+  t.ok(Date.now() >= Date.parse(established.expires_at as string), 'not before exp')
+})
+
+t.test('a client refreshes its token in band with a fresh login', async t => {
+  const { tokenOf, open } = await start(t, { tokenTtlSeconds: 60 })
+  const c = open(await tokenOf('admin'))
+  const established = await c.waitFor('connection_established')
+  const fresh = await tokenOf('admin')
+  c.send({ type: 'auth', token: fresh })
+  const refreshed = await c.waitFor('token_refreshed')
+  t.ok(Date.parse(refreshed.expires_at as string) >= Date.parse(established.expires_at as string))
+  c.send({ type: 'get_stats' })
+  await c.waitFor('stats_update')
+  t.same(c.messages.filter(m => typeof m === 'object' && m.type === 'error'), [], 'the auth message never reached the handler')
+  c.ws.close()
+})
+
+t.test('GET /admin/test serves the test page', async t => {
+  const { served } = await start(t)
+  const response = await fetch(served.http('/admin/test'))
+  t.equal(response.status, 200)
+  t.match(response.headers.get('content-type'), /^text\/html/)
+  const html = await response.text()
+  for (const id of ['token', 'connect', 'disconnect', 'login', 'get-stats', 'ping', 'log', 'status']) {
+    t.match(html, `id="${id}"`, `#${id}`)
+  }
+})

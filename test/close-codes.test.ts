@@ -1,0 +1,216 @@
+// THE failure table: what it holds, what `mergeCloseCodes` accepts, that README.md shows it, and
+// that a remapped row is what a client sees.
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import {
+  closeCodes, isSendableCloseCode, mergeCloseCodes, utf8Length, MAX_REASON_BYTES,
+  type CloseCodeEntry, type CloseCodeOverrides, type FailureClass
+} from '../lib/close-codes.ts'
+import { buildApp, connect, refusal, spyRoute, type Closed, type RouteSpy } from './helpers/index.ts'
+
+const rows = Object.entries(closeCodes) as Array<[FailureClass, CloseCodeEntry]>
+const emitted = rows.filter(([, row]) => row.emitted)
+const RETRY = ['reauthenticate', 'never', 'backoff', 'immediately', 'done']
+
+t.test('every reason fits a close frame: at most 123 bytes of UTF-8', async t => {
+  t.equal(MAX_REASON_BYTES, 123)
+  for (const [name, row] of rows) {
+    t.type(row.reason, 'string', name)
+    t.ok(Buffer.byteLength(row.reason, 'utf8') <= 123, `${name}: ${Buffer.byteLength(row.reason)} bytes`)
+  }
+})
+
+t.test('every emitted row has a non-empty reason and a code that can be sent', async t => {
+  t.ok(emitted.length >= 10)
+  for (const [name, row] of emitted) {
+    t.ok(row.reason.length > 0, `${name}: reason`)
+    t.ok(isSendableCloseCode(row.code), `${name}: ${row.code} can be sent`)
+    t.notOk(/token[=:]|eyJ/i.test(row.reason), `${name}: the reason carries no token`)
+  }
+})
+
+t.test('(code, reason) pairs are unique: a client can tell every row apart', async t => {
+  const pairs = rows.map(([, row]) => `${row.code} ${row.reason}`)
+  t.same(pairs.filter((pair, i) => pairs.indexOf(pair) !== i), [])
+})
+
+t.test('statuses and retry advice are well-formed', async t => {
+  for (const [name, row] of rows) {
+    t.ok(row.status === null || (Number.isInteger(row.status) && row.status >= 400 && row.status <= 599), `${name}: status ${row.status}`)
+    t.ok(RETRY.includes(row.retry), `${name}: retry ${row.retry}`)
+    t.type(row.emitted, 'boolean')
+  }
+})
+
+t.test('the rows of the issue-2 contract', async t => {
+  const contract: Array<[FailureClass, number, string | RegExp, number | null]> = [
+    ['no_token', 4001, 'No token provided', 401],
+    ['invalid_token', 4001, 'Invalid token', 401],
+    ['token_expired', 4001, /expired/, 401],
+    ['invalid_auth_message', 4001, 'Invalid auth message', null],
+    ['user_not_found', 4002, 'User not found or inactive', 401],
+    ['forbidden', 4003, 'Forbidden', 403],
+    ['not_found', 4004, 'Not found', 404],
+    ['auth_timeout', 4008, 'Authentication timeout', null],
+    ['policy_violation', 1008, 'Policy violation', null],
+    ['message_too_big', 1009, 'Message too big', null],
+    ['internal_error', 1011, 'Internal error', 500]
+  ]
+  for (const [name, code, reason, status] of contract) {
+    t.match(closeCodes[name], { code, reason, status, emitted: true }, name)
+  }
+})
+
+t.test('utf8Length counts bytes as Buffer does', async t => {
+  const samples = [
+    '', 'ascii', 'é', '€', '😀', 'aé€😀',
+    'é'.repeat(62), '😀'.repeat(31),
+    '\uD800', '\uDC00', '\uD800a', '\uD800é', '\uD800€', '\uD800\uD800\uDC00', 'a\uDC00\uD800'
+  ]
+  for (const text of samples) {
+    t.equal(utf8Length(text), Buffer.byteLength(text, 'utf8'), JSON.stringify(text))
+  }
+})
+
+t.test('mergeCloseCodes', async t => {
+  t.test('no overrides: the same rows, frozen', async t => {
+    const table = mergeCloseCodes()
+    t.same(table, closeCodes)
+    t.ok(Object.isFrozen(table))
+    t.ok(Object.isFrozen(table.forbidden))
+  })
+
+  t.test('an override changes one row of a copy; the table is untouched', async t => {
+    const before = JSON.stringify(closeCodes)
+    const overrides = { forbidden: { code: 1008, reason: 'Access denied' } }
+    const table = mergeCloseCodes(overrides)
+    t.match(table.forbidden, { code: 1008, reason: 'Access denied', status: 403, retry: 'never', emitted: true }, 'other fields kept')
+    t.same(table.not_found, closeCodes.not_found)
+    t.equal(JSON.stringify(closeCodes), before, 'closeCodes unchanged')
+    t.same(overrides, { forbidden: { code: 1008, reason: 'Access denied' } }, 'the overrides unchanged')
+    t.match(mergeCloseCodes({ forbidden: { status: 401 } }).forbidden, { code: 4003, reason: 'Forbidden', status: 401 })
+    t.match(mergeCloseCodes({ auth_timeout: { status: null } }).auth_timeout, { status: null })
+  })
+
+  t.test('an unknown failure class', async t => {
+    t.throws(() => mergeCloseCodes({ forbiden: { code: 4003 } } as CloseCodeOverrides), { name: 'TypeError', message: /closeCodes\.forbiden: unknown failure class/ })
+  })
+
+  t.test('a code that cannot be sent in a close frame', async t => {
+    for (const code of [1005, 1006, 999, 5000, 1004, 1015, 2999, 0, -1, 4000.5, Number.NaN, '4003']) {
+      t.throws(() => mergeCloseCodes({ forbidden: { code } } as unknown as CloseCodeOverrides), { name: 'TypeError', message: /closeCodes\.forbidden\.code/ }, String(code))
+    }
+    for (const code of [1000, 1008, 1011, 1014, 3000, 4999]) {
+      t.equal(mergeCloseCodes({ forbidden: { code } }).forbidden.code, code, `${code} is accepted`)
+    }
+  })
+
+  t.test('a reason over 123 bytes, counted in bytes not characters', async t => {
+    // Each fits in 123 characters (a character count would pass) but not in 123 bytes.
+    const multibyte = ['é'.repeat(62), '😀'.repeat(31), '€'.repeat(42), '\uD800€'.repeat(21)]
+    t.equal(Buffer.byteLength('é'.repeat(62)), 124)
+    for (const reason of multibyte) {
+      t.ok(reason.length <= 123 && Buffer.byteLength(reason) > 123, `${reason.length} characters, ${Buffer.byteLength(reason)} bytes`)
+      t.throws(() => mergeCloseCodes({ forbidden: { reason } }), { name: 'TypeError', message: /closeCodes\.forbidden\.reason.*123 bytes/ },
+        `${reason.length} characters, ${Buffer.byteLength(reason)} bytes: refused`)
+    }
+    t.throws(() => mergeCloseCodes({ forbidden: { reason: 'a'.repeat(124) } }), { message: /closeCodes\.forbidden\.reason/ }, '124 ASCII bytes')
+    for (const reason of ['é'.repeat(61) + 'a', '€'.repeat(41), 'a'.repeat(123), '']) {
+      t.equal(mergeCloseCodes({ forbidden: { reason } }).forbidden.reason, reason, `${Buffer.byteLength(reason)} bytes is accepted`)
+    }
+    t.throws(() => mergeCloseCodes({ forbidden: { reason: 42 } } as unknown as CloseCodeOverrides), { message: /closeCodes\.forbidden\.reason/ })
+  })
+
+  t.test('a status that is not an HTTP error status', async t => {
+    for (const status of [200, 101, 302, 399, 600, 401.5, '401', Number.NaN]) {
+      t.throws(() => mergeCloseCodes({ forbidden: { status } } as unknown as CloseCodeOverrides), { name: 'TypeError', message: /closeCodes\.forbidden\.status/ }, String(status))
+    }
+  })
+
+  t.test('an override that is not an object of code, reason, status', async t => {
+    for (const override of [1008, 'Forbidden', null, [1008], true]) {
+      t.throws(() => mergeCloseCodes({ forbidden: override } as unknown as CloseCodeOverrides), { name: 'TypeError', message: /closeCodes\.forbidden: must be an object/ }, JSON.stringify(override))
+    }
+    t.throws(() => mergeCloseCodes({ forbidden: { cod: 1008 } } as unknown as CloseCodeOverrides), { name: 'TypeError', message: /closeCodes\.forbidden\.cod: unknown field/ })
+    t.throws(() => mergeCloseCodes({ forbidden: { retry: 'backoff' } } as unknown as CloseCodeOverrides), { message: /closeCodes\.forbidden\.retry: unknown field/ }, 'retry advice is not overridable')
+  })
+})
+
+/** The "Close codes" section of README.md (to the next heading of its level or higher), or `null`. */
+function readmeSection (): string | null {
+  const readme = join(__dirname, '..', 'README.md')
+  if (!existsSync(readme)) return null
+  const text = readFileSync(readme, 'utf8')
+  const heading = /^(#+) +Close codes\b.*$/im.exec(text)
+  if (heading === null) return null
+  const body = text.slice(heading.index + heading[0].length)
+  const end = body.search(new RegExp(`^#{1,${heading[1].length}} `, 'm'))
+  return end === -1 ? body : body.slice(0, end)
+}
+
+const section = readmeSection()
+t.test('README.md has a row for every code of the table', {
+  skip: section === null ? 'README.md has no "Close codes" section yet' : false
+}, async t => {
+  const tableRows = section!.split('\n').filter(line => line.trim().startsWith('|'))
+  for (const [name, row] of rows) {
+    t.ok(tableRows.some(line => new RegExp(`\\b${row.code}\\b`).test(line)), `${name}: a row with ${row.code}`)
+    if (row.emitted && row.reason !== '') {
+      t.ok(section!.includes(row.reason) || (name === 'token_expired' && /expired/.test(section!)), `${name}: the reason "${row.reason}"`)
+    }
+  }
+})
+
+t.test('closeCodes option: a remapped row is what the client sees', async t => {
+  t.test('forbidden -> 1008 with a custom reason, for roles and for Origin', async t => {
+    let spy!: RouteSpy
+    const { url, sign } = await buildApp(t, {
+      auth: { sources: ['query'], allowedOrigins: ['https://app.test'], closeCodes: { forbidden: { code: 1008, reason: 'Access denied' } } },
+      routes: (app) => { spy = spyRoute(app, '/ws', { roles: ['admin'] }) }
+    })
+    const role = connect(url('/ws?token=' + sign({ sub: 'u1', roles: ['viewer'] })))
+    t.same(await refusal(role), { code: 1008, reason: 'Access denied' }, 'missing role')
+    const origin = connect(url('/ws?token=' + sign({ sub: 'u1', roles: ['admin'] })), undefined, { origin: 'https://evil.test' })
+    t.same(await refusal(origin), { code: 1008, reason: 'Access denied' }, 'disallowed Origin')
+    const none = connect(url('/ws'))
+    t.same(await refusal(none), { code: 4001, reason: 'No token provided' }, 'other rows unchanged')
+    t.equal(spy.calls, 0)
+  })
+
+  t.test('a 123-byte multi-byte reason arrives intact', async t => {
+    const reason = 'é'.repeat(61) + 'a'
+    const { url, sign } = await buildApp(t, {
+      auth: { sources: ['query'], closeCodes: { not_found: { reason } } },
+      routes: (app) => { spyRoute(app, '/ws/:id', { authorize: () => 'not_found' }) }
+    })
+    const client = connect(url('/ws/1?token=' + sign({ sub: 'u1' })))
+    const closed = await refusal(client) as Closed
+    t.same(closed, { code: 4004, reason })
+    t.equal(Buffer.byteLength(closed.reason), 123)
+  })
+
+  t.test('a remapped status with reject: http', async t => {
+    const { url, sign } = await buildApp(t, {
+      auth: { sources: ['query'], reject: 'http', closeCodes: { forbidden: { status: 401 }, internal_error: { status: 503 } } },
+      routes: (app) => { spyRoute(app, '/ws', { roles: ['admin'], authorize: () => { throw new Error('down') } }) }
+    })
+    t.equal(await connect(url('/ws?token=' + sign({ sub: 'u1' }))).refusedStatus, 401)
+    t.equal(await connect(url('/ws?token=' + sign({ sub: 'u1', roles: ['admin'] }))).refusedStatus, 503)
+  })
+
+  t.test('an invalid override is a registration error naming the field', async t => {
+    const cases: Array<[unknown, RegExp]> = [
+      [{ forbidden: { code: 1006 } }, /closeCodes\.forbidden\.code/],
+      [{ forbidden: { reason: 'é'.repeat(62) } }, /closeCodes\.forbidden\.reason/],
+      [{ forbidden: { status: 200 } }, /closeCodes\.forbidden\.status/],
+      [{ nope: { code: 4000 } }, /closeCodes\.nope/],
+      [{ forbidden: 1008 }, /closeCodes\.forbidden/],
+      ['1008', /closeCodes/]
+    ]
+    for (const [closeCodes, message] of cases) {
+      await t.rejects(buildApp(t, { auth: { closeCodes: closeCodes as CloseCodeOverrides } }),
+        { code: 'FST_WS_AUTH_INVALID_OPTION', message }, JSON.stringify(closeCodes))
+    }
+  })
+})
