@@ -148,3 +148,44 @@ function dieMidHandshake (port: number, token: string): Promise<void> {
     socket.on('error', () => {})
   })
 }
+
+t.test('broadcast by route params, and a predicate that sees the connection', async t => {
+  const { app, url, sign } = await buildApp(t, {
+    routes: (app) => {
+      app.get('/ws/stations/:station_id', { websocket: true }, (socket) => { socket.on('message', () => {}) })
+    }
+  })
+  const one = connect(url('/ws/stations/1?token=' + sign({ sub: 'cook1' })))
+  const two = connect(url('/ws/stations/2?token=' + sign({ sub: 'cook2' })))
+  await Promise.all([one.message(1), two.message(1)])
+  t.equal(app.wsAuth.broadcast('order for 2', { params: { station_id: '2' } }), 1)
+  t.equal(await two.message(2), 'order for 2')
+  const seen: unknown[] = []
+  t.equal(app.wsAuth.broadcast('route', (_user, connection) => {
+    seen.push(connection)
+    return connection.params.station_id === '1'
+  }), 1)
+  t.equal(await one.message(2), 'route')
+  t.match(seen, [
+    { route: '/ws/stations/:station_id', params: { station_id: '1' }, clientId: String },
+    { route: '/ws/stations/:station_id', params: { station_id: '2' }, clientId: String }
+  ])
+  t.equal(one.messages.length, 2, 'station 1 got nothing of station 2')
+  one.ws.close()
+  two.ws.close()
+})
+
+t.test('connection_established shows the permissions rolePermissions grants; publicUser receives them', async t => {
+  const { url, sign } = await buildApp(t, { routes, auth: { rolePermissions: { manager: ['stock.manage'] } } })
+  const c = connect(url('/ws/a?token=' + sign({ sub: 'm', roles: ['manager'], permissions: ['own'] })))
+  t.match(await c.message(1), { user: { id: 'm', roles: ['manager'], permissions: ['own', 'stock.manage'] } })
+  c.ws.close()
+
+  const custom = await buildApp(t, {
+    routes,
+    auth: { rolePermissions: { manager: ['stock.manage'] }, publicUser: (user, granted) => ({ id: (user as { id?: string }).id, can: granted.permissions }) }
+  })
+  const d = connect(custom.url('/ws/a?token=' + custom.sign({ sub: 'm', roles: ['manager'] })))
+  t.match(await d.message(1), { user: { id: 'm', can: ['stock.manage'] } })
+  d.ws.close()
+})
