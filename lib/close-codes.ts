@@ -12,7 +12,8 @@
  * - `reauthenticate`: get a fresh token and reconnect once at once; a second one in a row is fatal.
  * - `never`: fatal, do not reconnect.
  * - `backoff`: reconnect with exponential backoff and jitter.
- * - `immediately`: reconnect at once (the session was fine, it just ended).
+ * - `immediately`: reconnect at once (the session was fine, it just ended); if it happens again
+ *   before a connection stays established, back off.
  * - `done`: the server finished normally; nothing to retry.
  */
 export type RetryAdvice = 'reauthenticate' | 'never' | 'backoff' | 'immediately' | 'done'
@@ -72,6 +73,8 @@ export const closeCodes = {
   protocol_error: { code: 1002, reason: '', status: null, retry: 'never', emitted: false, description: 'A frame broke the WebSocket protocol.' },
   /** A text frame was not valid UTF-8 (sent by ws itself). */
   invalid_payload: { code: 1007, reason: '', status: null, retry: 'never', emitted: false, description: 'A text frame was not valid UTF-8.' },
+  /** The peer closed without a code (e.g. the app called `socket.close()` with none). */
+  no_status_received: { code: 1005, reason: '', status: null, retry: 'done', emitted: false, description: 'The peer closed without a code (e.g. socket.close() with none).' },
   /** The application closed the socket normally (a stream that finished). */
   normal_closure: { code: 1000, reason: '', status: null, retry: 'done', emitted: false, description: 'The application ended the session normally (a stream that finished).' },
   /** The connection dropped without a close frame (also what browsers see for a refused upgrade). */

@@ -298,6 +298,8 @@ export class Session {
       this.onAuthMessage(data, isBinary === true)
       return true
     }
+    // Refresh and ping are the plugin's, not the handler's: answer them even before it listens.
+    if (this.state === HOLDING && isBinary !== true && Buffer.isBuffer(data) && this.isControl(data)) return true
     this.hold(data, isBinary)
     return true
   }

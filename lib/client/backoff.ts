@@ -5,6 +5,7 @@ export interface Backoff {
   readonly factor: number
   readonly jitter: boolean
   readonly maxAttempts: number
+  readonly stableAfter: number
 }
 
 /**
@@ -12,7 +13,7 @@ export interface Backoff {
  * `min(maxDelay, initialDelay * factor ** step)`, or with full jitter a uniformly random whole
  * number of ms between 0 and that ceiling.
  */
-export function backoffDelay (step: number, backoff: Backoff, random: () => number = Math.random): number {
+export function backoffDelay (step: number, backoff: Pick<Backoff, 'initialDelay' | 'maxDelay' | 'factor' | 'jitter'>, random: () => number = Math.random): number {
   const ceiling = Math.min(backoff.maxDelay, backoff.initialDelay * backoff.factor ** step)
   return backoff.jitter ? Math.floor(random() * ceiling) : ceiling
 }

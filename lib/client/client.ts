@@ -1,4 +1,4 @@
-import { isSendableCloseCode, utf8Length } from '../close-codes.ts'
+import { MAX_REASON_BYTES, isSendableCloseCode, utf8Length } from '../close-codes.ts'
 import { backoffDelay, setLongTimeout } from './backoff.ts'
 import { Emitter } from './emitter.ts'
 import { ClientError, WsAuthError, kindForAdvice } from './errors.ts'
@@ -54,11 +54,14 @@ export class WsAuthClient<User = PublicUser> {
   #refreshing = false
   // Server clock minus ours, from connection_established, so expires_at is read on the server's clock.
   #skew = 0
-  // Counted since the last established connection.
+  // Reconnections since the last established connection (bounded by maxAttempts).
   #attempts = 0
+  // Counted since the last connection that stayed established for reconnect.stableAfter ms, so a
+  // server that accepts and drops at once meets a growing backoff, not a reconnect loop.
   #backoffStep = 0
   #reauthenticated = false
   #restarted = false
+  #establishedAt: number | null = null
 
   constructor (options: ClientOptions) {
     this.#config = normalize(options)
@@ -115,8 +118,8 @@ export class WsAuthClient<User = PublicUser> {
     if (code !== 1000 && !(code >= 3000 && code <= 4999 && isSendableCloseCode(code))) {
       throw new ClientError('FST_WS_AUTH_CLIENT_INVALID_CLOSE', `close(${code}): the code must be 1000 or 3000-4999`)
     }
-    if (typeof reason !== 'string' || utf8Length(reason) > 123) {
-      throw new ClientError('FST_WS_AUTH_CLIENT_INVALID_CLOSE', 'close(): the reason must be a string of at most 123 bytes')
+    if (typeof reason !== 'string' || utf8Length(reason) > MAX_REASON_BYTES) {
+      throw new ClientError('FST_WS_AUTH_CLIENT_INVALID_CLOSE', `close(): the reason must be a string of at most ${MAX_REASON_BYTES} bytes`)
     }
     if (this.#state === 'closed') return
     const socket = this.#socket
@@ -180,7 +183,6 @@ export class WsAuthClient<User = PublicUser> {
 
   #onMessage (data: unknown): void {
     const control = parseControl(data)
-    if (control !== undefined) this.#events.emit('message', data as ClientEvents<User>['message'])
     if (control === undefined) {
       // The server lets app messages through only on authenticated sockets.
       if (this.#state === 'authenticating') this.#establish(null)
@@ -196,9 +198,7 @@ export class WsAuthClient<User = PublicUser> {
   #establish (info: EstablishedInfo<User> | null): void {
     this.#setState('open')
     this.#attempts = 0
-    this.#backoffStep = 0
-    this.#reauthenticated = false
-    this.#restarted = false
+    this.#establishedAt = Date.now()
     if (info !== null) {
       const serverNow = Date.parse(info.timestamp)
       this.#skew = Number.isNaN(serverNow) ? 0 : serverNow - Date.now()
@@ -211,6 +211,12 @@ export class WsAuthClient<User = PublicUser> {
 
   #onClose (code: number, reason: string, rejection: HttpRejection | undefined): void {
     this.#detach()
+    if (this.#establishedAt !== null && Date.now() - this.#establishedAt >= this.#config.reconnect.stableAfter) {
+      this.#backoffStep = 0
+      this.#reauthenticated = false
+      this.#restarted = false
+    }
+    this.#establishedAt = null
     if (rejection === undefined) {
       this.#decide(closing(code, reason, rowForClose(code, reason, this.#config.table)))
       return

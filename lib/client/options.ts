@@ -23,7 +23,7 @@ export interface Config {
 
 const KNOWN = new Set(['url', 'token', 'transport', 'WebSocket', 'protocols', 'reconnect', 'refresh',
   'refreshMargin', 'queue', 'closeCodes', 'established', 'queryParam', 'protocolPrefix'])
-const RECONNECT_KNOWN = new Set(['initialDelay', 'maxDelay', 'factor', 'jitter', 'maxAttempts'])
+const RECONNECT_KNOWN = new Set(['initialDelay', 'maxDelay', 'factor', 'jitter', 'maxAttempts', 'stableAfter'])
 const TRANSPORTS: readonly Transport[] = ['protocol', 'message', 'query']
 // RFC 6455 subprotocol names are RFC 7230 tokens.
 const TOKEN_CHARS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
@@ -146,6 +146,7 @@ function reconnect (value: unknown): Backoff {
     maxDelay,
     factor: number('reconnect.factor', o.factor, 2, 1),
     jitter: boolean('reconnect.jitter', o.jitter, true),
-    maxAttempts: number('reconnect.maxAttempts', o.maxAttempts, Infinity, 0, true)
+    maxAttempts: number('reconnect.maxAttempts', o.maxAttempts, Infinity, 0, true),
+    stableAfter: number('reconnect.stableAfter', o.stableAfter, 5000, 0)
   })
 }

@@ -18,11 +18,11 @@ export type Transport = 'protocol' | 'message' | 'query'
 export type ClientState = 'connecting' | 'authenticating' | 'open' | 'reconnecting' | 'closed'
 
 /**
- * What a close means to the app, derived from the table's `retry` advice:
- * `unauthenticated` (reauthenticate: 4001), `refused` (never: 4002, 4003, 4004, 1008, 1009),
- * `transient` (backoff, and codes the table does not know), `restart` (immediately: 4010),
- * `done` (the server closed normally: 1000), `closed` (the app called `close()`),
- * `token` (the `token()` function threw; no socket was involved).
+ * What a close means to the app, read from the `retry` advice of its close-code table row:
+ * `unauthenticated` (reauthenticate, e.g. 4001), `refused` (never, e.g. 4003), `transient`
+ * (backoff, e.g. 1006, and every code the table does not know), `restart` (immediately, e.g.
+ * 4010), `done` (the server closed normally), `closed` (the app called `close()`), `token` (the
+ * `token()` function threw; no socket was involved).
  */
 export type CloseKind = 'unauthenticated' | 'refused' | 'transient' | 'restart' | 'done' | 'closed' | 'token'
 
@@ -57,6 +57,12 @@ export interface ReconnectOptions {
   jitter?: boolean
   /** Reconnect attempts allowed in a row without reaching an established connection. @default Infinity */
   maxAttempts?: number
+  /**
+   * How long a connection must stay established for the backoff (and the "once at once" of 4001
+   * and 4010) to start over, in ms. A server that accepts and drops at once thus meets a growing
+   * backoff instead of a reconnect loop. @default 5000
+   */
+  stableAfter?: number
 }
 
 /** The part of a WebSocket this client uses; browsers' `WebSocket` and `ws` both fit. */
