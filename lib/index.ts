@@ -47,12 +47,6 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
     fastify.log.warn('fastify-ws-auth: the "cookie" source is enabled without "allowedOrigins": any web page can open an authenticated socket with the user\'s cookie (cross-site WebSocket hijacking)')
   }
   if (!fastify.hasRequestDecorator('user')) fastify.decorateRequest('user', null as unknown as string)
-  // An upgrade answered over HTTP by a hook that ran before @fastify/websocket's own onRequest hook
-  // (rate limiting registered first, say) is not ended by it: end it here, or it stays open.
-  fastify.addHook('onResponse', function endRefusedUpgrade (request, _reply, done) {
-    if (!request.ws && request.raw.headers.upgrade !== undefined) request.raw.socket?.destroy()
-    done()
-  })
   // A token sent to a path with no route would reach the 404 handler's log line and its answer.
   fastify.addHook('onRequest', function redactNotFound (request, _reply, done) {
     if (request.is404 && request.raw.url !== undefined && request.raw.url.includes('?')) {

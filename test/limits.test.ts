@@ -1,3 +1,5 @@
+import { once } from 'node:events'
+import { connect as tcpConnect } from 'node:net'
 import t from 'tap'
 import rateLimit from '@fastify/rate-limit'
 import { buildApp, connect, eventually } from './helpers/index.ts'
@@ -66,4 +68,22 @@ t.test('@fastify/rate-limit limits handshakes of a protected route per IP, befor
   t.equal(handshakes, 2)
   first.ws.close()
   second.ws.close()
+})
+
+t.test('an upgrade refused by a hook that runs before @fastify/websocket\'s own is ended by the server', async t => {
+  const { url, sign, httpUrl } = await buildApp(t, {
+    before: async (app) => { await app.register(rateLimit, { global: true, max: 1, timeWindow: 60_000 }) }
+  })
+  const token = sign({ sub: 'u1' })
+  const first = connect(url('/ws?token=' + token))
+  await first.message(1)
+  // A client that reads the refusal and keeps its end open: only the server can end the socket.
+  const socket = tcpConnect(Number(new URL(httpUrl('/')).port), '127.0.0.1')
+  let answer = ''
+  socket.on('data', (chunk) => { answer += chunk.toString() })
+  socket.write(`GET /ws?token=${token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n')
+  await once(socket, 'close')
+  t.match(answer, /^HTTP\/1\.1 429 /)
+  first.ws.close()
 })
