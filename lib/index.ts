@@ -46,7 +46,7 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
   if (usesCookie && config.originAllowed === null) {
     fastify.log.warn('fastify-ws-auth: the "cookie" source is enabled without "allowedOrigins": any web page can open an authenticated socket with the user\'s cookie (cross-site WebSocket hijacking)')
   }
-  if (!fastify.hasRequestDecorator('user')) fastify.decorateRequest('user', null as unknown as string)
+  if (!fastify.hasRequestDecorator('user')) fastify.decorateRequest('user', null as never)
   // A token sent to a path with no route would reach the 404 handler's log line and its answer.
   fastify.addHook('onRequest', function redactNotFound (request, _reply, done) {
     if (request.is404 && request.raw.url !== undefined && request.raw.url.includes('?')) {
