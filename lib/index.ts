@@ -11,7 +11,7 @@ import { buildConfig, buildRoutePolicy, type Config, type RoutePolicy } from './
 import { buildReqSerializer, redactRequestLogs, redactUrl } from './redact.ts'
 import { Session, type Handoff } from './session.ts'
 import { findToken, selectProtocol, type ProtocolHandler } from './sources.ts'
-import { tokenShapeProblem } from './token-shape.ts'
+import { claimsProblem, tokenShapeProblem } from './token-shape.ts'
 import type { WsAuthPluginOptions, WsAuthRouteSetting } from './types.ts'
 import { buildDecorator } from './decorator.ts'
 
@@ -147,8 +147,15 @@ function jwtVerifier (fastify: FastifyInstance): Verifier {
   const verify = jwt.verify.bind(jwt)
   return (token) => {
     if (tokenShapeProblem(token) !== undefined) throw new InvalidTokenError()
-    return verify(token)
+    const claims = verify(token)
+    if (claims instanceof Promise) return claims.then(checkClaims)
+    return checkClaims(claims)
   }
+}
+
+function checkClaims (claims: unknown): unknown {
+  if (claimsProblem(claims) !== undefined) throw new InvalidTokenError()
+  return claims
 }
 
 /**
@@ -225,7 +232,7 @@ export {
   UnguardedRouteError, InvalidTokenError, TokenExpiredError
 } from './errors.ts'
 export { defaultLoadUser } from './options.ts'
-export { tokenShapeProblem } from './token-shape.ts'
+export { tokenShapeProblem, claimsProblem } from './token-shape.ts'
 export type { BroadcastFilter, BroadcastPredicate, ConnectionFacts, ConnectionInfo, DisconnectOptions, WsAuthStats, UserId } from './registry.ts'
 export type { WsAuthDecorator, Count } from './decorator.ts'
 export type { RevokeTarget, RevocationEntry } from './revocation.ts'

@@ -1,6 +1,7 @@
 import { Redis, type RedisOptions } from 'ioredis'
 import type { ClusterAdapter } from './adapter.ts'
-import { RedisAdapter, type Connections } from './redis/adapter.ts'
+import { RedisAdapter } from './redis/adapter.ts'
+import type { Connections } from './redis/connections.ts'
 import { buildRedisConfig, type RedisAdapterOptions, type RedisConfig } from './redis/options.ts'
 
 /**

@@ -10,6 +10,8 @@ const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 const VALUE = new Int8Array(128).fill(-1)
 for (let i = 0; i < ALPHABET.length; i++) VALUE[ALPHABET.charCodeAt(i)] = i
 
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
+
 /** Why a token is refused before verification, or `undefined` when its shape is sound. */
 export function tokenShapeProblem (token: string): string | undefined {
   const first = token.indexOf('.')
@@ -20,9 +22,11 @@ export function tokenShapeProblem (token: string): string | undefined {
   }
   let header: unknown
   try {
-    header = JSON.parse(Buffer.from(token.slice(0, first), 'base64url').toString('utf8'))
+    header = JSON.parse(strictUtf8.decode(Buffer.from(token.slice(0, first), 'base64url')))
+    // Lenient decoding would turn invalid UTF-8 into U+FFFD: two payloads, one signature check.
+    strictUtf8.decode(Buffer.from(token.slice(first + 1, second), 'base64url'))
   } catch {
-    return 'header is not JSON'
+    return 'header or payload is not UTF-8 JSON'
   }
   if (header === null || typeof header !== 'object' || Array.isArray(header)) return 'header is not an object'
   const { alg, crit } = header as { alg?: unknown, crit?: unknown }
@@ -43,4 +47,29 @@ function canonical (token: string, start: number, end: number): boolean {
   if (length % 4 === 2) return (last & 0x0f) === 0
   if (length % 4 === 3) return (last & 0x03) === 0
   return true
+}
+
+/** Registered claims (RFC 7519 §4.1) and the types they must have when present. */
+const CLAIM_TYPES: ReadonlyArray<[string, (value: unknown) => boolean]> = [
+  ['exp', isNumericDate], ['nbf', isNumericDate], ['iat', isNumericDate],
+  ['sub', isString], ['iss', isString], ['jti', isString],
+  ['aud', value => isString(value) || (Array.isArray(value) && value.every(isString))]
+]
+
+/** Why verified claims are refused (a registered claim of the wrong type), or `undefined`. */
+export function claimsProblem (claims: unknown): string | undefined {
+  if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) return 'claims are not an object'
+  for (const [name, valid] of CLAIM_TYPES) {
+    const value = (claims as Record<string, unknown>)[name]
+    if (value !== undefined && !valid(value)) return `${name} has the wrong type`
+  }
+  return undefined
+}
+
+function isNumericDate (value: unknown): boolean {
+  return typeof value === 'number' && Number.isFinite(value)
+}
+
+function isString (value: unknown): boolean {
+  return typeof value === 'string'
 }

@@ -4,21 +4,12 @@ import { InvalidOptionError } from '../errors.ts'
 import type { UserId, WsAuthStats } from '../registry.ts'
 import type { RevocationEntry } from '../revocation.ts'
 import { Health } from './health.ts'
-import { parseEnvelope, parseReply, Requests, revocationEntry, revocationMember, type Envelope, type Query, type Reply } from './messages.ts'
+import { parseEnvelope, parseReply, Requests, revocationEntry, revocationMember, type Envelope, type Internal, type Reply } from './messages.ts'
 import type { RedisConfig } from './options.ts'
 import { Keyspace } from './scripts.ts'
 import { LocalSlots, Store, within } from './store.ts'
 import { sumStats } from './stats.ts'
-
-/** ioredis types its event listeners with `any` arguments. */
-type Listener = (...args: any[]) => void
-
-/** The two connections of an adapter, and whether the command one is ours to close. */
-export interface Connections {
-  command: Redis
-  subscriber: Redis
-  ownsCommand: boolean
-}
+import { quit, waitFor, type Connections, type Listener } from './connections.ts'
 
 /**
  * The Redis cluster adapter (see docs/cluster.md): connection slots in Redis under one Lua
@@ -38,6 +29,10 @@ export class RedisAdapter implements ClusterAdapter {
   /** Revocations made while Redis was unreachable: published when it returns. */
   private readonly unpublished: RevocationEntry[] = []
   private syncing: Promise<boolean> | undefined
+  /** A resync was asked for while one ran: run another once it ends (it may have missed a change). */
+  private again = false
+  /** Counts resync snapshots: a slot taken while one was in flight may be missing from Redis. */
+  private generation = 0
   private beating = false
   private timer: NodeJS.Timeout | undefined
   private closing = false
@@ -54,12 +49,10 @@ export class RedisAdapter implements ClusterAdapter {
     const store = this.store = new Store(conns.command, this.keys, node.instanceId, this.config.instanceTtl)
     this.health = new Health(node.log, this.config.onRedisError)
     const { command, subscriber } = conns
-    this.listen(command, 'ready', () => { this.resync() })
     this.listen(command, 'close', () => this.lost(new Error('Redis connection closed')))
     if (conns.ownsCommand) this.listen(command, 'error', (err: Error) => this.lost(err))
     this.listen(subscriber, 'error', (err: Error) => this.lost(err))
     this.listen(subscriber, 'close', () => this.lost(new Error('Redis subscriber connection closed')))
-    this.listen(subscriber, 'ready', () => { if (store.ready) this.resync() })
     this.listen(subscriber, 'message', (channel: string, message: string) => this.receive(channel, message))
 
     // Wait (bounded) for both connections, or for the first error: Redis being down never fails the start.
@@ -69,6 +62,9 @@ export class RedisAdapter implements ClusterAdapter {
     if (command.status === 'wait') command.connect().catch(() => {})
     await within(Promise.race([connected, waits[1].promise, waits[2].promise]), this.config.requestTimeout).catch(() => {})
     for (const wait of waits) wait.cancel()
+    // From now on every reconnection resyncs (registered here so that the first one runs once).
+    this.listen(command, 'ready', () => { this.resync() })
+    this.listen(subscriber, 'ready', () => { if (store.ready) this.resync() })
     if (store.ready) await this.resync()
     else this.lost(new Error(`Redis not ready within ${this.config.requestTimeout} ms of start`))
     this.timer = setInterval(() => { this.beat() }, Math.floor(this.config.instanceTtl / 3)).unref()
@@ -90,6 +86,7 @@ export class RedisAdapter implements ClusterAdapter {
     const deadline = Date.now() + this.config.requestTimeout
     for (let attempt = 0; attempt < 2 && await this.usable(deadline); attempt++) {
       let result
+      const generation = this.generation
       try {
         result = await this.store!.acquire(slot, limit, mode === 'evict-oldest', Math.max(deadline - Date.now(), 1))
       } catch (err) {
@@ -101,7 +98,10 @@ export class RedisAdapter implements ClusterAdapter {
         continue
       }
       if (!result.taken) return { ok: false }
-      return this.granted(slot, result.evict)
+      const granted = this.granted(slot, result.evict)
+      // A resync sent while the script ran replaced this instance's slots without this one.
+      if (this.generation !== generation) this.resync()
+      return granted
     }
     return this.fallback(slot, limit, mode)
   }
@@ -109,8 +109,12 @@ export class RedisAdapter implements ClusterAdapter {
   release (slot: Slot): void {
     this.local.remove(slot.userId, slot.clientId)
     const store = this.store
-    if (store === undefined || !store.ready || this.health!.isDown) return
-    // Redis not reached: the next resync replaces this instance's slots with the ones it holds.
+    if (store === undefined || !store.ready || this.health!.isDown) {
+      // Not sent: the next resync replaces this instance's slots with the ones it holds; a
+      // resync under way may have taken this one in its snapshot, so another one follows it.
+      if (this.syncing !== undefined) this.again = true
+      return
+    }
     store.release(slot, this.config.requestTimeout).catch(err => this.lost(err))
   }
 
@@ -185,7 +189,7 @@ export class RedisAdapter implements ClusterAdapter {
   }
 
   /** Sends a command or query to the other instances; resolves with the replies that came in time. */
-  private async fanOut (command: ClusterCommand | Query): Promise<Reply[]> {
+  private async fanOut (command: ClusterCommand | Internal): Promise<Reply[]> {
     const node = this.started()
     if (!await this.usable(Date.now() + this.config.requestTimeout)) {
       this.health!.degraded('fanout')
@@ -225,6 +229,9 @@ export class RedisAdapter implements ClusterAdapter {
       else if (command.op === 'revoke') {
         const entry = revocationEntry(command.entry)
         reply.count = entry === undefined ? 0 : this.execute({ op: 'revoke', entry })
+      } else if (command.op === 'revocations') {
+        this.remember(Array.isArray(command.entries) ? command.entries : [])
+        reply.count = 0
       } else reply.count = node.execute(command)
     } catch (err) {
       node.log.error({ err, op: envelope.command.op }, 'fastify-ws-auth: a cluster command failed on this instance')
@@ -239,8 +246,22 @@ export class RedisAdapter implements ClusterAdapter {
    * start, on every reconnection, and when a heartbeat finds this instance unregistered.
    */
   private resync (): Promise<boolean> {
-    this.syncing ??= this.doResync().finally(() => { this.syncing = undefined })
+    if (this.syncing !== undefined) {
+      this.again = true
+      return this.syncing
+    }
+    this.syncing = this.resyncLoop().finally(() => { this.syncing = undefined })
     return this.syncing
+  }
+
+  private async resyncLoop (): Promise<boolean> {
+    let ok = false
+    for (let round = 0; round < 3; round++) {
+      this.again = false
+      ok = await this.doResync()
+      if (!ok || !this.again) break
+    }
+    return ok
   }
 
   private async doResync (): Promise<boolean> {
@@ -249,19 +270,36 @@ export class RedisAdapter implements ClusterAdapter {
     // The adapter's own grants too: a slot taken while this resync was being prepared.
     for (const slot of [...node.slots(), ...this.local.all()]) slots.set(slot.clientId, slot)
     this.pruneKnown()
-    let loaded: RevocationEntry[]
+    let synced: Awaited<ReturnType<Store['resync']>>
+    this.generation++
     try {
-      loaded = await this.store!.resync(slots.values(), this.known.values(), this.config.requestTimeout)
+      synced = await this.store!.resync(slots.values(), [...this.known.values()], this.config.requestTimeout)
     } catch (err) {
       this.lost(err)
       return false
     }
-    node.addRevocations(loaded)
-    for (const entry of loaded) this.known.set(revocationMember(entry), entry)
+    this.remember(synced.loaded)
     const outage = this.unpublished.splice(0)
     this.health!.up({ slots: slots.size, revocations: this.known.size })
+    // Made during an outage: close the sockets they cover everywhere.
     for (const entry of outage) this.fanOut({ op: 'revoke', entry }).catch(() => {})
+    // Lost by Redis and re-stored here: instances started meanwhile may not know them.
+    for (let i = 0; i < synced.restored.length; i += 1000) {
+      this.fanOut({ op: 'revocations', entries: synced.restored.slice(i, i + 1000) }).catch(() => {})
+    }
     return true
+  }
+
+  /** Stores revocations on this instance (refused at handshake) without closing anything. */
+  private remember (entries: unknown[]): void {
+    const valid: RevocationEntry[] = []
+    for (const value of entries) {
+      const entry = revocationEntry(value)
+      if (entry === undefined) continue
+      valid.push(entry)
+      this.known.set(revocationMember(entry), entry)
+    }
+    this.node!.addRevocations(valid)
   }
 
   private async beat (): Promise<void> {
@@ -291,25 +329,4 @@ export class RedisAdapter implements ClusterAdapter {
     emitter.on(event, listener)
     this.listeners.push([emitter, event, listener])
   }
-}
-
-/** Resolves at the next `event`; `cancel()` removes the listener. */
-function waitFor (emitter: Redis, event: string): { promise: Promise<void>, cancel: () => void } {
-  let listener = () => {}
-  const promise = new Promise<void>(resolve => { listener = () => resolve() })
-  emitter.once(event, listener)
-  return { promise, cancel: () => emitter.removeListener(event, listener) }
-}
-
-/** Closes a connection of ours: QUIT when it is up (bounded), else at once. */
-async function quit (client: Redis, ms: number): Promise<void> {
-  if (client.status === 'ready') {
-    try {
-      await within(client.quit(), ms)
-      return
-    } catch {
-      // Fall through: cut it.
-    }
-  }
-  client.disconnect()
 }

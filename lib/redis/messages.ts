@@ -5,13 +5,19 @@ import type { RevocationEntry } from '../revocation.ts'
 /** Questions an instance asks the others (answered with data, not a count). */
 export type Query = { op: 'connections', userId?: UserId } | { op: 'stats' }
 
+/** Revocations Redis had lost, re-stored by one instance: the others add them without closing anything. */
+export interface Restored { op: 'revocations', entries: RevocationEntry[] }
+
+/** Requests of the adapter's own, besides the registry's commands. */
+export type Internal = Query | Restored
+
 /** What travels on the commands channel. */
 export interface Envelope {
   /** Unique per requesting instance: the answers name it. */
   id: number
   /** The requesting instance: answers go to its replies channel. */
   from: string
-  command: ClusterCommand | Query
+  command: ClusterCommand | Internal
 }
 
 /** What travels on an instance's replies channel. */

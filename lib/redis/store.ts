@@ -16,6 +16,9 @@ export type Acquired = { taken: true, evict: string[] } | { taken: false } | { u
  * each call bounded by a timeout so that nothing waits on a Redis that does not answer.
  */
 export class Store {
+  /** Scripts waiting for the end of this turn of the event loop. */
+  private batch: ReturnType<Redis['pipeline']> | undefined
+
   constructor (
     readonly client: Redis,
     readonly keys: Keyspace,
@@ -48,10 +51,11 @@ export class Store {
 
   /**
    * Makes Redis hold exactly these slots for this instance, registers it alive, stores the
-   * revocations it knows, and returns every revocation Redis holds. Sent with EVAL, not
-   * EVALSHA: a NOSCRIPT retry (after a restart) could let a release overtake it.
+   * revocations it knows, and returns every revocation Redis holds (`loaded`) and those it had
+   * lost (`restored`: Redis lost its data, so other instances may not know them either). Sent
+   * with EVAL, not EVALSHA: a NOSCRIPT retry (after a restart) could let a release overtake it.
    */
-  async resync (slots: Iterable<Slot>, revocations: Iterable<RevocationEntry>, ms: number): Promise<RevocationEntry[]> {
+  async resync (slots: Iterable<Slot>, revocations: RevocationEntry[], ms: number): Promise<{ loaded: RevocationEntry[], restored: RevocationEntry[] }> {
     const args: Array<string | number> = [this.instanceId, this.instanceTtl]
     for (const s of slots) args.push(s.clientId, userPart(s.userId), s.connectedAt)
     const keys = [this.keys.instances, this.keys.slots(this.instanceId)]
@@ -59,9 +63,12 @@ export class Store {
     const now = Date.now()
     for (const entry of revocations) pipeline.zadd(this.keys.revoked, entry.expiresAt, revocationMember(entry))
     pipeline.zremrangebyscore(this.keys.revoked, '-inf', now).zrangebyscore(this.keys.revoked, `(${now}`, '+inf')
-    const results = await within(pipeline.exec(), ms)
-    for (const [err] of results ?? []) if (err) throw err
-    return parseEntries(results?.at(-1)?.[1])
+    const results = await within(pipeline.exec(), ms) ?? []
+    for (const [err] of results) if (err) throw err
+    return {
+      loaded: parseEntries(results.at(-1)?.[1]),
+      restored: revocations.filter((_entry, i) => results[i + 1]?.[1] === 1)
+    }
   }
 
   /** Stores one revocation (pruning expired ones). */
@@ -88,9 +95,30 @@ export class Store {
   }
 
   /** Runs a script by its SHA1, sending its body once when Redis does not know it (after a restart). */
+  /**
+   * Scripts sent during one turn of the event loop go out together, in one write, at its end
+   * (setImmediate): under a burst of handshakes, one syscall and one Redis read for many slots.
+   */
+  private evalsha (script: Script, keys: string[], args: Array<string | number>): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      if (this.batch === undefined) {
+        this.batch = this.client.pipeline()
+        setImmediate(this.flush)
+      }
+      this.batch.evalsha(script.sha, keys.length, ...keys, ...args, (err: Error | null | undefined, result: unknown) => err ? reject(err) : resolve(result))
+    })
+  }
+
+  private readonly flush = (): void => {
+    const batch = this.batch!
+    this.batch = undefined
+    // Each command's own callback settles its promise; exec's summary is not needed.
+    batch.exec().catch(() => {})
+  }
+
   private async run (script: Script, keys: string[], args: Array<string | number>, ms: number): Promise<unknown> {
     try {
-      return await within(this.client.evalsha(script.sha, keys.length, ...keys, ...args), ms)
+      return await within(this.evalsha(script, keys, args), ms)
     } catch (err) {
       if (!String((err as Error).message).startsWith('NOSCRIPT')) throw err
       return within(this.client.eval(script.body, keys.length, ...keys, ...args), ms)
