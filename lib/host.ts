@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import type { AcquireResult, ClusterCommand, ClusterNode, Slot } from './adapter.ts'
 import { authenticate, hasRoleAndPermissions, idOf, permissionsOf, type AuthContext, type Outcome, type Verifier } from './authenticate.ts'
 import type { FailureClass } from './close-codes.ts'
+import { Deadlines } from './deadlines.ts'
 import { NoVerifierError } from './errors.ts'
 import type { Config, RoutePolicy } from './options.ts'
 import { scrubError } from './redact.ts'
@@ -28,6 +29,8 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
   readonly appPing: boolean
   readonly expiryWarning: number | null
   readonly registry: LocalRegistry
+  /** Session deadlines fire within this many ms after they are due. */
+  readonly deadlines = new Deadlines(200)
   verifier: Verifier = () => { throw new NoVerifierError() }
   private revalidating = false
 
@@ -90,7 +93,11 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
   }
 
   publicUser (user: WsAuthUser): unknown {
-    return this.config.publicUser(user, { permissions: [...permissionsOf(user, this.config)] })
+    const own = (user as { permissions?: unknown }).permissions
+    const permissions = this.config.rolePermissions === null && Array.isArray(own) && own.every(p => typeof p === 'string')
+      ? own as string[]
+      : [...permissionsOf(user, this.config)]
+    return this.config.publicUser(user, { permissions })
   }
 
   closeSocket (ws: WebSocket, failure: FailureClass): void {
@@ -109,7 +116,10 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
   /** Logs, counts and audits a refused handshake or refresh. */
   logFailure (request: FastifyRequest, policy: RoutePolicy, outcome: Failure, token?: string, status?: number): void {
     const code = this.config.table[outcome.failure].code
-    const attempt: AuthAttempt = { route: policy.url, ip: request.ip, failure: outcome.failure, code, userId: outcome.userId }
+    const attempt = attemptOf(request, policy.url)
+    attempt.failure = outcome.failure
+    attempt.code = code
+    attempt.userId = outcome.userId
     if (status !== undefined) attempt.status = status
     this.registry.countFailure(code)
     if (outcome.failure === 'internal_error') {
@@ -139,7 +149,9 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
 
   established (session: Session): void {
     this.registry.opened(session)
-    const attempt: AuthAttempt = { route: session.policy.url, ip: session.request.ip, userId: session.userId, clientId: session.clientId }
+    const attempt = attemptOf(session.request, session.policy.url)
+    attempt.userId = session.userId
+    attempt.clientId = session.clientId
     session.request.log.info(attempt, 'websocket authenticated')
     this.audit(this.config.onAuthSuccess, attempt, session.request)
   }
@@ -262,4 +274,15 @@ function decodeData (data: string, binary: boolean | undefined): string | Buffer
 export function closerFor (code: number | undefined, reason: string | undefined): (session: Session) => void {
   if (code === undefined && reason === undefined) return session => session.end('token_revoked')
   return session => session.endWith(code ?? 4001, reason ?? '')
+}
+
+/**
+ * The facts of an attempt. `ip` is read only when a log line or an audit hook asks for it: it
+ * costs a system call on a fresh socket, which a disabled logger should not pay.
+ */
+function attemptOf (request: FastifyRequest, route: string): AuthAttempt {
+  return {
+    route,
+    get ip () { return request.ip }
+  } as AuthAttempt
 }

@@ -100,6 +100,7 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
     fastify.addHook('onClose', async function goingAway () {
       for (const timer of timers) clearInterval(timer)
       host.registry.closeAll('going_away')
+      host.deadlines.stop()
       if (config.adapter !== null) await config.adapter.close()
     })
   })
@@ -173,13 +174,19 @@ function guardServer (wss: WebSocketServer & { [kGuarded]?: true }, config: Conf
     req[kPending] = undefined
     if (pending === OPTED_OUT) return handleUpgrade.call(this, req, socket, head, callback)
     const { request, policy, host, outcome, token } = pending as Pending
-    return handleUpgrade.call(this, req, socket, head, (ws: WebSocket) => {
-      const session = new Session(ws, request, policy, host, callback)
-      host.registry.track(session)
-      if (outcome === undefined) session.awaitAuthMessage()
-      else if (outcome.ok) session.admit(outcome)
-      else session.refuse(outcome, token)
-    })
+    // The 101 and connection_established (or the close frame) leave in one write.
+    socket.cork()
+    try {
+      handleUpgrade.call(this, req, socket, head, (ws: WebSocket) => {
+        const session = new Session(ws, request, policy, host, callback)
+        host.registry.track(session)
+        if (outcome === undefined) session.awaitAuthMessage()
+        else if (outcome.ok) session.admit(outcome)
+        else session.refuse(outcome, token)
+      })
+    } finally {
+      socket.uncork()
+    }
   } as unknown as typeof wss.handleUpgrade
 
   // ws reads handleProtocols from its options at each upgrade: never answer with a token entry.

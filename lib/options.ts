@@ -167,13 +167,17 @@ export function buildRoutePolicy (config: Config, url: string, setting: unknown)
 /** The user built from claims when the app gives no `loadUser`. */
 export function defaultLoadUser (claims: WsAuthClaims): DefaultWsAuthUser {
   const c = claims as Record<string, unknown>
-  const roles = Array.isArray(c.roles) ? c.roles : (typeof c.role === 'string' ? [c.role] : [])
   return {
     id: c.sub as string | undefined,
     username: (c.username ?? c.preferred_username ?? c.email) as string | undefined,
-    roles: roles.filter((r): r is string => typeof r === 'string'),
-    permissions: Array.isArray(c.permissions) ? c.permissions.filter((p): p is string => typeof p === 'string') : []
+    roles: Array.isArray(c.roles) ? strings(c.roles) : (typeof c.role === 'string' ? [c.role] : []),
+    permissions: Array.isArray(c.permissions) ? strings(c.permissions) : []
   }
+}
+
+/** The array itself when it holds only strings (no copy per connection), else its strings. */
+function strings (list: unknown[]): string[] {
+  return list.every(v => typeof v === 'string') ? list as string[] : list.filter((v): v is string => typeof v === 'string')
 }
 
 /** `{ id, username, roles, permissions }`, with the permissions `rolePermissions` grants included. */

@@ -4,6 +4,7 @@ import type { FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
 import { idOf, type Outcome } from './authenticate.ts'
 import type { FailureClass } from './close-codes.ts'
+import type { Deadlines, Timed } from './deadlines.ts'
 import type { RoutePolicy } from './options.ts'
 import type { WsAuthClaims, WsAuthUser } from './types.ts'
 
@@ -18,6 +19,8 @@ export interface SessionHost {
   readonly appPing: boolean
   /** ms before `exp` to send `token_expiring`, or `null`. */
   readonly expiryWarning: number | null
+  /** The one timer for every session's deadlines. */
+  readonly deadlines: Deadlines
   authenticate (token: string, request: FastifyRequest, policy: RoutePolicy): Promise<Outcome>
   /** Takes a connection slot for the session's user; `false` when over the limit. */
   admit (session: Session): boolean | Promise<boolean>
@@ -43,8 +46,6 @@ const HOLDING = 1
 const OPEN = 2
 const CLOSED = 3
 
-/** Longest delay `setTimeout` honours; longer deadlines are reached in steps. */
-const MAX_TIMER_MS = 2 ** 31 - 1
 const OPEN_BRACE = 0x7b
 const AUTH_MARK = Buffer.from('"auth"')
 const PING_MARK = Buffer.from('"ping"')
@@ -52,6 +53,10 @@ const PING_MARK = Buffer.from('"ping"')
 const protoEmit = EventEmitter.prototype.emit
 /** Set on the socket by its pong listener; cleared by each heartbeat sweep. */
 export const kAlive = Symbol('fastify-ws-auth.alive')
+/** The session of a socket, for the listeners below, which all sockets share. */
+const kSession = Symbol('fastify-ws-auth.session')
+
+type SessionSocket = WebSocket & { [kSession]: Session, [kAlive]?: boolean }
 
 /**
  * One socket of a protected route, from the upgrade to its close: the auth-message phase, the
@@ -59,7 +64,7 @@ export const kAlive = Symbol('fastify-ws-auth.alive')
  * control messages (in-band refresh, app ping), and its one timer (auth timeout, then the next of
  * expiry warning, expiry and lifetime).
  */
-export class Session {
+export class Session implements Timed {
   readonly clientId = randomUUID()
   readonly connectedAt = Date.now()
   user: WsAuthUser | undefined = undefined
@@ -72,7 +77,9 @@ export class Session {
   private endsAt: number | null = null
   private held: Array<[unknown, unknown]> | null = null
   private heldBytes = 0
+  /** The auth-message timeout, while one runs. */
   private timer: NodeJS.Timeout | undefined = undefined
+  deadlineSlot: number | undefined = undefined
   private refreshing: Promise<void> | undefined = undefined
   private savedMaxPayload: number | undefined = undefined
 
@@ -83,16 +90,14 @@ export class Session {
     private readonly host: SessionHost,
     private readonly handoff: Handoff
   ) {
-    const session = this
+    const socket = ws as SessionSocket
+    socket[kSession] = this
+    socket[kAlive] = true
     // The one interception point for client messages: ws emits every frame through `emit`.
-    ws.emit = function gatedEmit (this: WebSocket, event: string | symbol, data?: unknown, isBinary?: unknown): boolean {
-      if (event === 'message') return session.receive(data, isBinary)
-      return Reflect.apply(protoEmit, this, arguments)
-    }
-    ;(ws as WebSocket & { [kAlive]?: boolean })[kAlive] = true
-    ws.on('pong', markAlive)
+    ws.emit = gatedEmit as WebSocket['emit']
+    ws.on('pong', markAlive as () => void)
     ws.on('error', onSocketError)
-    ws.once('close', () => this.closed())
+    ws.once('close', onSocketClose as () => void)
   }
 
   get isOpen (): boolean {
@@ -216,19 +221,16 @@ export class Session {
     clearTimeout(this.timer)
     this.restorePayloadLimit()
     if (this.policy.established) {
-      let greeting: string
+      let user: string
       try {
-        greeting = JSON.stringify({
-          type: 'connection_established',
-          client_id: this.clientId,
-          user: this.host.publicUser(outcome.user),
-          timestamp: new Date().toISOString(),
-          expires_at: isoOrNull(this.expiresAt)
-        })
+        user = JSON.stringify(this.host.publicUser(outcome.user))
       } catch (error) {
         return this.refuse({ ok: false, failure: 'internal_error', userId: this.userId, error })
       }
-      this.ws.send(greeting)
+      // client_id is a UUID and the times are ISO strings: nothing in them needs escaping.
+      const expires = this.expiresAt === null ? 'null' : '"' + new Date(this.expiresAt).toISOString() + '"'
+      this.ws.send('{"type":"connection_established","client_id":"' + this.clientId + '","user":' + user +
+        ',"timestamp":"' + new Date().toISOString() + '","expires_at":' + expires + '}')
     }
     this.state = HOLDING
     if (this.policy.maxLifetime !== null) this.endsAt = this.connectedAt + this.policy.maxLifetime
@@ -236,29 +238,27 @@ export class Session {
     this.schedule()
     // @fastify/websocket attaches its own error listener in the handoff.
     this.ws.removeListener('error', onSocketError)
-    this.ws.on('newListener', this.onNewListener)
+    this.ws.on('newListener', onNewListener as (event: string | symbol) => void)
     this.handoff(this.ws)
     if (this.ws.listenerCount('message') > 0) this.release()
   }
 
-  /** Arms the one timer for the next deadline: expiry warning, expiry or lifetime. */
+  /** Files the next deadline (expiry warning, expiry or lifetime) with the shared timer. */
   private schedule (): void {
-    clearTimeout(this.timer)
-    this.timer = undefined
     let next = Infinity
     if (this.expiresAt !== null) {
       next = this.expiresAt
       const warnAt = this.host.expiryWarning === null ? null : this.expiresAt - this.host.expiryWarning
-      if (warnAt !== null && !this.warned) next = Math.max(Math.min(next, warnAt), 0)
+      if (warnAt !== null && !this.warned) next = Math.min(next, warnAt)
     }
     if (this.endsAt !== null) next = Math.min(next, this.endsAt)
-    if (next === Infinity) return
-    this.timer = setTimeout(this.onDeadline, Math.min(Math.max(next - Date.now(), 0), MAX_TIMER_MS))
-    this.timer.unref()
+    if (next === Infinity) this.host.deadlines.delete(this)
+    else this.host.deadlines.set(this, next)
   }
 
-  private readonly onDeadline = (): void => {
-    const now = Date.now()
+  /** Called by the shared timer once the filed deadline has passed. */
+  onDeadline (now: number): void {
+    if (this.state === CLOSED) return
     if (this.expiresAt !== null && now >= this.expiresAt) return this.end('token_expired')
     if (this.endsAt !== null && now >= this.endsAt) return this.end('lifetime_exceeded')
     if (this.expiresAt !== null && this.host.expiryWarning !== null && !this.warned && now >= this.expiresAt - this.host.expiryWarning) {
@@ -268,17 +268,10 @@ export class Session {
     this.schedule()
   }
 
-  private readonly onNewListener = (event: string | symbol): void => {
-    if (event !== 'message') return
-    this.ws.removeListener('newListener', this.onNewListener)
-    // The listener is added right after this event: deliver once it is in place.
-    queueMicrotask(() => this.release())
-  }
-
   /** Delivers held messages in order, then lets messages through as they come. */
-  private release (): void {
+  release (): void {
     if (this.state !== HOLDING) return
-    this.ws.removeListener('newListener', this.onNewListener)
+    this.ws.removeListener('newListener', onNewListener)
     const held = this.held
     this.held = null
     this.heldBytes = 0
@@ -290,7 +283,7 @@ export class Session {
     }
   }
 
-  private receive (data: unknown, isBinary: unknown): boolean {
+  receive (data: unknown, isBinary: unknown): boolean {
     if (this.state === OPEN) return this.deliver(data, isBinary)
     if (this.state === CLOSED) return false
     if (this.state === AUTHENTICATING && !this.authStarted && this.timer !== undefined) {
@@ -378,18 +371,42 @@ export class Session {
     this.restorePayloadLimit()
     clearTimeout(this.timer)
     this.timer = undefined
+    this.host.deadlines.delete(this)
     this.held = null
-    this.ws.removeListener('newListener', this.onNewListener)
+    this.ws.removeListener('newListener', onNewListener)
     this.host.gone(this)
   }
 
-  private closed (): void {
+  closed (): void {
     this.finish()
   }
 }
 
-function markAlive (this: WebSocket): void {
-  (this as WebSocket & { [kAlive]?: boolean })[kAlive] = true
+/** Every session socket's `emit`: messages go through the session, other events as they are. */
+function gatedEmit (this: SessionSocket, event: string | symbol, a?: unknown, b?: unknown): boolean {
+  if (event === 'message') return this[kSession].receive(a, b)
+  switch (arguments.length) {
+    case 1: return protoEmit.call(this, event)
+    case 2: return protoEmit.call(this, event, a)
+    case 3: return protoEmit.call(this, event, a, b)
+    default: return Reflect.apply(protoEmit, this, arguments)
+  }
+}
+
+function onNewListener (this: SessionSocket, event: string | symbol): void {
+  if (event !== 'message') return
+  this.removeListener('newListener', onNewListener)
+  const session = this[kSession]
+  // The listener is added right after this event: deliver once it is in place.
+  queueMicrotask(() => session.release())
+}
+
+function onSocketClose (this: SessionSocket): void {
+  this[kSession].closed()
+}
+
+function markAlive (this: SessionSocket): void {
+  this[kAlive] = true
 }
 
 function onSocketError (): void {

@@ -1,3 +1,5 @@
+import { isUtf8 } from 'node:buffer'
+
 /**
  * Checks a JWT's shape before it is verified, so that only one spelling of a token verifies:
  * `fast-jwt` decodes with Node's lenient base64, where `sig=`, `sig!`, `+/` or a space inside all
@@ -10,8 +12,6 @@ const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 const VALUE = new Int8Array(128).fill(-1)
 for (let i = 0; i < ALPHABET.length; i++) VALUE[ALPHABET.charCodeAt(i)] = i
 
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
-
 /** Why a token is refused before verification, or `undefined` when its shape is sound. */
 export function tokenShapeProblem (token: string): string | undefined {
   const first = token.indexOf('.')
@@ -20,13 +20,14 @@ export function tokenShapeProblem (token: string): string | undefined {
   if (!canonical(token, 0, first) || !canonical(token, first + 1, second) || !canonical(token, second + 1, token.length)) {
     return 'not canonical base64url'
   }
+  // Lenient decoding would turn invalid UTF-8 into U+FFFD: two payloads, one signature check.
+  const headerBytes = Buffer.from(token.slice(0, first), 'base64url')
+  if (!isUtf8(headerBytes) || !isUtf8(Buffer.from(token.slice(first + 1, second), 'base64url'))) return 'header or payload is not UTF-8'
   let header: unknown
   try {
-    header = JSON.parse(strictUtf8.decode(Buffer.from(token.slice(0, first), 'base64url')))
-    // Lenient decoding would turn invalid UTF-8 into U+FFFD: two payloads, one signature check.
-    strictUtf8.decode(Buffer.from(token.slice(first + 1, second), 'base64url'))
+    header = JSON.parse(headerBytes.toString('utf8'))
   } catch {
-    return 'header or payload is not UTF-8 JSON'
+    return 'header is not JSON'
   }
   if (header === null || typeof header !== 'object' || Array.isArray(header)) return 'header is not an object'
   const { alg, crit } = header as { alg?: unknown, crit?: unknown }

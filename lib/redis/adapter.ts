@@ -77,6 +77,7 @@ export class RedisAdapter implements ClusterAdapter {
     this.requests.finishAll()
     const { command, subscriber, ownsCommand } = this.conns
     const ms = this.config.requestTimeout
+    this.store!.dropReleases()
     if (this.store!.ready) await this.store!.leave(ms).catch(() => {})
     for (const [emitter, event, listener] of this.listeners) emitter.removeListener(event, listener)
     await Promise.all([quit(subscriber, ms), ownsCommand ? quit(command, ms) : undefined])
@@ -115,7 +116,7 @@ export class RedisAdapter implements ClusterAdapter {
       if (this.syncing !== undefined) this.again = true
       return
     }
-    store.release(slot, this.config.requestTimeout).catch(err => this.lost(err))
+    store.release(slot, this.config.requestTimeout, this.onError)
   }
 
   async publish (command: ClusterCommand): Promise<number> {
@@ -230,7 +231,7 @@ export class RedisAdapter implements ClusterAdapter {
         const entry = revocationEntry(command.entry)
         reply.count = entry === undefined ? 0 : this.execute({ op: 'revoke', entry })
       } else if (command.op === 'revocations') {
-        this.remember(Array.isArray(command.entries) ? command.entries : [])
+        this.learn(Array.isArray(command.entries) ? command.entries : [])
         reply.count = 0
       } else reply.count = node.execute(command)
     } catch (err) {
@@ -278,7 +279,7 @@ export class RedisAdapter implements ClusterAdapter {
       this.lost(err)
       return false
     }
-    this.remember(synced.loaded)
+    this.learn(synced.loaded)
     const outage = this.unpublished.splice(0)
     this.health!.up({ slots: slots.size, revocations: this.known.size })
     // Made during an outage: close the sockets they cover everywhere.
@@ -290,16 +291,25 @@ export class RedisAdapter implements ClusterAdapter {
     return true
   }
 
-  /** Stores revocations on this instance (refused at handshake) without closing anything. */
-  private remember (entries: unknown[]): void {
-    const valid: RevocationEntry[] = []
-    for (const value of entries) {
+  /**
+   * Takes in revocations read from Redis or passed on by another instance. Each one new here is
+   * applied like a published revoke, closing the sockets it covers (a revocation this instance
+   * missed while cut off still closes them when it resyncs); with no session open (at start)
+   * they are only stored, in one go.
+   */
+  private learn (values: unknown[]): void {
+    const node = this.node!
+    const fresh: RevocationEntry[] = []
+    for (const value of values) {
       const entry = revocationEntry(value)
-      if (entry === undefined) continue
-      valid.push(entry)
-      this.known.set(revocationMember(entry), entry)
+      if (entry !== undefined && !this.known.has(revocationMember(entry))) fresh.push(entry)
     }
-    this.node!.addRevocations(valid)
+    if (node.stats().active > 0) {
+      for (const entry of fresh) this.execute({ op: 'revoke', entry })
+      return
+    }
+    for (const entry of fresh) this.known.set(revocationMember(entry), entry)
+    node.addRevocations(fresh)
   }
 
   private async beat (): Promise<void> {
@@ -320,6 +330,8 @@ export class RedisAdapter implements ClusterAdapter {
     const now = Date.now()
     for (const [member, entry] of this.known) if (entry.expiresAt <= now) this.known.delete(member)
   }
+
+  private readonly onError = (err: unknown): void => this.lost(err)
 
   private lost (err: unknown): void {
     if (!this.closing) this.health?.down(err)

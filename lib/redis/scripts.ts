@@ -112,12 +112,14 @@ return result
 `)
 
 /**
- * Gives a slot back. KEYS: instances, conns of the user, slots of this instance.
- * ARGV: instanceId, clientId.
+ * Gives slots back (their sockets closed). KEYS: instances, slots of this instance.
+ * ARGV: instanceId, then (user part, clientId) for each slot.
  */
 export const RELEASE = script('release', `
-redis.call('ZREM', KEYS[2], ARGV[1] .. '|' .. ARGV[2])
-redis.call('HDEL', KEYS[3], ARGV[2])
+for i = 2, #ARGV, 2 do
+  redis.call('ZREM', ns .. 'conns:' .. ARGV[i], ARGV[1] .. '|' .. ARGV[i + 1])
+  redis.call('HDEL', KEYS[2], ARGV[i + 1])
+end
 return 1
 `)
 

@@ -7,6 +7,10 @@ import { ACQUIRE, HEARTBEAT, Keyspace, LEAVE, RELEASE, RESYNC, userPart, type Sc
 
 /** Slots of dead instances one heartbeat cleans up at most (keeps each script short). */
 const SWEEP_BUDGET = 1000
+/** How long a released slot may wait for others to be given back with it, in ms. */
+const RELEASE_DELAY_MS = 5
+/** Slots given back by one script at most. */
+const MAX_RELEASES = 500
 
 /** The answer of the acquire script. */
 export type Acquired = { taken: true, evict: string[] } | { taken: false } | { unregistered: true }
@@ -16,8 +20,13 @@ export type Acquired = { taken: true, evict: string[] } | { taken: false } | { u
  * each call bounded by a timeout so that nothing waits on a Redis that does not answer.
  */
 export class Store {
-  /** Scripts waiting for the end of this turn of the event loop. */
+  /** Scripts waiting to be sent. */
   private batch: ReturnType<Redis['pipeline']> | undefined
+  /** Whether a batch was sent and its answers have not all come back. */
+  private inFlight = false
+  /** (user part, clientId) of the slots waiting to be given back. */
+  private releases: string[] = []
+  private releaseTimer: NodeJS.Timeout | undefined
 
   constructor (
     readonly client: Redis,
@@ -38,9 +47,28 @@ export class Store {
     return { taken: true, evict: result.slice(1).map(String) }
   }
 
-  async release (slot: Slot, ms: number): Promise<void> {
-    await this.run(RELEASE, [this.keys.instances, this.keys.conns(slot.userId), this.keys.slots(this.instanceId)],
-      [this.instanceId, slot.clientId], ms)
+  /**
+   * Gives a slot back, within RELEASE_DELAY_MS: the slots released meanwhile go in one script
+   * (a socket's close costs no round trip of its own under churn). `onError` hears of a failure.
+   */
+  release (slot: Slot, ms: number, onError: (err: unknown) => void): void {
+    this.releases.push(userPart(slot.userId), slot.clientId)
+    if (this.releases.length >= 2 * MAX_RELEASES) this.flushReleases(ms, onError)
+    else this.releaseTimer ??= setTimeout(() => this.flushReleases(ms, onError), RELEASE_DELAY_MS).unref()
+  }
+
+  /** Forgets the releases not sent yet (shutdown: LEAVE removes every slot anyway). */
+  dropReleases (): void {
+    clearTimeout(this.releaseTimer)
+    this.releaseTimer = undefined
+    this.releases = []
+  }
+
+  private flushReleases (ms: number, onError: (err: unknown) => void): void {
+    const args = this.releases
+    this.dropReleases()
+    if (args.length === 0) return
+    this.run(RELEASE, [this.keys.instances, this.keys.slots(this.instanceId)], [this.instanceId, ...args], ms).catch(onError)
   }
 
   /** Refreshes this instance's registration; `false` when it was gone (or counted dead): resync. */
@@ -96,24 +124,31 @@ export class Store {
 
   /** Runs a script by its SHA1, sending its body once when Redis does not know it (after a restart). */
   /**
-   * Scripts sent during one turn of the event loop go out together, in one write, at its end
-   * (setImmediate): under a burst of handshakes, one syscall and one Redis read for many slots.
+   * Scripts go out in batches, one batch in flight at a time: when Redis is idle a script leaves
+   * at the end of this turn of the event loop (setImmediate); while a batch is out, the next
+   * ones wait for its answer and leave together. Under a burst of handshakes: one write and one
+   * read for many slots, without a fixed delay when there is no burst.
    */
   private evalsha (script: Script, keys: string[], args: Array<string | number>): Promise<unknown> {
     return new Promise((resolve, reject) => {
       if (this.batch === undefined) {
         this.batch = this.client.pipeline()
-        setImmediate(this.flush)
+        if (!this.inFlight) setImmediate(this.flush)
       }
       this.batch.evalsha(script.sha, keys.length, ...keys, ...args, (err: Error | null | undefined, result: unknown) => err ? reject(err) : resolve(result))
     })
   }
 
   private readonly flush = (): void => {
-    const batch = this.batch!
+    const batch = this.batch
+    if (batch === undefined || (this.inFlight && process.env.NOINFLIGHT === undefined)) return
     this.batch = undefined
+    this.inFlight = true
     // Each command's own callback settles its promise; exec's summary is not needed.
-    batch.exec().catch(() => {})
+    batch.exec().catch(() => {}).finally(() => {
+      this.inFlight = false
+      this.flush()
+    })
   }
 
   private async run (script: Script, keys: string[], args: Array<string | number>, ms: number): Promise<unknown> {
