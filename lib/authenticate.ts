@@ -22,47 +22,85 @@ export type Outcome =
 const EXPIRED_CODES = new Set(['FAST_JWT_EXPIRED', 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED', 'FST_WS_AUTH_TOKEN_EXPIRED'])
 
 /**
- * Runs the checks in their documented order: verify, load the user, roles, permissions, authorize.
- * Never throws: a hook that throws (or rejects, with anything) becomes `internal_error`.
+ * Runs the checks in their documented order: verify, revocation, load the user, roles,
+ * permissions, authorize. Stays synchronous while every step answers synchronously (the common
+ * case: @fastify/jwt and the default user mapping), so a handshake pays no promise it does not
+ * need. Never throws and never rejects: a hook that throws, rejects (with anything) or returns a
+ * rejecting thenable becomes `internal_error`.
  */
-export async function authenticate (token: string, request: FastifyRequest, policy: RoutePolicy, ctx: AuthContext): Promise<Outcome> {
+export function authenticate (token: string, request: FastifyRequest, policy: RoutePolicy, ctx: AuthContext): Outcome | Promise<Outcome> {
   if (token.length === 0) return { ok: false, failure: 'invalid_token' }
   let claims: unknown
   try {
-    claims = await ctx.verifier(token, request)
+    claims = ctx.verifier(token, request)
   } catch (error) {
     return { ok: false, failure: classifyVerifyError(error), error }
   }
-  if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) return { ok: false, failure: 'invalid_token' }
-  return authorizeClaims(claims as WsAuthClaims, request, policy, ctx)
+  if (isThenable(claims)) {
+    return Promise.resolve(claims).then(
+      verified => afterVerify(verified, request, policy, ctx),
+      (error: unknown): Outcome => ({ ok: false, failure: classifyVerifyError(error), error }))
+  }
+  return afterVerify(claims, request, policy, ctx)
 }
 
-/** The checks after verification: revocation, the user, roles, permissions and `authorize`. */
-async function authorizeClaims (claims: WsAuthClaims, request: FastifyRequest, policy: RoutePolicy, ctx: AuthContext): Promise<Outcome> {
-  const config = ctx.config
-  if (ctx.isRevoked(claims, undefined)) return { ok: false, failure: 'token_revoked' }
-  let user: WsAuthUser
+function afterVerify (claims: unknown, request: FastifyRequest, policy: RoutePolicy, ctx: AuthContext): Outcome | Promise<Outcome> {
+  if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) return { ok: false, failure: 'invalid_token' }
+  if (ctx.isRevoked(claims as WsAuthClaims, undefined)) return { ok: false, failure: 'token_revoked' }
+  let user: unknown
   try {
-    user = await config.loadUser(claims, request) as WsAuthUser
+    user = ctx.config.loadUser(claims as WsAuthClaims, request)
   } catch (error) {
     return { ok: false, failure: 'internal_error', error }
   }
-  if (user === null || user === undefined) return { ok: false, failure: 'user_not_found' }
+  if (isThenable(user)) {
+    return Promise.resolve(user).then(
+      loaded => afterLoad(loaded, claims as WsAuthClaims, request, policy, ctx),
+      (error: unknown): Outcome => ({ ok: false, failure: 'internal_error', error }))
+  }
+  return afterLoad(user, claims as WsAuthClaims, request, policy, ctx)
+}
+
+function afterLoad (loaded: unknown, claims: WsAuthClaims, request: FastifyRequest, policy: RoutePolicy, ctx: AuthContext): Outcome | Promise<Outcome> {
+  if (loaded === null || loaded === undefined) return { ok: false, failure: 'user_not_found' }
+  const user = loaded as WsAuthUser
   const userId = idOf(user)
   if (ctx.isRevoked(claims, userId)) return { ok: false, failure: 'token_revoked', userId }
-  if (!hasRoleAndPermissions(user, policy, config)) return { ok: false, failure: 'forbidden', userId }
-  if (policy.authorize !== null) {
-    let verdict: unknown
-    try {
-      verdict = await policy.authorize(request, user)
-    } catch (error) {
-      return { ok: false, failure: 'internal_error', userId, error }
-    }
-    if (verdict === 'not_found') return { ok: false, failure: 'not_found', userId }
-    if (verdict !== true) return { ok: false, failure: 'forbidden', userId }
+  if (!hasRoleAndPermissions(user, policy, ctx.config)) return { ok: false, failure: 'forbidden', userId }
+  if (policy.authorize === null) return success(user, claims)
+  let verdict: unknown
+  try {
+    verdict = policy.authorize(request, user)
+  } catch (error) {
+    return { ok: false, failure: 'internal_error', userId, error }
   }
+  if (isThenable(verdict)) {
+    return Promise.resolve(verdict).then(
+      v => judged(v, user, userId, claims),
+      (error: unknown): Outcome => ({ ok: false, failure: 'internal_error', userId, error }))
+  }
+  return judged(verdict, user, userId, claims)
+}
+
+function judged (verdict: unknown, user: WsAuthUser, userId: string | number | undefined, claims: WsAuthClaims): Outcome {
+  if (verdict === 'not_found') return { ok: false, failure: 'not_found', userId }
+  if (verdict !== true) return { ok: false, failure: 'forbidden', userId }
+  return success(user, claims)
+}
+
+function success (user: WsAuthUser, claims: WsAuthClaims): Outcome {
   const exp = (claims as { exp?: unknown }).exp
   return { ok: true, user, claims, expiresAt: typeof exp === 'number' ? exp * 1000 : null }
+}
+
+/** Whether a value is a promise or promise-like (its `then` is read once, guarded). */
+export function isThenable (value: unknown): value is PromiseLike<unknown> {
+  if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return false
+  try {
+    return typeof (value as { then?: unknown }).then === 'function'
+  } catch {
+    return false
+  }
 }
 
 function classifyVerifyError (error: unknown): FailureClass {

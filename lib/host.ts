@@ -46,7 +46,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     this.registry = new LocalRegistry(user => permissionsOf(user, config), () => this.revocations.entries().length)
   }
 
-  authenticate (token: string, request: FastifyRequest, policy: RoutePolicy): Promise<Outcome> {
+  authenticate (token: string, request: FastifyRequest, policy: RoutePolicy): Outcome | Promise<Outcome> {
     return authenticate(token, request, policy, this)
   }
 

@@ -111,10 +111,11 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
   }
 
   function guardRoute (policy: RoutePolicy) {
-    return async function wsAuthGuard (request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
-      if (!request.ws) return
+    // Callback style, so that a handshake whose checks all answer synchronously costs no promise.
+    return function wsAuthGuard (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void {
+      if (!request.ws) return done()
       host.registry.attempts++
-      let outcome: Outcome | undefined
+      let outcome: Outcome | Promise<Outcome> | undefined
       let token: string | undefined
       try {
         const origin = request.headers.origin
@@ -123,18 +124,29 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
         } else {
           const found = findToken(request, policy.requestSources, config)
           token = found?.token
-          if (found !== undefined) outcome = await authenticate(found.token, request, policy, host)
+          if (found !== undefined) outcome = authenticate(found.token, request, policy, host)
           else if (!policy.awaitsMessage) outcome = { ok: false, failure: 'no_token' }
         }
       } catch (error) {
         outcome = { ok: false, failure: 'internal_error', error }
       }
-      if (policy.reject === 'http' && outcome !== undefined) {
-        if (!outcome.ok) return host.refuseHttp(request, reply, policy, outcome, token)
-        if (host.atLimit(outcome.user)) return host.refuseHttp(request, reply, policy, { ok: false, failure: 'too_many_connections' }, token)
-      }
-      (request.raw as RawRequest)[kPending] = { request, policy, host, outcome, token: outcome?.ok === false ? token : undefined }
+      if (outcome instanceof Promise) outcome.then(settled => decide(settled, request, reply, policy, token, done))
+      else decide(outcome, request, reply, policy, token, done)
     }
+  }
+
+  /** Leaves the verdict for the upgrade, or answers over HTTP with `reject: 'http'`. */
+  function decide (outcome: Outcome | undefined, request: FastifyRequest, reply: FastifyReply, policy: RoutePolicy, token: string | undefined, done: () => void): void {
+    if (policy.reject === 'http' && outcome !== undefined) {
+      const refusal = !outcome.ok ? outcome : host.atLimit(outcome.user) ? { ok: false as const, failure: 'too_many_connections' as const } : undefined
+      if (refusal !== undefined) {
+        // An answer from a hook ends the request: done() is not called.
+        host.refuseHttp(request, reply, policy, refusal, token)
+        return
+      }
+    }
+    (request.raw as RawRequest)[kPending] = { request, policy, host, outcome, token: outcome?.ok === false ? token : undefined }
+    done()
   }
 }
 

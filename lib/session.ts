@@ -21,7 +21,7 @@ export interface SessionHost {
   readonly expiryWarning: number | null
   /** The one timer for every session's deadlines. */
   readonly deadlines: Deadlines
-  authenticate (token: string, request: FastifyRequest, policy: RoutePolicy): Promise<Outcome>
+  authenticate (token: string, request: FastifyRequest, policy: RoutePolicy): Outcome | Promise<Outcome>
   /** Takes a connection slot for the session's user; `false` when over the limit. */
   admit (session: Session): boolean | Promise<boolean>
   publicUser (user: WsAuthUser): unknown
@@ -355,7 +355,7 @@ export class Session implements Timed {
     const message = parseJsonObject(data)
     const token = message?.type === 'auth' && typeof message.token === 'string' && message.token.length > 0 ? message.token : undefined
     if (token === undefined) return this.refuse({ ok: false, failure: 'invalid_auth_message' })
-    this.host.authenticate(token, this.request, this.policy).then(outcome => {
+    Promise.resolve(this.host.authenticate(token, this.request, this.policy)).then(outcome => {
       if (outcome.ok) this.admit(outcome)
       else this.refuse(outcome, token)
     }).catch(error => this.refuse({ ok: false, failure: 'internal_error', error }, token))

@@ -46,7 +46,7 @@ export class RedisAdapter implements ClusterAdapter {
     if (this.node !== undefined) throw new InvalidOptionError('adapter', 'is already in use by another app: create one redisAdapter() per app')
     this.node = node
     const conns = this.conns = this.connect()
-    const store = this.store = new Store(conns.command, this.keys, node.instanceId, this.config.instanceTtl)
+    const store = this.store = new Store(conns.command, this.keys, node.instanceId, this.config.instanceTtl, this.config.requestTimeout, this.onError)
     this.health = new Health(node.log, this.config.onRedisError)
     const { command, subscriber } = conns
     this.listen(command, 'close', () => this.lost(new Error('Redis connection closed')))
@@ -78,18 +78,21 @@ export class RedisAdapter implements ClusterAdapter {
     const { command, subscriber, ownsCommand } = this.conns
     const ms = this.config.requestTimeout
     this.store!.dropReleases()
-    if (this.store!.ready) await this.store!.leave(ms).catch(() => {})
+    if (this.store!.ready) await this.store!.leave().catch(() => {})
+    this.store!.close()
     for (const [emitter, event, listener] of this.listeners) emitter.removeListener(event, listener)
     await Promise.all([quit(subscriber, ms), ownsCommand ? quit(command, ms) : undefined])
   }
 
   async acquire (slot: Slot, limit: number, mode: 'reject' | 'evict-oldest'): Promise<AcquireResult> {
     const deadline = Date.now() + this.config.requestTimeout
-    for (let attempt = 0; attempt < 2 && await this.usable(deadline); attempt++) {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (this.syncing !== undefined) await this.synced(deadline)
+      if (!this.usable) break
       let result
       const generation = this.generation
       try {
-        result = await this.store!.acquire(slot, limit, mode === 'evict-oldest', Math.max(deadline - Date.now(), 1))
+        result = await this.store!.acquire(slot, limit, mode === 'evict-oldest')
       } catch (err) {
         this.lost(err)
         break
@@ -116,7 +119,7 @@ export class RedisAdapter implements ClusterAdapter {
       if (this.syncing !== undefined) this.again = true
       return
     }
-    store.release(slot, this.config.requestTimeout, this.onError)
+    store.release(slot)
   }
 
   async publish (command: ClusterCommand): Promise<number> {
@@ -128,8 +131,9 @@ export class RedisAdapter implements ClusterAdapter {
   async revoke (entry: RevocationEntry): Promise<number> {
     const local = this.execute({ op: 'revoke', entry })
     try {
-      if (!await this.usable(Date.now() + this.config.requestTimeout)) throw new Error('Redis not ready')
-      await this.store!.revoke(entry, this.config.requestTimeout)
+      if (this.syncing !== undefined) await this.synced(Date.now() + this.config.requestTimeout)
+      if (!this.usable) throw new Error('Redis not ready')
+      await this.store!.revoke(entry)
     } catch (err) {
       this.lost(err)
       this.health!.degraded('fanout')
@@ -167,10 +171,14 @@ export class RedisAdapter implements ClusterAdapter {
     return this.started().execute(command)
   }
 
-  /** Whether Redis can be used now, waiting (until `deadline`) for a resync under way. */
-  private async usable (deadline: number): Promise<boolean> {
-    if (this.syncing !== undefined) await within(this.syncing, Math.max(deadline - Date.now(), 1)).catch(() => {})
+  /** Whether Redis can be used now. */
+  private get usable (): boolean {
     return this.store !== undefined && this.store.ready && !this.health!.isDown && !this.closing
+  }
+
+  /** Waits (until `deadline`) for the resync under way: a reconnection is not usable before it. */
+  private async synced (deadline: number): Promise<void> {
+    if (this.syncing !== undefined) await within(this.syncing, Math.max(deadline - Date.now(), 1)).catch(() => {})
   }
 
   private granted (slot: Slot, evict: string[]): AcquireResult {
@@ -192,14 +200,15 @@ export class RedisAdapter implements ClusterAdapter {
   /** Sends a command or query to the other instances; resolves with the replies that came in time. */
   private async fanOut (command: ClusterCommand | Internal): Promise<Reply[]> {
     const node = this.started()
-    if (!await this.usable(Date.now() + this.config.requestTimeout)) {
+    if (this.syncing !== undefined) await this.synced(Date.now() + this.config.requestTimeout)
+    if (!this.usable) {
       this.health!.degraded('fanout')
       return []
     }
     const { id, done } = this.requests.open(this.config.requestTimeout)
     const envelope: Envelope = { id, from: node.instanceId, command }
     try {
-      this.requests.expect(id, await this.store!.publish(JSON.stringify(envelope), this.config.requestTimeout))
+      this.requests.expect(id, await this.store!.publish(JSON.stringify(envelope)))
     } catch (err) {
       this.lost(err)
       this.health!.degraded('fanout')
@@ -238,7 +247,7 @@ export class RedisAdapter implements ClusterAdapter {
       node.log.error({ err, op: envelope.command.op }, 'fastify-ws-auth: a cluster command failed on this instance')
       reply.count = 0
     }
-    if (this.store!.ready) this.store!.reply(envelope.from, JSON.stringify(reply), this.config.requestTimeout).catch(err => this.lost(err))
+    if (this.store!.ready) this.store!.reply(envelope.from, JSON.stringify(reply)).catch(this.onError)
   }
 
   /**
@@ -274,7 +283,7 @@ export class RedisAdapter implements ClusterAdapter {
     let synced: Awaited<ReturnType<Store['resync']>>
     this.generation++
     try {
-      synced = await this.store!.resync(slots.values(), [...this.known.values()], this.config.requestTimeout)
+      synced = await this.store!.resync(slots.values(), [...this.known.values()])
     } catch (err) {
       this.lost(err)
       return false
@@ -317,7 +326,7 @@ export class RedisAdapter implements ClusterAdapter {
     if (this.beating || this.closing || !store.ready) return
     this.beating = true
     try {
-      if (this.health!.isDown || !await store.heartbeat(this.config.requestTimeout)) await this.resync()
+      if (this.health!.isDown || !await store.heartbeat()) await this.resync()
     } catch (err) {
       this.lost(err)
     } finally {

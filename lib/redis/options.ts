@@ -23,8 +23,8 @@ export interface RedisAdapterOptions {
   /**
    * How long a fan-out (`sendToUser`, `broadcast`, `disconnectUser`, `revoke`, `connections`,
    * `stats`) waits for the other instances to answer, in ms; also how long a limited user's
-   * handshake waits for Redis before `onRedisError` applies. Counts are summed over the
-   * instances that answered in time.
+   * handshake waits for Redis (up to a quarter more) before `onRedisError` applies. Counts are
+   * summed over the instances that answered in time.
    * @default 1000
    */
   requestTimeout?: number

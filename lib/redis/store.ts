@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis'
 import type { Slot } from '../adapter.ts'
 import type { UserId } from '../registry.ts'
 import type { RevocationEntry } from '../revocation.ts'
+import { ScriptQueue } from './batch.ts'
 import { revocationEntry, revocationMember } from './messages.ts'
 import { ACQUIRE, HEARTBEAT, Keyspace, LEAVE, RELEASE, RESYNC, userPart, type Script } from './scripts.ts'
 
@@ -17,31 +18,36 @@ export type Acquired = { taken: true, evict: string[] } | { taken: false } | { u
 
 /**
  * The Redis side of the adapter: every key it reads or writes, through the command connection,
- * each call bounded by a timeout so that nothing waits on a Redis that does not answer.
+ * each call bounded by `timeoutMs` so that nothing waits on a Redis that does not answer.
  */
 export class Store {
-  /** Scripts waiting to be sent. */
-  private batch: ReturnType<Redis['pipeline']> | undefined
-  /** Whether a batch was sent and its answers have not all come back. */
-  private inFlight = false
+  private readonly scripts: ScriptQueue
   /** (user part, clientId) of the slots waiting to be given back. */
   private releases: string[] = []
   private releaseTimer: NodeJS.Timeout | undefined
 
+  /**
+   * @param timeoutMs bounds every call (`requestTimeout`)
+   * @param onError hears of the failures of calls nobody awaits (slot releases)
+   */
   constructor (
     readonly client: Redis,
     readonly keys: Keyspace,
     private readonly instanceId: string,
-    private readonly instanceTtl: number
-  ) {}
+    private readonly instanceTtl: number,
+    private readonly timeoutMs: number,
+    private readonly onError: (err: unknown) => void
+  ) {
+    this.scripts = new ScriptQueue(client, timeoutMs)
+  }
 
   get ready (): boolean {
     return this.client.status === 'ready'
   }
 
-  async acquire (slot: Slot, limit: number, evict: boolean, ms: number): Promise<Acquired> {
+  async acquire (slot: Slot, limit: number, evict: boolean): Promise<Acquired> {
     const result = await this.run(ACQUIRE, [this.keys.instances, this.keys.conns(slot.userId), this.keys.slots(this.instanceId)],
-      [this.instanceId, slot.clientId, slot.connectedAt, limit, evict ? 'evict' : 'reject', userPart(slot.userId)], ms) as unknown[]
+      [this.instanceId, slot.clientId, slot.connectedAt, limit, evict ? 'evict' : 'reject', userPart(slot.userId)]) as unknown[]
     if (result[0] === -1) return { unregistered: true }
     if (result[0] === 0) return { taken: false }
     return { taken: true, evict: result.slice(1).map(String) }
@@ -49,12 +55,18 @@ export class Store {
 
   /**
    * Gives a slot back, within RELEASE_DELAY_MS: the slots released meanwhile go in one script
-   * (a socket's close costs no round trip of its own under churn). `onError` hears of a failure.
+   * (a socket's close costs no round trip of its own under churn).
    */
-  release (slot: Slot, ms: number, onError: (err: unknown) => void): void {
+  release (slot: Slot): void {
     this.releases.push(userPart(slot.userId), slot.clientId)
-    if (this.releases.length >= 2 * MAX_RELEASES) this.flushReleases(ms, onError)
-    else this.releaseTimer ??= setTimeout(() => this.flushReleases(ms, onError), RELEASE_DELAY_MS).unref()
+    if (this.releases.length >= 2 * MAX_RELEASES) this.flushReleases()
+    else this.releaseTimer ??= setTimeout(this.flushReleases, RELEASE_DELAY_MS).unref()
+  }
+
+  /** Stops the timers; what waits fails (shutdown). */
+  close (): void {
+    this.dropReleases()
+    this.scripts.close()
   }
 
   /** Forgets the releases not sent yet (shutdown: LEAVE removes every slot anyway). */
@@ -64,16 +76,16 @@ export class Store {
     this.releases = []
   }
 
-  private flushReleases (ms: number, onError: (err: unknown) => void): void {
+  private readonly flushReleases = (): void => {
     const args = this.releases
     this.dropReleases()
     if (args.length === 0) return
-    this.run(RELEASE, [this.keys.instances, this.keys.slots(this.instanceId)], [this.instanceId, ...args], ms).catch(onError)
+    this.run(RELEASE, [this.keys.instances, this.keys.slots(this.instanceId)], [this.instanceId, ...args]).catch(this.onError)
   }
 
   /** Refreshes this instance's registration; `false` when it was gone (or counted dead): resync. */
-  async heartbeat (ms: number): Promise<boolean> {
-    const result = await this.run(HEARTBEAT, [this.keys.instances], [this.instanceId, this.instanceTtl, SWEEP_BUDGET], ms)
+  async heartbeat (): Promise<boolean> {
+    const result = await this.run(HEARTBEAT, [this.keys.instances], [this.instanceId, this.instanceTtl, SWEEP_BUDGET])
     return result !== -1
   }
 
@@ -83,7 +95,7 @@ export class Store {
    * lost (`restored`: Redis lost its data, so other instances may not know them either). Sent
    * with EVAL, not EVALSHA: a NOSCRIPT retry (after a restart) could let a release overtake it.
    */
-  async resync (slots: Iterable<Slot>, revocations: RevocationEntry[], ms: number): Promise<{ loaded: RevocationEntry[], restored: RevocationEntry[] }> {
+  async resync (slots: Iterable<Slot>, revocations: RevocationEntry[]): Promise<{ loaded: RevocationEntry[], restored: RevocationEntry[] }> {
     const args: Array<string | number> = [this.instanceId, this.instanceTtl]
     for (const s of slots) args.push(s.clientId, userPart(s.userId), s.connectedAt)
     const keys = [this.keys.instances, this.keys.slots(this.instanceId)]
@@ -91,7 +103,7 @@ export class Store {
     const now = Date.now()
     for (const entry of revocations) pipeline.zadd(this.keys.revoked, entry.expiresAt, revocationMember(entry))
     pipeline.zremrangebyscore(this.keys.revoked, '-inf', now).zrangebyscore(this.keys.revoked, `(${now}`, '+inf')
-    const results = await within(pipeline.exec(), ms) ?? []
+    const results = await within(pipeline.exec(), this.timeoutMs) ?? []
     for (const [err] of results) if (err) throw err
     return {
       loaded: parseEntries(results.at(-1)?.[1]),
@@ -100,63 +112,36 @@ export class Store {
   }
 
   /** Stores one revocation (pruning expired ones). */
-  async revoke (entry: RevocationEntry, ms: number): Promise<void> {
+  async revoke (entry: RevocationEntry): Promise<void> {
     const results = await within(this.client.pipeline()
       .zadd(this.keys.revoked, entry.expiresAt, revocationMember(entry))
       .zremrangebyscore(this.keys.revoked, '-inf', Date.now())
-      .exec(), ms)
+      .exec(), this.timeoutMs)
     for (const [err] of results ?? []) if (err) throw err
   }
 
   /** Removes this instance and its slots (shutdown). */
-  async leave (ms: number): Promise<void> {
-    await this.run(LEAVE, [this.keys.instances, this.keys.slots(this.instanceId)], [this.instanceId], ms)
+  async leave (): Promise<void> {
+    await this.run(LEAVE, [this.keys.instances, this.keys.slots(this.instanceId)], [this.instanceId])
   }
 
   /** Publishes on the commands channel; resolves with the number of subscribers reached. */
-  publish (message: string, ms: number): Promise<number> {
-    return within(this.client.publish(this.keys.commands, message), ms)
+  publish (message: string): Promise<number> {
+    return within(this.client.publish(this.keys.commands, message), this.timeoutMs)
   }
 
-  reply (to: string, message: string, ms: number): Promise<number> {
-    return within(this.client.publish(this.keys.replies(to), message), ms)
+  reply (to: string, message: string): Promise<number> {
+    return within(this.client.publish(this.keys.replies(to), message), this.timeoutMs)
   }
 
   /** Runs a script by its SHA1, sending its body once when Redis does not know it (after a restart). */
-  /**
-   * Scripts go out in batches, one batch in flight at a time: when Redis is idle a script leaves
-   * at the end of this turn of the event loop (setImmediate); while a batch is out, the next
-   * ones wait for its answer and leave together. Under a burst of handshakes: one write and one
-   * read for many slots, without a fixed delay when there is no burst.
-   */
-  private evalsha (script: Script, keys: string[], args: Array<string | number>): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      if (this.batch === undefined) {
-        this.batch = this.client.pipeline()
-        if (!this.inFlight) setImmediate(this.flush)
-      }
-      this.batch.evalsha(script.sha, keys.length, ...keys, ...args, (err: Error | null | undefined, result: unknown) => err ? reject(err) : resolve(result))
-    })
-  }
-
-  private readonly flush = (): void => {
-    const batch = this.batch
-    if (batch === undefined || (this.inFlight && process.env.NOINFLIGHT === undefined)) return
-    this.batch = undefined
-    this.inFlight = true
-    // Each command's own callback settles its promise; exec's summary is not needed.
-    batch.exec().catch(() => {}).finally(() => {
-      this.inFlight = false
-      this.flush()
-    })
-  }
-
-  private async run (script: Script, keys: string[], args: Array<string | number>, ms: number): Promise<unknown> {
+  /** Runs a script by its SHA1 (batched), sending its body once when Redis does not know it (after a restart). */
+  private async run (script: Script, keys: string[], args: Array<string | number>): Promise<unknown> {
     try {
-      return await within(this.evalsha(script, keys, args), ms)
+      return await this.scripts.run(script, keys, args)
     } catch (err) {
       if (!String((err as Error).message).startsWith('NOSCRIPT')) throw err
-      return within(this.client.eval(script.body, keys.length, ...keys, ...args), ms)
+      return within(this.client.eval(script.body, keys.length, ...keys, ...args), this.timeoutMs)
     }
   }
 }
