@@ -9,12 +9,15 @@ import { Deadlines } from './deadlines.ts'
 import { NoVerifierError } from './errors.ts'
 import type { Config, RoutePolicy } from './options.ts'
 import { scrubError } from './redact.ts'
+import { findToken } from './sources.ts'
 import { LocalRegistry, type UserId } from './registry.ts'
 import { covers, RevocationList, type RevocationEntry } from './revocation.ts'
 import type { Session, SessionHost } from './session.ts'
 import type { AuthAttempt, WsAuthClaims, WsAuthPluginOptions, WsAuthUser } from './types.ts'
 
 type Failure = Extract<Outcome, { ok: false }>
+
+const ALL_REQUEST_SOURCES = ['query', 'header', 'cookie', 'protocol'] as const
 
 /**
  * What sessions need from the plugin, in one place: the close-code table, verification, the
@@ -123,7 +126,9 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     if (status !== undefined) attempt.status = status
     this.registry.countFailure(code)
     if (outcome.failure === 'internal_error') {
-      request.log.error({ ...attempt, err: scrubError(outcome.error, token) }, 'websocket authentication error')
+      // A hook may have quoted the request (its URL, its headers): scrub the token it carried.
+      const carried = token ?? findToken(request, ALL_REQUEST_SOURCES, this.config)?.token
+      request.log.error({ ...attempt, err: scrubError(outcome.error, carried) }, 'websocket authentication error')
     } else {
       request.log.warn(attempt, 'websocket authentication failed')
     }

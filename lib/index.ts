@@ -4,13 +4,13 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyRep
 import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
 import type { WebSocket, WebSocketServer } from 'ws'
-import { authenticate, type Outcome, type Verifier } from './authenticate.ts'
+import { authenticate, isThenable, type Outcome, type Verifier } from './authenticate.ts'
 import { CookiePluginMissingError, InvalidRouteOptionError, InvalidTokenError, NoVerifierError, UnguardedRouteError } from './errors.ts'
 import { Host } from './host.ts'
 import { buildConfig, buildRoutePolicy, type Config, type RoutePolicy } from './options.ts'
 import { buildReqSerializer, redactRequestLogs, redactUrl } from './redact.ts'
 import { Session, type Handoff } from './session.ts'
-import { findToken, selectProtocol, type ProtocolHandler } from './sources.ts'
+import { findToken, selectProtocol, type FoundToken, type ProtocolHandler } from './sources.ts'
 import { claimsProblem, tokenShapeProblem } from './token-shape.ts'
 import type { WsAuthPluginOptions, WsAuthRouteSetting } from './types.ts'
 import { buildDecorator } from './decorator.ts'
@@ -26,8 +26,6 @@ interface Pending {
   host: Host
   /** `undefined` while the token is still to come in the first message. */
   outcome: Outcome | undefined
-  /** The token read from the request, kept only to scrub it from a failure's log line. */
-  token: string | undefined
 }
 /** Marks an upgrade to a route with `wsAuth: false`. */
 const OPTED_OUT = Object.freeze({ optedOut: true })
@@ -115,24 +113,28 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
     return function wsAuthGuard (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void {
       if (!request.ws) return done()
       host.registry.attempts++
-      let outcome: Outcome | Promise<Outcome> | undefined
-      let token: string | undefined
+      const found = findToken(request, policy.requestSources, config)
+      const token = found?.token
+      let outcome: Outcome | Promise<Outcome | undefined> | undefined
       try {
         const origin = request.headers.origin
-        if (config.originAllowed !== null && origin !== undefined && !config.originAllowed(origin, request)) {
-          outcome = { ok: false, failure: 'forbidden' }
-        } else {
-          const found = findToken(request, policy.requestSources, config)
-          token = found?.token
-          if (found !== undefined) outcome = authenticate(found.token, request, policy, host)
-          else if (!policy.awaitsMessage) outcome = { ok: false, failure: 'no_token' }
-        }
+        const allowed = config.originAllowed === null || origin === undefined ? true : config.originAllowed(origin, request)
+        outcome = isThenable(allowed)
+          ? Promise.resolve(allowed).then(ok => afterOrigin(ok, request, policy, found), (error: unknown): Outcome | undefined => ({ ok: false, failure: 'internal_error', error }))
+          : afterOrigin(allowed, request, policy, found)
       } catch (error) {
         outcome = { ok: false, failure: 'internal_error', error }
       }
       if (outcome instanceof Promise) outcome.then(settled => decide(settled, request, reply, policy, token, done))
       else decide(outcome, request, reply, policy, token, done)
     }
+  }
+
+  /** After the Origin check: authenticate the token from the request, or wait for the auth message. */
+  function afterOrigin (allowed: unknown, request: FastifyRequest, policy: RoutePolicy, found: FoundToken | undefined): Outcome | Promise<Outcome | undefined> | undefined {
+    if (allowed !== true) return { ok: false, failure: 'forbidden' }
+    if (found !== undefined) return authenticate(found.token, request, policy, host)
+    return policy.awaitsMessage ? undefined : { ok: false, failure: 'no_token' }
   }
 
   /** Leaves the verdict for the upgrade, or answers over HTTP with `reject: 'http'`. */
@@ -145,7 +147,9 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
         return
       }
     }
-    (request.raw as RawRequest)[kPending] = { request, policy, host, outcome, token: outcome?.ok === false ? token : undefined }
+    // A refusal is logged now, before the upgrade: a client that vanishes meanwhile is still on record.
+    if (outcome !== undefined && !outcome.ok) host.logFailure(request, policy, outcome, token)
+    ;(request.raw as RawRequest)[kPending] = { request, policy, host, outcome }
     done()
   }
 }
@@ -185,16 +189,21 @@ function guardServer (wss: WebSocketServer & { [kGuarded]?: true }, config: Conf
     if (pending === undefined) return refuseUnguarded(req, socket, log)
     req[kPending] = undefined
     if (pending === OPTED_OUT) return handleUpgrade.call(this, req, socket, head, callback)
-    const { request, policy, host, outcome, token } = pending as Pending
-    // The 101 and connection_established (or the close frame) leave in one write.
+    const { request, policy, host, outcome } = pending as Pending
+    // The 101 and connection_established (or the close frame) leave in one write; the socket is
+    // uncorked before the route handler runs, so nothing the handler does can hold them back.
     socket.cork()
+    const handoff: Handoff = (ws) => {
+      socket.uncork()
+      callback(ws)
+    }
     try {
       handleUpgrade.call(this, req, socket, head, (ws: WebSocket) => {
-        const session = new Session(ws, request, policy, host, callback)
+        const session = new Session(ws, request, policy, host, handoff)
         host.registry.track(session)
         if (outcome === undefined) session.awaitAuthMessage()
         else if (outcome.ok) session.admit(outcome)
-        else session.refuse(outcome, token)
+        else session.close(outcome.failure)
       })
     } finally {
       socket.uncork()

@@ -33,7 +33,7 @@ export interface Config {
   verify: WsAuthPluginOptions['verify']
   loadUser: (claims: WsAuthClaims, request: FastifyRequest) => unknown
   rolePermissions: ReadonlyMap<string, readonly string[]> | null
-  originAllowed: ((origin: string, request: FastifyRequest) => boolean) | null
+  originAllowed: ((origin: string, request: FastifyRequest) => boolean | Promise<boolean>) | null
   publicUser: (user: WsAuthUser, granted: { permissions: string[] }) => unknown
   table: CloseCodeTable
   onAuthSuccess: WsAuthPluginOptions['onAuthSuccess']

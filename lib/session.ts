@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
-import { idOf, type Outcome } from './authenticate.ts'
+import { idOf, isThenable, type Outcome } from './authenticate.ts'
 import type { FailureClass } from './close-codes.ts'
 import type { Deadlines, Timed } from './deadlines.ts'
 import type { RoutePolicy } from './options.ts'
@@ -219,19 +219,40 @@ export class Session implements Timed {
     // The client may have started closing while its token was being checked.
     if (this.ws.readyState !== 1) return this.finish()
     clearTimeout(this.timer)
-    this.restorePayloadLimit()
-    if (this.policy.established) {
-      let user: string
-      try {
-        user = JSON.stringify(this.host.publicUser(outcome.user))
-      } catch (error) {
-        return this.refuse({ ok: false, failure: 'internal_error', userId: this.userId, error })
-      }
-      // client_id is a UUID and the times are ISO strings: nothing in them needs escaping.
-      const expires = this.expiresAt === null ? 'null' : '"' + new Date(this.expiresAt).toISOString() + '"'
-      this.ws.send('{"type":"connection_established","client_id":"' + this.clientId + '","user":' + user +
-        ',"timestamp":"' + new Date().toISOString() + '","expires_at":' + expires + '}')
+    this.timer = undefined
+    if (!this.policy.established) return this.open()
+    let shown: unknown
+    try {
+      shown = this.host.publicUser(outcome.user)
+    } catch (error) {
+      return this.refuse({ ok: false, failure: 'internal_error', userId: this.userId, error })
     }
+    if (!isThenable(shown)) return this.greet(shown)
+    Promise.resolve(shown).then(
+      value => this.greet(value),
+      error => this.refuse({ ok: false, failure: 'internal_error', userId: this.userId, error }))
+  }
+
+  /** Sends `connection_established`, then opens the session. */
+  private greet (shown: unknown): void {
+    if (this.state === CLOSED) return
+    if (this.ws.readyState !== 1) return this.finish()
+    let user: string
+    try {
+      user = JSON.stringify(shown)
+    } catch (error) {
+      return this.refuse({ ok: false, failure: 'internal_error', userId: this.userId, error })
+    }
+    // client_id is a UUID and the times are ISO strings: nothing in them needs escaping.
+    const expires = this.expiresAt === null ? 'null' : '"' + new Date(this.expiresAt).toISOString() + '"'
+    this.ws.send('{"type":"connection_established","client_id":"' + this.clientId + '","user":' + (user ?? 'null') +
+      ',"timestamp":"' + new Date().toISOString() + '","expires_at":' + expires + '}')
+    this.open()
+  }
+
+  /** Hands the socket to the route handler and releases held messages once it listens. */
+  private open (): void {
+    this.restorePayloadLimit()
     this.state = HOLDING
     if (this.policy.maxLifetime !== null) this.endsAt = this.connectedAt + this.policy.maxLifetime
     this.host.established(this)

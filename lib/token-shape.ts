@@ -53,7 +53,8 @@ function canonical (token: string, start: number, end: number): boolean {
 /** Registered claims (RFC 7519 §4.1) and the types they must have when present. */
 const CLAIM_TYPES: ReadonlyArray<[string, (value: unknown) => boolean]> = [
   ['exp', isNumericDate], ['nbf', isNumericDate], ['iat', isNumericDate],
-  ['sub', isString], ['iss', isString], ['jti', isString],
+  // RFC 7519 makes sub a string; numeric user ids are common enough in the wild to accept.
+  ['sub', value => isString(value) || isNumericDate(value)], ['iss', isString], ['jti', isString],
   ['aud', value => isString(value) || (Array.isArray(value) && value.every(isString))]
 ]
 

@@ -107,12 +107,12 @@ export interface WsAuthPluginOptions {
   /** Expands roles into permissions for the `permissions` check. */
   rolePermissions?: Readonly<Record<string, readonly string[]>>
   /** Allowed `Origin` values, or a predicate; a present, disallowed Origin closes with 4003. */
-  allowedOrigins?: readonly string[] | ((origin: string, request: FastifyRequest) => boolean)
+  allowedOrigins?: readonly string[] | ((origin: string, request: FastifyRequest) => boolean | Promise<boolean>)
   /**
    * What the client sees of the user in `connection_established`; `permissions` is the user's own
    * plus those `rolePermissions` grants. @default `{ id, username, roles, permissions }`
    */
-  publicUser?: (user: WsAuthUser, granted: { permissions: string[] }) => unknown
+  publicUser?: (user: WsAuthUser, granted: { permissions: string[] }) => unknown | Promise<unknown>
   /** Send `connection_established` on success. @default true */
   established?: boolean
   /** Override codes, reasons or HTTP statuses of the close-code table, by failure class. */
