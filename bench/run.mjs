@@ -1,0 +1,296 @@
+// The bench harness: `npm run bench` (full) or `npm run bench -- --quick` (under a minute).
+// Servers run each in their own process pinned to core 0, the load generator in its own process
+// pinned to core 1; every figure is a median over rounds with its spread, and every ratio is
+// taken to the bare @fastify/websocket baseline measured in the same round. See docs/benchmarks.md.
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { Child, canPin, coreBusyUs, fileLimits } from './lib/proc.mjs'
+import { jwtSecret, makeKeys, tokenPool } from './lib/tokens.mjs'
+import { heapReport } from './lib/heap.mjs'
+import { profileReport } from './lib/profile.mjs'
+import { finalLine, markdownReport, textTable } from './lib/report.mjs'
+import { BASELINE_ID, PLUGIN_ID, variants } from './variants.mjs'
+
+const HERE = import.meta.dirname
+const TMP = join(HERE, '.tmp')
+const PROFILE_DIR = join(TMP, 'prof')
+const SERVER_CPU = 0
+const LOADGEN_CPU = 1
+const TOKENS_PER_ALG = 100
+/** The servers whose memory `--quick` measures: those of the memory target. */
+const QUICK_MEMORY = new Set([BASELINE_ID, PLUGIN_ID, 'hand-hs256'])
+
+// Per server: rounds × handshakes measured handshakes (full: 8 × 2,500 = 20,000), in rounds
+// interleaved with the other servers' so that a disturbance hits a round, not a server.
+const MODES = {
+  quick: { handshakes: 1000, warmMin: 3000, warmMax: 4000, rounds: 6, echoRounds: 3, concurrency: 50, echoConns: 50, echoMs: 150, conns: 1000, memRounds: 1, crossHandshakes: 500, crossRounds: 2, limitMs: 120_000 },
+  full: { handshakes: 2500, warmMin: 6000, warmMax: 12_000, rounds: 8, echoRounds: 5, concurrency: 50, echoConns: 50, echoMs: 1000, conns: 10_000, memRounds: 3, crossHandshakes: 5000, crossRounds: 3, limitMs: 45 * 60_000 }
+}
+
+function options () {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      rounds: { type: 'string' },
+      handshakes: { type: 'string' },
+      conns: { type: 'string' },
+      'echo-ms': { type: 'string' },
+      profile: { type: 'string' },
+      heap: { type: 'string' },
+      out: { type: 'string' },
+      'no-echo': { type: 'boolean', default: false },
+      'no-memory': { type: 'boolean', default: false },
+      'no-cross': { type: 'boolean', default: false }
+    }
+  })
+  const mode = { ...MODES[values.quick ? 'quick' : 'full'], quick: values.quick }
+  if (values.rounds) mode.rounds = mode.echoRounds = mode.memRounds = mode.crossRounds = Number(values.rounds)
+  if (values.handshakes) mode.handshakes = Number(values.handshakes)
+  if (values.conns) mode.conns = Number(values.conns)
+  if (values['echo-ms']) mode.echoMs = Number(values['echo-ms'])
+  const only = values.only ? new Set([BASELINE_ID, ...values.only.split(',')]) : null
+  return {
+    mode,
+    selected: variants.filter((v) => (only ? only.has(v.id) : mode.quick ? v.quick : true)),
+    profile: new Set(values.profile ? values.profile.split(',') : []),
+    heap: new Set(values.heap ? values.heap.split(',') : []),
+    out: values.out ?? (mode.quick ? join(TMP, 'results-quick.md') : join(HERE, 'results.md')),
+    echo: !values['no-echo'],
+    memory: !values['no-memory'],
+    cross: !values['no-cross']
+  }
+}
+
+const T0 = performance.now()
+
+function log (line) {
+  process.stderr.write(`bench ${((performance.now() - T0) / 1000).toFixed(1).padStart(5)}s: ${line}\n`)
+}
+
+/** Starts one server process per variant, in parallel; a server that fails to start is reported, not fatal. */
+async function startServers (list, { keys, tokens, opts, env = {} }) {
+  const nofile = opts.mode.conns + 1024
+  return Promise.all(list.map(async (variant) => {
+    const nodeArgs = ['--expose-gc']
+    const config = { ...variant, secret: variant.alg ? jwtSecret(variant.alg, keys) : null }
+    const child = new Child(join(HERE, 'servers', 'server.mjs'), {
+      cpu: SERVER_CPU, nofile, nodeArgs, name: variant.id, env: { ...env, BENCH_SERVER: JSON.stringify(config), BENCH_MAX_LIFETIME_MS: String(opts.mode.limitMs) }
+    })
+    try {
+      const { port } = await child.ready()
+      const target = { port, path: '/ws', auth: variant.auth, protocol: variant.protocol, expect: variant.expect, tokens: variant.auth === 'none' ? [] : tokens[variant.alg] }
+      return { variant, child, target }
+    } catch (err) {
+      await child.stop()
+      return { variant, child: null, error: err.message }
+    }
+  }))
+}
+
+function rotate (list, by) {
+  const k = by % list.length
+  return [...list.slice(k), ...list.slice(0, k)]
+}
+
+function handshakeTimeout (n) {
+  return Math.max(30_000, n * 5)
+}
+
+async function handshakeRound (loadgen, server, n, client, concurrency) {
+  const busy0 = coreBusyUs()
+  await server.child.request('mark')
+  const timeoutMs = handshakeTimeout(n)
+  const r = await loadgen.request('handshakes', { target: server.target, client, n, concurrency, timeoutMs }, timeoutMs + 10_000)
+  const stats = await server.child.request('stats', { drainMs: 3000 })
+  const busy1 = coreBusyUs()
+  return {
+    // Busy time on the server's core not spent by the server: other processes competing with it.
+    foreignLoad: busy0 && busy1 ? Math.max(0, busy1[SERVER_CPU] - busy0[SERVER_CPU] - stats.cpuUs) / (stats.elapsedMs * 1000) : NaN,
+    hps: r.ok / (r.wallMs / 1000),
+    cpuPerHs: r.ok > 0 ? stats.cpuUs / r.ok : NaN,
+    p50: r.p50,
+    p99: r.p99,
+    serverBusy: stats.cpuUs / (r.wallMs * 1000),
+    clientBusy: r.clientCpuUs / (r.wallMs * 1000),
+    ok: r.ok,
+    errors: r.errors,
+    firstError: r.firstError
+  }
+}
+
+async function echoRound (loadgen, server, mode) {
+  const opened = await loadgen.request('open', { target: server.target, client: 'lean', n: mode.echoConns, concurrency: mode.concurrency, timeoutMs: 20_000 }, 30_000)
+  try {
+    if (opened.ok === 0) return { msgsPerS: NaN, cpuPerMsg: NaN, errors: opened.errors, firstError: opened.firstError }
+    await server.child.request('mark')
+    const e = await loadgen.request('echo', { durationMs: mode.echoMs }, mode.echoMs + 10_000)
+    const stats = await server.child.request('stats')
+    return {
+      messages: e.messages,
+      msgsPerS: e.counted / (e.wallMs / 1000),
+      cpuPerMsg: stats.cpuUs / e.messages,
+      serverBusy: stats.cpuUs / (stats.elapsedMs * 1000),
+      clientBusy: e.clientCpuUs / (e.wallMs * 1000),
+      errors: opened.errors + e.unanswered,
+      firstError: opened.firstError
+    }
+  } finally {
+    await loadgen.request('release', {}, 15_000)
+  }
+}
+
+async function memoryRound (loadgen, server, mode, snapshots) {
+  // Grow the young generation to its working size first, so that the delta is the connections.
+  await loadgen.request('handshakes', { target: server.target, client: 'lean', n: 1000, concurrency: mode.concurrency, timeoutMs: 20_000 }, 30_000)
+  const before = await server.child.request('mem')
+  const timeoutMs = handshakeTimeout(mode.conns)
+  const opened = await loadgen.request('open', { target: server.target, client: 'lean', n: mode.conns, concurrency: mode.concurrency, timeoutMs }, timeoutMs + 10_000)
+  const after = await server.child.request('mem')
+  if (snapshots) {
+    const file = join(PROFILE_DIR, `${server.variant.id}.heapsnapshot`)
+    await server.child.request('snapshot', { file }, 120_000)
+    snapshots.push({ id: server.variant.id, file, connections: opened.ok })
+  }
+  await loadgen.request('release', { timeoutMs: 10_000 }, 20_000)
+  return {
+    held: opened.ok,
+    rssPerConn: opened.ok > 0 ? (after.rss - before.rss) / opened.ok / 1024 : NaN,
+    heapPerConn: opened.ok > 0 ? (after.heapUsed - before.heapUsed) / opened.ok / 1024 : NaN,
+    timersPerConn: opened.ok > 0 ? (after.timers - before.timers) / opened.ok : NaN,
+    errors: opened.errors,
+    firstError: opened.firstError
+  }
+}
+
+function record (results, id, key, round) {
+  results[id] ??= { handshake: [], echo: [], memory: [], cross: [] }
+  results[id][key].push(round)
+  if (round.errors > 0) log(`${id} ${key}: ${round.errors} errors (first: ${round.firstError})`)
+}
+
+/**
+ * A server's cost per handshake keeps falling for thousands of handshakes (JIT, heap sizing):
+ * warm up in chunks until a chunk is no longer 5% cheaper than the one before.
+ */
+async function warmUp (loadgen, server, opts) {
+  const { mode } = opts
+  const chunk = 1000
+  let done = 0
+  let previous = Infinity
+  let last
+  while (done < mode.warmMax) {
+    last = await handshakeRound(loadgen, server, chunk, 'lean', mode.concurrency)
+    done += chunk
+    if (done >= mode.warmMin && last.cpuPerHs > previous * 0.95) break
+    previous = last.cpuPerHs
+  }
+  if (opts.echo) await echoRound(loadgen, server, { ...mode, echoMs: 100 })
+  log(`warm-up ${server.variant.id}: ${done} handshakes, last ${last.cpuPerHs.toFixed(0)} µs/handshake`)
+  server.warmup = done
+}
+
+/** Runs `body` with the CPU profiler on in the servers named by `--profile`; one file per server and phase. */
+async function profiling (running, opts, profiles, phase, body) {
+  const profiled = running.filter((s) => opts.profile.has(s.variant.id))
+  for (const server of profiled) await server.child.request('profile', { action: 'start' })
+  await body()
+  for (const server of profiled) {
+    const file = join(PROFILE_DIR, `${server.variant.id}.${phase.name}.cpuprofile`)
+    await server.child.request('profile', { action: 'stop', file })
+    profiles.push({ id: server.variant.id, file, phase: phase.name, unit: phase.unit, count: phase.count(server.variant.id) })
+  }
+}
+
+function total (results, id, key, field) {
+  return (results[id]?.[key] ?? []).reduce((n, r) => n + r[field], 0)
+}
+
+async function throughputPhases (loadgen, running, results, opts, profiles) {
+  const { mode } = opts
+  mkdirSync(PROFILE_DIR, { recursive: true })
+  for (const server of running) await warmUp(loadgen, server, opts)
+  const handshakes = { name: 'handshake', unit: 'handshake', count: (id) => total(results, id, 'handshake', 'ok') }
+  await profiling(running, opts, profiles, handshakes, async () => {
+    for (let r = 0; r < mode.rounds; r++) {
+      log(`handshake round ${r + 1}/${mode.rounds}`)
+      for (const server of rotate(running, r)) record(results, server.variant.id, 'handshake', await handshakeRound(loadgen, server, mode.handshakes, 'lean', mode.concurrency))
+    }
+  })
+  const echoes = { name: 'echo', unit: 'message', count: (id) => total(results, id, 'echo', 'messages') }
+  await profiling(running, opts.echo ? opts : { ...opts, profile: new Set() }, profiles, echoes, async () => {
+    for (let r = 0; opts.echo && r < mode.echoRounds; r++) {
+      log(`echo round ${r + 1}/${mode.echoRounds}`)
+      for (const server of rotate(running, r)) record(results, server.variant.id, 'echo', await echoRound(loadgen, server, mode))
+    }
+  })
+  const crossed = running.filter((s) => s.variant.cross)
+  for (let r = 0; opts.cross && r < mode.crossRounds; r++) {
+    log(`cross-check round ${r + 1}/${mode.crossRounds} (ws / socket.io-client)`)
+    for (const server of rotate(crossed, r)) {
+      record(results, server.variant.id, 'cross', await handshakeRound(loadgen, server, mode.crossHandshakes, server.variant.cross, mode.concurrency))
+    }
+  }
+}
+
+async function memoryPhase (loadgen, results, opts, ctx, snapshots) {
+  for (let r = 0; r < opts.mode.memRounds; r++) {
+    log(`memory round ${r + 1}/${opts.mode.memRounds}: ${opts.mode.conns} idle connections per server, fresh processes`)
+    const fresh = await startServers(opts.selected, { ...ctx, opts, env: { BENCH_TRACK_TIMERS: '1' } })
+    for (const server of fresh) {
+      const snap = r === 0 && opts.heap.has(server.variant.id) ? snapshots : null
+      if (server.child) record(results, server.variant.id, 'memory', await memoryRound(loadgen, server, opts.mode, snap))
+      await server.child?.stop()
+    }
+  }
+}
+
+async function main () {
+  const opts = options()
+  const started = performance.now()
+  const limit = setTimeout(() => { log('overall time limit reached, stopping'); process.exit(1) }, opts.mode.limitMs)
+  mkdirSync(TMP, { recursive: true })
+  if (!canPin) log('taskset not found: server and load generator are NOT pinned to separate cores')
+  const limits = fileLimits()
+  if (opts.mode.conns + 1024 > limits.hard && process.getuid?.() !== 0) log(`open-file hard limit ${limits.hard} may be too low for ${opts.mode.conns} connections`)
+
+  const keys = makeKeys()
+  const tokens = Object.fromEntries(['HS256', 'RS256', 'ES256'].map((alg) => [alg, tokenPool(alg, keys, TOKENS_PER_ALG)]))
+  const ctx = { keys, tokens }
+  const loadgen = new Child(join(HERE, 'loadgen.mjs'), { cpu: LOADGEN_CPU, nofile: opts.mode.conns + 1024, name: 'loadgen', env: { BENCH_MAX_LIFETIME_MS: String(opts.mode.limitMs) } })
+  await loadgen.ready()
+
+  const results = {}
+  const unavailable = {}
+  const servers = await startServers(opts.selected, { ...ctx, opts })
+  for (const s of servers.filter((s) => s.error)) {
+    unavailable[s.variant.id] = s.error
+    log(`${s.variant.id} not measured: ${s.error}`)
+  }
+  const running = servers.filter((s) => s.child)
+  if (!running.some((s) => s.variant.id === BASELINE_ID)) throw new Error('the baseline server did not start')
+
+  const profiles = []
+  await throughputPhases(loadgen, running, results, opts, profiles)
+  await Promise.all(running.map((s) => s.child.stop()))
+  const measured = running.map((s) => s.variant).filter((v) => !opts.mode.quick || QUICK_MEMORY.has(v.id))
+  const snapshots = []
+  if (opts.memory) await memoryPhase(loadgen, results, { ...opts, selected: measured }, ctx, snapshots)
+  await loadgen.stop()
+  clearTimeout(limit)
+
+  const report = { opts, results, unavailable, variants: opts.selected, seconds: (performance.now() - started) / 1000 }
+  process.stdout.write(textTable(report) + '\n')
+  writeFileSync(opts.out, markdownReport(report))
+  writeFileSync(join(TMP, 'rounds.json'), JSON.stringify({ mode: opts.mode, results, unavailable }, null, 1))
+  log(`wrote ${opts.out} (every round: bench/.tmp/rounds.json)`)
+  if (profiles.length) process.stdout.write(profileReport(profiles, BASELINE_ID) + '\n')
+  if (snapshots.length) process.stdout.write(heapReport(snapshots, BASELINE_ID) + '\n')
+  process.stdout.write(finalLine(report) + '\n')
+}
+
+main().catch((err) => {
+  log(err.stack)
+  process.exit(1)
+})

@@ -1,0 +1,41 @@
+// The servers under test: what runs (kind, see bench/servers/), how a client authenticates
+// (auth), and what its first message must contain for a handshake to count.
+//   quick: part of `--quick` (every server a target of issue 5 names);
+//   cross: the off-the-shelf client of the cross-check ('ws' | 'sio');
+//   logged: Fastify's logger on at `info` (pino to /dev/null) instead of `logger: false`.
+
+const HELLO = '"type":"hello"'
+const ESTABLISHED = '"type":"connection_established"'
+
+function plugin (id, label, { alg = 'HS256', cache = false, source = 'query', quick = true, cross = null, logged = false } = {}) {
+  return { id, label, kind: 'plugin', alg, cache, source, auth: source, protocol: 'ws', expect: ESTABLISHED, quick, cross, logged }
+}
+
+function hand (id, label, { alg = 'HS256', cache = false, quick = false, logged = false } = {}) {
+  return { id, label, kind: 'hand-jwt', alg, cache, auth: 'query', protocol: 'ws', expect: HELLO, quick, cross: null, logged }
+}
+
+export const variants = [
+  { id: 'raw-ws', label: '(1) raw ws', kind: 'raw-ws', auth: 'none', protocol: 'ws', expect: HELLO, quick: true, cross: 'ws' },
+  { id: 'baseline', label: '(2) @fastify/websocket (baseline)', kind: 'fastify-ws', auth: 'none', protocol: 'ws', expect: HELLO, quick: true, cross: 'ws' },
+  hand('hand-hs256', '(3) preValidation + @fastify/jwt, HS256', { quick: true }),
+  hand('hand-rs256', '(3) preValidation + @fastify/jwt, RS256', { alg: 'RS256' }),
+  hand('hand-es256', '(3) preValidation + @fastify/jwt, ES256', { alg: 'ES256' }),
+  hand('hand-es256-cache', '(3) preValidation + @fastify/jwt, ES256 cached', { alg: 'ES256', cache: true }),
+  plugin('plugin-hs256', '(4) fastify-ws-auth, HS256 ?token=, roles', { cross: 'ws' }),
+  plugin('plugin-header', '(4) fastify-ws-auth, HS256 Authorization header', { source: 'header', quick: false }),
+  plugin('plugin-protocol', '(4) fastify-ws-auth, HS256 subprotocol', { source: 'protocol', quick: false }),
+  plugin('plugin-message', '(5) fastify-ws-auth, first-message auth', { source: 'message' }),
+  plugin('plugin-rs256', '(6) fastify-ws-auth, RS256', { alg: 'RS256', quick: false }),
+  plugin('plugin-rs256-cache', '(6) fastify-ws-auth, RS256 cached', { alg: 'RS256', cache: true }),
+  plugin('plugin-es256', '(6) fastify-ws-auth, ES256', { alg: 'ES256', quick: false }),
+  plugin('plugin-es256-cache', '(6) fastify-ws-auth, ES256 cached', { alg: 'ES256', cache: true }),
+  { id: 'socketio', label: '(7) socket.io + io.use JWT, HS256', kind: 'socketio', alg: 'HS256', cache: false, auth: 'eio', protocol: 'eio', expect: '40{', quick: true, cross: 'sio' },
+  { id: 'baseline-logged', label: '(2) baseline, logger on', kind: 'fastify-ws', auth: 'none', protocol: 'ws', expect: HELLO, quick: false, cross: null, logged: true },
+  hand('hand-hs256-logged', '(3) hand-written HS256, logger on', { logged: true }),
+  plugin('plugin-hs256-logged', '(4) fastify-ws-auth HS256, logger on', { quick: false, logged: true })
+]
+
+/** The plugin figure the quick run ends with, and the baseline every ratio is taken to. */
+export const PLUGIN_ID = 'plugin-hs256'
+export const BASELINE_ID = 'baseline'
