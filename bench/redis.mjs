@@ -136,6 +136,12 @@ function handshake (url) {
   })
 }
 
+/**
+ * Runs `"$@"` under a guard shell that ends it when the guard's stdin closes: at `stop()`, and
+ * also when this process dies without cleaning up. The guard prints the command's pid first.
+ */
+const GUARD = '"$@" & pid=$!; echo "guarded-pid $pid"; read _; kill -TERM $pid 2>/dev/null; wait $pid'
+
 async function startRedis () {
   if (!existsSync(REDIS_SERVER)) throw new Error(`redis-server not found at ${REDIS_SERVER}: apt-get install redis-server (or set REDIS_SERVER)`)
   const probe = createServer().listen(0, '127.0.0.1')
@@ -143,25 +149,24 @@ async function startRedis () {
   const port = probe.address().port
   probe.close()
   await once(probe, 'close')
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', tmpdir()]
+  const args = [REDIS_SERVER, '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', tmpdir()]
   // Off the servers' core: Redis's work is reported apart, not taken from the measured server.
-  const proc = canPin
-    ? spawn('taskset', ['-c', String(REDIS_CPU), REDIS_SERVER, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
-    : spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'inherit'] })
-  const killAtExit = () => proc.kill('SIGKILL')
-  process.once('exit', killAtExit)
+  const command = canPin ? ['taskset', '-c', String(REDIS_CPU), ...args] : args
+  const guard = spawn('sh', ['-c', GUARD, 'guard', ...command], { stdio: ['pipe', 'pipe', 'inherit'] })
+  let pid = 0
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('redis-server not ready within 10 s')), 10_000)
     let out = ''
-    proc.stdout.on('data', (chunk) => {
+    guard.stdout.on('data', (chunk) => {
       out += chunk
-      if (out.includes('Ready to accept connections')) {
+      pid ||= Number(/guarded-pid (\d+)/.exec(out)?.[1] ?? 0)
+      if (pid !== 0 && out.includes('Ready to accept connections')) {
         clearTimeout(timer)
-        proc.stdout.resume()
+        guard.stdout.resume()
         resolve()
       }
     })
-    proc.once('exit', (code) => { clearTimeout(timer); reject(new Error(`redis-server exited with ${code}`)) })
+    guard.once('exit', (code) => { clearTimeout(timer); reject(new Error(`redis-server exited with ${code}`)) })
   })
   const ticks = 100 // USER_HZ
   return {
@@ -169,15 +174,14 @@ async function startRedis () {
     url: `redis://127.0.0.1:${port}`,
     /** utime + stime of redis-server, in µs. */
     cpuUs () {
-      const fields = readFileSync(`/proc/${proc.pid}/stat`, 'utf8').split(') ')[1].split(' ')
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
       return (Number(fields[11]) + Number(fields[12])) * 1e6 / ticks
     },
     async stop () {
-      if (proc.exitCode !== null || proc.signalCode !== null) return
-      const exited = once(proc, 'exit')
-      proc.kill('SIGTERM')
+      if (guard.exitCode !== null || guard.signalCode !== null) return
+      const exited = once(guard, 'exit')
+      guard.stdin.end()
       await exited
-      process.removeListener('exit', killAtExit)
     }
   }
 }

@@ -151,3 +151,19 @@ if (missing.length > 0) {
     t.equal(stdout, '4001', 'it loads on its own and exports the table')
   })
 }
+
+t.test('the subpath entries load by name with require and import, and the core does not need ioredis', async t => {
+  const cjs = "const c = require('fastify-ws-auth/client'); const r = require('fastify-ws-auth/redis');" +
+    'console.log(JSON.stringify([typeof c.createClient, typeof r.redisAdapter]))'
+  const esm = "const c = await import('fastify-ws-auth/client'); const r = await import('fastify-ws-auth/redis');" +
+    'console.log(JSON.stringify([typeof c.createClient, typeof r.redisAdapter]))'
+  t.same(JSON.parse((await run(process.execPath, ['-e', cjs], { cwd: root })).stdout), ['function', 'function'])
+  t.same(JSON.parse((await run(process.execPath, ['--input-type=module', '-e', esm], { cwd: root })).stdout), ['function', 'function'])
+  const core = readFileSync(join(root, 'dist', 'cjs', 'index.js'), 'utf8')
+  t.notMatch(core, /ioredis/, 'the core entry never loads ioredis')
+  const client = readdirSync(join(root, 'dist', 'esm', 'client')).filter(f => f.endsWith('.js'))
+  for (const file of client) {
+    const imports = [...readFileSync(join(root, 'dist', 'esm', 'client', file), 'utf8').matchAll(/from '([^']+)'/g)].map(m => m[1])
+    t.ok(imports.every(i => i.startsWith('./') || i === '../close-codes.js'), `client/${file} imports only the client and the table`)
+  }
+})

@@ -1,0 +1,128 @@
+import t from 'tap'
+import { Redis } from 'ioredis'
+import { buildApp, connect } from '../helpers/index.ts'
+import { redisAdapter, type RedisAdapterOptions } from '../../lib/redis.ts'
+import { startRedis, type RedisServer } from './server.ts'
+import { inspector, instance, outcome, prefix, until, type Instance } from './helpers.ts'
+
+let redis: RedisServer
+t.before(async () => { redis = await startRedis(t) })
+
+t.test('options are checked at creation; errors name the option', async t => {
+  const bad: Array<[unknown, RegExp]> = [
+    [undefined, /option "redisAdapter" takes an object/],
+    [{}, /option "redisAdapter.url" is required \(or "client"/],
+    [{ url: 'redis://x', client: {} }, /option "redisAdapter.client" cannot be combined with "url"/],
+    [{ url: 6379 }, /option "redisAdapter.url" must be a string/],
+    [{ url: 'not a url' }, /option "redisAdapter.url" is not a valid URL/],
+    [{ url: 'http://127.0.0.1:6379' }, /option "redisAdapter.url" must use redis: or rediss:/],
+    [{ client: { on () {} } }, /option "redisAdapter.client" must be an ioredis client .*missing: duplicate/],
+    [{ client: { isCluster: true } }, /option "redisAdapter.client" is a Redis Cluster client: not supported/],
+    [{ url: 'redis://x', prefix: '' }, /option "redisAdapter.prefix" must be a string of 1 to 100 characters/],
+    [{ url: 'redis://x', prefix: 'a b' }, /option "redisAdapter.prefix"/],
+    [{ url: 'redis://x', requestTimeout: 0 }, /option "redisAdapter.requestTimeout" must be an integer number of ms from 1/],
+    [{ url: 'redis://x', requestTimeout: 1.5 }, /option "redisAdapter.requestTimeout"/],
+    [{ url: 'redis://x', instanceTtl: 100 }, /option "redisAdapter.instanceTtl" must be an integer number of ms from 300/],
+    [{ url: 'redis://x', onRedisError: 'ignore' }, /option "redisAdapter.onRedisError" must be "fail-open" or "fail-closed"/],
+    [{ url: 'redis://x', keyPrefix: 'a' }, /option "redisAdapter.keyPrefix" is not an option of redisAdapter/]
+  ]
+  for (const [options, message] of bad) {
+    t.throws(() => redisAdapter(options as RedisAdapterOptions), { code: 'FST_WS_AUTH_INVALID_OPTION', message }, JSON.stringify(options) ?? 'undefined')
+  }
+  t.doesNotThrow(() => redisAdapter({ url: 'rediss://user:pass@redis.example:6380/2', prefix: 'app', requestTimeout: 50, instanceTtl: 300, onRedisError: 'fail-closed' }))
+})
+
+t.test('with { client }: a duplicate subscribes; close() removes this instance\'s keys and leaves the client open', async t => {
+  const namespace = prefix()
+  const client = new Redis(redis.url)
+  t.teardown(() => client.disconnect())
+  const redisView = inspector(t, redis.url)
+  const a = await instance(t, redis.url, namespace, { auth: { maxConnectionsPerUser: 3 }, redis: { client } })
+  const b = await instance(t, redis.url, namespace, { auth: { maxConnectionsPerUser: 3 } })
+  const onA = connect(a.url('/ws/a?token=' + a.sign({ sub: 'u1' })))
+  const onB = connect(b.url('/ws/a?token=' + b.sign({ sub: 'u1' })))
+  t.same(await Promise.all([outcome(onA), outcome(onB)]), ['established', 'established'])
+  t.equal(await b.app.wsAuth.sendToUser('u1', 'hi'), 2)
+  t.equal(await onA.message(2), 'hi', 'the instance on a passed client receives fan-out')
+  t.equal(await redisView.zcard(`${namespace}:ws-auth:instances`), 2)
+  t.equal(await redisView.zcard(`${namespace}:ws-auth:conns:"u1"`), 2)
+  const clientsBefore = await connectedClients(redisView)
+
+  const closed = onA.closed
+  await a.app.close()
+  t.same(await closed, { code: 1001, reason: 'Server shutting down' })
+  t.equal(client.status, 'ready', 'the client passed in stays open')
+  t.equal(await client.ping(), 'PONG')
+  t.equal(await redisView.zcard(`${namespace}:ws-auth:instances`), 1, 'the instance is gone from Redis')
+  t.equal(await redisView.zcard(`${namespace}:ws-auth:conns:"u1"`), 1, 'its slots are gone')
+  t.equal((await redisView.keys(`${namespace}:ws-auth:slots:*`)).length, 1, 'only the other instance\'s slots are left')
+  await until(async () => await connectedClients(redisView) === clientsBefore - 1)
+  t.pass('the duplicate (subscriber) was closed, the client was not')
+
+  const stats = await b.app.wsAuth.stats({ cluster: true })
+  t.equal(Object.keys(stats.instances).length, 1, 'the closed instance no longer answers')
+})
+
+t.test('with { url }: close() quits both connections and removes every key of the instance', async t => {
+  const namespace = prefix()
+  const redisView = inspector(t, redis.url)
+  await redisView.ping()
+  const before = await connectedClients(redisView)
+  const a = await instance(t, redis.url, namespace, { auth: { maxConnectionsPerUser: 3 } })
+  t.equal(await connectedClients(redisView), before + 2, 'two connections: commands and subscriber')
+  const socket = connect(a.url('/ws/a?token=' + a.sign({ sub: 'u1' })))
+  t.equal(await outcome(socket), 'established')
+  await a.app.close()
+  t.same(await redisView.keys(`${namespace}:*`), [], 'nothing left in Redis')
+  await until(async () => await connectedClients(redisView) === before)
+  t.pass('both connections closed')
+  t.equal(a.logged('Redis unavailable').length, 0, 'shutting down is not an outage')
+})
+
+t.test('clients with an ioredis keyPrefix share the limit under that prefix', async t => {
+  const namespace = prefix()
+  const clients = [0, 1].map(() => new Redis(redis.url, { keyPrefix: 'kp:' }))
+  t.teardown(() => { for (const c of clients) c.disconnect() })
+  const redisView = inspector(t, redis.url)
+  const apps: Instance[] = []
+  for (const client of clients) apps.push(await instance(t, redis.url, namespace, { auth: { maxConnectionsPerUser: 1 }, redis: { client } }))
+  t.equal(await outcome(connect(apps[0].url('/ws/a?token=' + apps[0].sign({ sub: 'u1' })))), 'established')
+  t.equal(await outcome(connect(apps[1].url('/ws/a?token=' + apps[1].sign({ sub: 'u1' })))), '4029 Too many connections')
+  t.equal(await redisView.zcard(`kp:${namespace}:ws-auth:conns:"u1"`), 1, 'keys named inside the scripts carry the keyPrefix too')
+  t.equal(await apps[1].app.wsAuth.sendToUser('u1', 'x'), 1)
+})
+
+t.test('foreign or malformed messages on the channels are ignored; an unknown command counts 0', async t => {
+  const namespace = prefix()
+  const [a, b] = [await instance(t, redis.url, namespace), await instance(t, redis.url, namespace)]
+  const redisView = inspector(t, redis.url)
+  const socket = connect(b.url('/ws/a?token=' + b.sign({ sub: 'u1' })))
+  t.equal(await outcome(socket), 'established')
+  const [{ instanceId }] = await a.app.wsAuth.connections('u1', { cluster: true })
+  for (const junk of ['not json', '{"id":"1"}', '{"id":1,"from":"x"}', '{"id":1,"from":"x","command":{"op":3}}',
+    '{"id":1,"from":"x","command":{"op":"revoke","entry":{"jti":1}}}']) {
+    await redisView.publish(`${namespace}:ws-auth:commands`, junk)
+    await redisView.publish(`${namespace}:ws-auth:replies:${instanceId}`, junk)
+  }
+  t.equal(await redisView.publish(`${namespace}:ws-auth:commands`, JSON.stringify({ id: 7, from: 'newer-version', command: { op: 'teleport' } })), 2)
+  t.equal(await a.app.wsAuth.sendToUser('u1', 'still fine'), 1, 'fan-out still works')
+  t.equal(await socket.message(2), 'still fine')
+  t.equal(b.app.wsAuth.stats().revocations, 0, 'a malformed revocation is not stored')
+  socket.ws.close()
+})
+
+t.test('one adapter serves one app', async t => {
+  const adapter = redisAdapter({ url: redis.url, prefix: prefix() })
+  await buildApp(t, { auth: { adapter } })
+  await t.rejects(buildApp(t, { auth: { adapter } }), { code: 'FST_WS_AUTH_INVALID_OPTION', message: /"adapter" is already in use by another app/ })
+})
+
+t.test('a missing redis-server fails the test with the package to install', async t => {
+  await t.rejects(startRedis({ teardown () {} }, '/nonexistent/redis-server'),
+    /redis-server not found at \/nonexistent\/redis-server: .*apt-get install redis-server/)
+})
+
+async function connectedClients (redis: Redis): Promise<number> {
+  const info = await redis.info('clients')
+  return Number(/connected_clients:(\d+)/.exec(info)![1])
+}

@@ -1,0 +1,82 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
+import { buildApp, logCapture, type Client, type TestApp } from '../helpers/index.ts'
+import { redisAdapter, type RedisAdapterOptions } from '../../lib/redis.ts'
+import type { WsAuthPluginOptions } from '../../lib/types.ts'
+
+interface Teardown { teardown (fn: () => unknown): void }
+
+/** One instance of the cluster: a test app with its log lines. */
+export interface Instance extends TestApp {
+  logs: ReturnType<typeof logCapture>
+  /** Log records whose msg contains `text`. */
+  logged (text: string): Array<Record<string, unknown>>
+}
+
+export interface InstanceOptions {
+  auth?: WsAuthPluginOptions
+  redis?: Omit<RedisAdapterOptions, 'url' | 'client'> & { url?: string, client?: Redis }
+  routes?: (app: FastifyInstance) => void
+}
+
+/** A fresh namespace for one test, so tests sharing a redis-server do not see each other. */
+export function prefix (): string {
+  return 'test-' + randomUUID().slice(0, 8)
+}
+
+/** Routes `/ws/a` and `/ws/b` that ignore messages. */
+export function routes (app: FastifyInstance): void {
+  app.get('/ws/a', { websocket: true }, (socket) => { socket.on('message', () => {}) })
+  app.get('/ws/b', { websocket: true }, (socket) => { socket.on('message', () => {}) })
+}
+
+/** Starts one instance with a Redis adapter (its log kept at info level); closed at teardown. */
+export async function instance (t: Teardown, url: string, namespace: string, opts: InstanceOptions = {}): Promise<Instance> {
+  const logs = logCapture()
+  const { url: own, client, ...rest } = opts.redis ?? {}
+  const adapter = redisAdapter(client !== undefined ? { client, prefix: namespace, ...rest } : { url: own ?? url, prefix: namespace, ...rest })
+  const app = await buildApp(t, {
+    auth: { heartbeatInterval: false, ...opts.auth, adapter },
+    routes: opts.routes ?? routes,
+    fastify: { logger: { level: 'info', stream: logs.stream } }
+  })
+  const logged = (text: string) => logs.records().filter(r => typeof r.msg === 'string' && r.msg.includes(text))
+  return { ...app, logs, logged }
+}
+
+/** `n` instances on one Redis and prefix. */
+export async function cluster (t: Teardown, url: string, n: number, opts: InstanceOptions = {}): Promise<Instance[]> {
+  const namespace = prefix()
+  const instances: Instance[] = []
+  for (let i = 0; i < n; i++) instances.push(await instance(t, url, namespace, opts))
+  return instances
+}
+
+/** A plain client to look at what the adapter stored; disconnected at teardown. */
+export function inspector (t: Teardown, url: string): Redis {
+  const redis = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 1 })
+  redis.on('error', () => {})
+  t.teardown(() => redis.disconnect())
+  return redis
+}
+
+/**
+ * Resolves once the async `condition()` holds, checking again 20 ms after each miss; rejects
+ * after `timeoutMs`. For state held in Redis or probed by a handshake (no event to wait on).
+ */
+export async function until (condition: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!await condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met within ' + timeoutMs + ' ms')
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+}
+
+/** How a handshake ended: `'established'`, or the close code and reason (`'4029 Too many connections'`). */
+export function outcome (client: Client): Promise<string> {
+  return Promise.race([
+    client.message(1).then(m => (m as { type?: unknown }).type === 'connection_established' ? 'established' : `message ${JSON.stringify(m)}`),
+    client.closed.then(x => `${x.code} ${x.reason}`)
+  ])
+}

@@ -1,0 +1,91 @@
+import t from 'tap'
+import { connect, type Client } from '../helpers/index.ts'
+import { redisProxy, startRedis, type RedisServer } from './server.ts'
+import { cluster, inspector, instance, outcome, prefix, until, type Instance } from './helpers.ts'
+
+let redis: RedisServer
+t.before(async () => { redis = await startRedis(t) })
+
+t.test('maxConnectionsPerUser holds exactly under 50 concurrent handshakes spread over 3 instances', async t => {
+  const namespace = prefix()
+  const redisView = inspector(t, redis.url)
+  const instances: Instance[] = []
+  for (let i = 0; i < 3; i++) instances.push(await instance(t, redis.url, namespace, { auth: { maxConnectionsPerUser: 5 } }))
+  const clients: Client[] = []
+  for (let i = 0; i < 50; i++) {
+    const app = instances[i % 3]
+    clients.push(connect(app.url('/ws/a?token=' + app.sign({ sub: 'u1' }))))
+  }
+  const outcomes = await Promise.all(clients.map(outcome))
+  const count = (what: string) => outcomes.filter(o => o === what).length
+  t.equal(count('established'), 5, 'exactly 5 established')
+  t.equal(count('4029 Too many connections'), 45, '45 closed with 4029')
+  t.equal((await instances[0].app.wsAuth.connections('u1', { cluster: true })).length, 5)
+
+  // A slot freed on one instance can be taken on another, once the release reached Redis.
+  const open = clients.filter((_c, i) => outcomes[i] === 'established')
+  open[0].ws.close()
+  await open[0].closed
+  await until(async () => await redisView.zcard(`${namespace}:ws-auth:conns:"u1"`) === 4)
+  const app = instances[(clients.indexOf(open[0]) + 1) % 3]
+  const next = connect(app.url('/ws/a?token=' + app.sign({ sub: 'u1' })))
+  t.equal(await outcome(next), 'established', 'the released slot is taken elsewhere')
+  const over = connect(app.url('/ws/a?token=' + app.sign({ sub: 'u1' })))
+  t.same(await over.closed, { code: 4029, reason: 'Too many connections' })
+  for (const c of [...open, next]) c.ws.close()
+})
+
+t.test('evict-oldest closes the user\'s oldest socket, on whichever instance holds it', async t => {
+  const [a, b, c] = await cluster(t, redis.url, 3, { auth: { maxConnectionsPerUser: 2, onLimit: 'evict-oldest' } })
+  const oldest = connect(a.url('/ws/a?token=' + a.sign({ sub: 'u1' })))
+  await oldest.message(1)
+  const second = connect(b.url('/ws/a?token=' + b.sign({ sub: 'u1' })))
+  await second.message(1)
+  const newest = connect(c.url('/ws/a?token=' + c.sign({ sub: 'u1' })))
+  t.equal(await outcome(newest), 'established')
+  t.same(await oldest.closed, { code: 4029, reason: 'Too many connections' }, 'the oldest, on another instance, is evicted')
+  t.equal(second.ws.readyState, second.ws.OPEN)
+  t.equal((await c.app.wsAuth.connections('u1', { cluster: true })).length, 2)
+  for (const client of [second, newest]) client.ws.close()
+})
+
+t.test('the slots of an instance cut off from Redis are released within instanceTtl', async t => {
+  const namespace = prefix()
+  const redisView = inspector(t, redis.url)
+  const options = { auth: { maxConnectionsPerUser: 2 }, redis: { instanceTtl: 500 } }
+  const a = await instance(t, redis.url, namespace, options)
+  const proxy = await redisProxy(t, redis)
+  const doomed = await instance(t, redis.url, namespace, { ...options, redis: { ...options.redis, url: proxy.url } })
+
+  const held = [0, 1].map(() => connect(doomed.url('/ws/a?token=' + doomed.sign({ sub: 'u1' }))))
+  await Promise.all(held.map(c => c.message(1)))
+  const refused = connect(a.url('/ws/a?token=' + a.sign({ sub: 'u1' })))
+  t.same(await refused.closed, { code: 4029, reason: 'Too many connections' }, 'the other instance\'s slots count')
+
+  const [{ instanceId }] = await a.app.wsAuth.connections('u1', { cluster: true })
+
+  // What Redis sees of a killed process: its connections drop, no goodbye, no more heartbeats.
+  const cutAt = Date.now()
+  await proxy.cut()
+  const [seconds, micros] = await redisView.time()
+  const deadline = Number(await redisView.zscore(`${namespace}:ws-auth:instances`, instanceId))
+  const left = deadline - (Number(seconds) * 1000 + Math.floor(Number(micros) / 1000))
+  t.ok(left <= 500, `its slots count for ${left} ms more at most (instanceTtl 500)`)
+  let admitted: Client | undefined
+  await until(async () => {
+    const client = connect(a.url('/ws/a?token=' + a.sign({ sub: 'u1' })))
+    if (await outcome(client) === 'established') admitted = client
+    return admitted !== undefined
+  }, 3000)
+  const elapsed = Date.now() - cutAt
+  t.ok(elapsed <= 500 + 1000, `a new connection of the user is accepted ${elapsed} ms after the cut (instanceTtl 500, handshakes included)`)
+  const over = connect(a.url('/ws/a?token=' + a.sign({ sub: 'u1' })))
+  t.equal(await outcome(over), 'established', 'both dead slots are released')
+
+  const slotsKey = `${namespace}:ws-auth:slots:${instanceId}`
+  await until(async () => await redisView.exists(slotsKey) === 0, 3000)
+  t.equal(await redisView.zscore(`${namespace}:ws-auth:instances`, instanceId), null, 'a live instance swept the dead one\'s keys')
+  t.same((await redisView.zrange(`${namespace}:ws-auth:conns:"u1"`, 0, -1)).length, 2, 'only the live slots remain')
+  for (const c of [admitted!, over]) c.ws.close()
+  for (const c of held) c.ws.terminate()
+})

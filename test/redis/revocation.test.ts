@@ -1,0 +1,99 @@
+import t from 'tap'
+import { connect, eventually } from '../helpers/index.ts'
+import { redisProxy, startRedis, type RedisServer } from './server.ts'
+import { cluster, inspector, instance, prefix } from './helpers.ts'
+
+const nowSec = () => Math.floor(Date.now() / 1000)
+
+let redis: RedisServer
+t.before(async () => { redis = await startRedis(t) })
+
+t.test('revoke({ jti }) closes the sockets holding the token on every instance, and every instance refuses it', async t => {
+  const namespace = prefix()
+  const a = await instance(t, redis.url, namespace)
+  const b = await instance(t, redis.url, namespace)
+  const revoked = a.sign({ sub: 'u1', jti: 'token-a' })
+  const kept = a.sign({ sub: 'u1', jti: 'token-b' })
+  const onA = connect(a.url('/ws/a?token=' + revoked))
+  const onB = connect(b.url('/ws/a?token=' + revoked))
+  const other = connect(b.url('/ws/a?token=' + kept))
+  await Promise.all([onA.message(1), onB.message(1), other.message(1)])
+
+  t.equal(await a.app.wsAuth.revoke({ jti: 'token-a' }), 2)
+  t.same(await onA.closed, { code: 4001, reason: 'Token revoked' })
+  t.same(await onB.closed, { code: 4001, reason: 'Token revoked' })
+  t.equal(other.ws.readyState, other.ws.OPEN, 'a socket with another token stays')
+
+  for (const app of [a, b]) {
+    const again = connect(app.url('/ws/a?token=' + revoked))
+    t.same(await again.closed, { code: 4001, reason: 'Token revoked' }, 'refused at handshake')
+  }
+  other.send({ type: 'auth', token: revoked })
+  t.same(await other.closed, { code: 4001, reason: 'Token revoked' }, 'refused at in-band refresh on the other instance')
+
+  const later = await instance(t, redis.url, namespace)
+  const refused = connect(later.url('/ws/a?token=' + revoked))
+  t.same(await refused.closed, { code: 4001, reason: 'Token revoked' }, 'an instance started after the revoke refuses it too')
+  t.equal(later.app.wsAuth.stats().revocations, 1)
+})
+
+t.test('revoke({ userId, issuedBefore }) reaches every instance', async t => {
+  const [a, b] = await cluster(t, redis.url, 2)
+  const old = a.sign({ sub: 'u1', iat: nowSec() - 60 })
+  const onA = connect(a.url('/ws/a?token=' + old))
+  const onB = connect(b.url('/ws/b?token=' + old))
+  const fresh = connect(b.url('/ws/a?token=' + b.sign({ sub: 'u1', iat: nowSec() })))
+  await Promise.all([onA.message(1), onB.message(1), fresh.message(1)])
+  t.equal(await b.app.wsAuth.revoke({ userId: 'u1', issuedBefore: new Date(Date.now() - 30_000) }), 2)
+  t.same(await onA.closed, { code: 4001, reason: 'Token revoked' })
+  t.same(await onB.closed, { code: 4001, reason: 'Token revoked' })
+  t.equal(fresh.ws.readyState, fresh.ws.OPEN, 'a token issued after issuedBefore stays')
+  const back = connect(a.url('/ws/a?token=' + old))
+  t.same(await back.closed, { code: 4001, reason: 'Token revoked' })
+  fresh.ws.close()
+})
+
+t.test('a stored revocation lives until its exp, then is gone from Redis and from every instance', async t => {
+  const namespace = prefix()
+  const redisView = inspector(t, redis.url)
+  const a = await instance(t, redis.url, namespace)
+  const token = a.sign({ sub: 'u1', jti: 'short' })
+  await a.app.wsAuth.revoke({ jti: 'short', exp: new Date(Date.now() + 400) })
+  await a.app.wsAuth.revoke({ jti: 'long', exp: nowSec() + 600 })
+  const stored = await redisView.zrange(`${namespace}:ws-auth:revoked`, 0, -1)
+  t.equal(stored.length, 2, 'both stored')
+
+  const b = await instance(t, redis.url, namespace)
+  t.equal(b.app.wsAuth.stats().revocations, 2, 'loaded at start')
+  const refused = connect(b.url('/ws/a?token=' + token))
+  t.same(await refused.closed, { code: 4001, reason: 'Token revoked' })
+
+  await eventually(() => a.app.wsAuth.stats().revocations === 1 && b.app.wsAuth.stats().revocations === 1)
+  const accepted = connect(b.url('/ws/a?token=' + token))
+  t.match(await accepted.message(1), { type: 'connection_established' }, 'accepted once the entry expired')
+  accepted.ws.close()
+
+  await a.app.wsAuth.revoke({ jti: 'another' })
+  t.same((await redisView.zrange(`${namespace}:ws-auth:revoked`, 0, -1)).map(m => JSON.parse(m).jti).sort(), ['another', 'long'],
+    'expired entries are pruned from Redis')
+  const c = await instance(t, redis.url, namespace)
+  t.equal(c.app.wsAuth.stats().revocations, 2, 'an instance started after the expiry does not load it')
+})
+
+t.test('an instance cut off from Redis during a revoke closes the sockets it covers when it reconnects', async t => {
+  const namespace = prefix()
+  const a = await instance(t, redis.url, namespace)
+  const proxy = await redisProxy(t, redis)
+  const b = await instance(t, redis.url, namespace, { redis: { url: proxy.url } })
+  const holder = connect(b.url('/ws/a?token=' + b.sign({ sub: 'u1', jti: 'missed' })))
+  await holder.message(1)
+
+  await proxy.cut()
+  await eventually(() => b.logged('Redis unavailable').length === 1)
+  t.equal(await a.app.wsAuth.revoke({ jti: 'missed' }), 0, 'b is not reached')
+  t.equal(holder.ws.readyState, holder.ws.OPEN)
+
+  await proxy.restore()
+  t.same(await holder.closed, { code: 4001, reason: 'Token revoked' }, 'closed once b resynced and found the stored entry')
+  t.equal(b.logged('Redis recovered').length, 1)
+})
