@@ -108,10 +108,6 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     ws.close(code, reason)
   }
 
-  entry (failure: FailureClass) {
-    return this.config.table[failure]
-  }
-
   failed (session: Session, outcome: Failure, token?: string): void {
     this.logFailure(session.request, session.policy, outcome, token)
   }
