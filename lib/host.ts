@@ -115,7 +115,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
   /** Logs, counts and audits a refused handshake or refresh. */
   logFailure (request: FastifyRequest, policy: RoutePolicy, outcome: Failure, token?: string, status?: number): void {
     const code = this.config.table[outcome.failure].code
-    const attempt = attemptOf(request, policy.url)
+    const attempt = attemptOf(request, policy.url, 'warn', this.config.onAuthFailure !== undefined)
     attempt.failure = outcome.failure
     attempt.code = code
     attempt.userId = outcome.userId
@@ -150,7 +150,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
 
   established (session: Session): void {
     this.registry.opened(session)
-    const attempt = attemptOf(session.request, session.policy.url)
+    const attempt = attemptOf(session.request, session.policy.url, 'info', this.config.onAuthSuccess !== undefined)
     attempt.userId = session.userId
     attempt.clientId = session.clientId
     session.request.log.info(attempt, 'websocket authenticated')
@@ -278,12 +278,17 @@ export function closerFor (code: number | undefined, reason: string | undefined)
 }
 
 /**
- * The facts of an attempt. `ip` is read only when a log line or an audit hook asks for it: it
- * costs a system call on a fresh socket, which a disabled logger should not pay.
+ * The facts of an attempt. `ip` costs a system call on a fresh socket: it is read only when a log
+ * line at `level` would be written or an audit hook will see it.
  */
-function attemptOf (request: FastifyRequest, route: string): AuthAttempt {
-  return {
-    route,
-    get ip () { return request.ip }
-  } as AuthAttempt
+function attemptOf (request: FastifyRequest, route: string, level: 'info' | 'warn', audited: boolean): AuthAttempt {
+  const ip = audited || wouldLog(request.log, level) ? request.ip : ''
+  return { route, ip }
+}
+
+/** Whether a logger writes at `level`; Fastify's logger for `logger: false` writes nothing. */
+function wouldLog (log: FastifyBaseLogger, level: 'info' | 'warn'): boolean {
+  const check = (log as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled
+  if (typeof check === 'function') return check.call(log, level)
+  return log[level].name !== 'noop'
 }

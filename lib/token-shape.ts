@@ -21,11 +21,28 @@ export function tokenShapeProblem (token: string): string | undefined {
     return 'not canonical base64url'
   }
   // Lenient decoding would turn invalid UTF-8 into U+FFFD: two payloads, one signature check.
-  const headerBytes = Buffer.from(token.slice(0, first), 'base64url')
-  if (!isUtf8(headerBytes) || !isUtf8(Buffer.from(token.slice(first + 1, second), 'base64url'))) return 'header or payload is not UTF-8'
+  if (!isUtf8(Buffer.from(token.slice(first + 1, second), 'base64url'))) return 'payload is not UTF-8'
+  return headerProblem(token.slice(0, first))
+}
+
+/** Tokens of one issuer share their header segment: its verdict is kept for the next ones. */
+const knownHeaders = new Map<string, string | undefined>()
+const KNOWN_HEADERS_MAX = 64
+
+function headerProblem (segment: string): string | undefined {
+  if (knownHeaders.has(segment)) return knownHeaders.get(segment)
+  const problem = judgeHeader(segment)
+  if (knownHeaders.size >= KNOWN_HEADERS_MAX) knownHeaders.delete(knownHeaders.keys().next().value as string)
+  knownHeaders.set(segment, problem)
+  return problem
+}
+
+function judgeHeader (segment: string): string | undefined {
+  const bytes = Buffer.from(segment, 'base64url')
+  if (!isUtf8(bytes)) return 'header is not UTF-8'
   let header: unknown
   try {
-    header = JSON.parse(headerBytes.toString('utf8'))
+    header = JSON.parse(bytes.toString('utf8'))
   } catch {
     return 'header is not JSON'
   }
