@@ -1,7 +1,7 @@
 import type { ClusterCommand, ClusterConnectionInfo, ClusterStats } from './adapter.ts'
 import { isSendableCloseCode, MAX_REASON_BYTES, utf8Length, type CloseCodeTable } from './close-codes.ts'
 import { InvalidArgumentError } from './errors.ts'
-import { closerFor, type Host } from './host.ts'
+import type { Host } from './host.ts'
 import { encode, type BroadcastFilter, type BroadcastPredicate, type ConnectionInfo, type DisconnectOptions, type UserId, type WsAuthStats } from './registry.ts'
 import { RevocationList, type RevokeTarget } from './revocation.ts'
 
@@ -62,8 +62,7 @@ export function buildDecorator (host: Host): WsAuthDecorator {
     },
     disconnectUser (userId, options) {
       const { code, reason } = checkClose(options)
-      if (adapter === null) return registry.disconnectUser(checkUserId(userId), closerFor(code, reason))
-      return adapter.publish({ op: 'disconnectUser', userId: checkUserId(userId), code, reason })
+      return run({ op: 'disconnectUser', userId: checkUserId(userId), code, reason })
     },
     revoke (target) {
       const entry = RevocationList.entryFor(checkTarget(target), config.maxTokenLifetime)

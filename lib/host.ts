@@ -46,7 +46,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     this.maxPendingBytes = config.maxPendingBytes
     this.appPing = config.appPing
     this.expiryWarning = config.expiryWarning
-    this.registry = new LocalRegistry(user => permissionsOf(user, config), () => this.revocations.entries().length)
+    this.registry = new LocalRegistry(user => permissionsOf(user, config), () => this.revocations.count())
   }
 
   authenticate (token: string, request: FastifyRequest, policy: RoutePolicy): Outcome | Promise<Outcome> {
@@ -272,7 +272,7 @@ function decodeData (data: string, binary: boolean | undefined): string | Buffer
 }
 
 /** How a disconnected session closes: 4001 `Token revoked` unless a code is given. */
-export function closerFor (code: number | undefined, reason: string | undefined): (session: Session) => void {
+function closerFor (code: number | undefined, reason: string | undefined): (session: Session) => void {
   if (code === undefined && reason === undefined) return session => session.end('token_revoked')
   return session => session.endWith(code ?? 4001, reason ?? '')
 }

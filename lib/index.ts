@@ -36,9 +36,8 @@ type WebsocketRoute = RouteOptions & { wsAuth?: WsAuthRouteSetting, websocket?: 
 const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fastifyWsAuth (fastify, opts) {
   const config = buildConfig(opts)
   const host = new Host(config, fastify.log)
-  const serializeRequest = buildReqSerializer(config.queryParam)
   // Every request line of the app's logger, 404s included; else a serializer per protected route.
-  const logsRedacted = redactRequestLogs(fastify.log, config.queryParam)
+  const serializeRequest = redactRequestLogs(fastify.log, config.queryParam) ? null : buildReqSerializer(config.queryParam)
   let usesCookie = config.sources.includes('cookie')
 
   if (usesCookie && config.originAllowed === null) {
@@ -68,7 +67,7 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
     route.preValidation = [policy === null ? markOptedOut : guardRoute(policy), ...toArray(route.preValidation)]
     if (policy === null) return
     if (policy.requestSources.includes('cookie')) usesCookie = true
-    if (logsRedacted) return
+    if (serializeRequest === null) return
     // Fastify's own `incoming request` line is written before any hook: redact its URL.
     if (route.logSerializers) route.logSerializers.req = serializeRequest
     else route.logSerializers = { req: serializeRequest }

@@ -76,7 +76,9 @@ export class RevocationList {
     for (const [userId, entry] of this.byUser) if (entry.expiresAt <= now) this.byUser.delete(userId)
   }
 
-  get size (): number {
+  /** Live entries (expired ones are dropped first). */
+  count (now = Date.now()): number {
+    this.sweep(now)
     return this.byJti.size + this.byUser.size
   }
 

@@ -56,7 +56,7 @@ function fromCookie (request: FastifyRequest, name: string): string | undefined 
 }
 
 /** The token entry of `Sec-WebSocket-Protocol`: the first `<prefix>.<token>` offered. */
-export function fromProtocols (header: string | undefined, tokenPrefix: string): string | undefined {
+function fromProtocols (header: string | undefined, tokenPrefix: string): string | undefined {
   if (header === undefined || !header.includes(tokenPrefix)) return undefined
   for (const entry of header.split(',')) {
     const name = entry.trim()
