@@ -120,8 +120,7 @@ export function idOf (user: WsAuthUser): string | number | undefined {
 /** Whether the user holds one of the route's roles and all of its permissions. */
 export function hasRoleAndPermissions (user: WsAuthUser, policy: RoutePolicy, config: Config): boolean {
   if (policy.roles === null && policy.permissions === null) return true
-  const roles = listOf((user as { roles?: unknown }).roles)
-  if (policy.roles !== null && !roles.some(role => policy.roles!.has(role))) return false
+  if (policy.roles !== null && !hasAnyOf((user as { roles?: unknown }).roles, policy.roles)) return false
   if (policy.permissions === null) return true
   const granted = permissionsOf(user, config)
   return policy.permissions.every(permission => granted.has(permission))
@@ -135,6 +134,15 @@ export function permissionsOf (user: WsAuthUser, config: Config): Set<string> {
     for (const permission of config.rolePermissions.get(role) ?? []) granted.add(permission)
   }
   return granted
+}
+
+/** Whether `value` is an array holding one of `wanted`. */
+function hasAnyOf (value: unknown, wanted: ReadonlySet<string>): boolean {
+  if (!Array.isArray(value)) return false
+  for (let i = 0; i < value.length; i++) {
+    if (typeof value[i] === 'string' && wanted.has(value[i])) return true
+  }
+  return false
 }
 
 function listOf (value: unknown): string[] {

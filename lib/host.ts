@@ -150,7 +150,9 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
 
   established (session: Session): void {
     this.registry.opened(session)
-    const attempt = attemptOf(session.request, session.policy.url, 'info', this.config.onAuthSuccess !== undefined)
+    const audited = this.config.onAuthSuccess !== undefined
+    if (!audited && !wouldLog(session.request.log, 'info')) return
+    const attempt = attemptOf(session.request, session.policy.url, 'info', audited)
     attempt.userId = session.userId
     attempt.clientId = session.clientId
     session.request.log.info(attempt, 'websocket authenticated')

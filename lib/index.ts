@@ -199,10 +199,11 @@ function guardServer (wss: WebSocketServer & { [kGuarded]?: true }, config: Conf
     try {
       handleUpgrade.call(this, req, socket, head, (ws: WebSocket) => {
         const session = new Session(ws, request, policy, host, handoff)
-        host.registry.track(session)
         if (outcome === undefined) session.awaitAuthMessage()
         else if (outcome.ok) session.admit(outcome)
         else session.close(outcome.failure)
+        // Most sessions are established or refused by now; the registry keeps the others until they are.
+        if (session.isAlive && !session.isOpen) host.registry.track(session)
       })
     } finally {
       socket.uncork()

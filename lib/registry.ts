@@ -1,6 +1,6 @@
 import type { WebSocket } from 'ws'
 import type { FailureClass } from './close-codes.ts'
-import { kAlive, type Session } from './session.ts'
+import type { Session } from './session.ts'
 import type { WsAuthUser } from './types.ts'
 
 /** A user id as the registry keys it: the `id` of the loaded user. */
@@ -74,12 +74,12 @@ export interface DisconnectOptions {
  * A cluster adapter fans the same calls out to the registries of other instances.
  */
 export class LocalRegistry {
-  /** Every session from upgrade to close (authenticating and established). */
-  readonly live = new Set<Session>()
+  /** Sessions still authenticating after their upgrade (waiting for the auth message or a hook). */
+  private readonly pending = new Set<Session>()
   /** Established sessions, oldest first. */
   private readonly open = new Set<Session>()
-  /** Established sessions with a user id, by user, oldest first. */
-  private readonly byUser = new Map<UserId, Set<Session>>()
+  /** Established sessions with a user id, by user: the session itself while it is the user's only one. */
+  private readonly byUser = new Map<UserId, Session | Set<Session>>()
   attempts = 0
   private establishedCount = 0
   private readonly failures: Record<number, number> = Object.create(null)
@@ -90,29 +90,33 @@ export class LocalRegistry {
     private readonly revocationCount: () => number
   ) {}
 
+  /** A session that did not settle at its upgrade (most are established or refused there and then). */
   track (session: Session): void {
-    this.live.add(session)
+    this.pending.add(session)
   }
 
   opened (session: Session): void {
+    if (this.pending.size > 0) this.pending.delete(session)
     this.open.add(session)
     this.establishedCount++
-    if (session.userId === undefined) return
-    let sessions = this.byUser.get(session.userId)
-    if (sessions === undefined) {
-      sessions = new Set()
-      this.byUser.set(session.userId, sessions)
-    }
-    sessions.add(session)
+    const userId = session.userId
+    if (userId === undefined) return
+    const had = this.byUser.get(userId)
+    if (had === undefined) this.byUser.set(userId, session)
+    else if (had instanceof Set) had.add(session)
+    else this.byUser.set(userId, new Set([had, session]))
   }
 
   gone (session: Session): void {
-    this.live.delete(session)
+    if (this.pending.size > 0) this.pending.delete(session)
     if (!this.open.delete(session) || session.userId === undefined) return
-    const sessions = this.byUser.get(session.userId)
-    if (sessions === undefined) return
-    sessions.delete(session)
-    if (sessions.size === 0) this.byUser.delete(session.userId)
+    const had = this.byUser.get(session.userId)
+    if (had === session) {
+      this.byUser.delete(session.userId)
+    } else if (had instanceof Set) {
+      had.delete(session)
+      if (had.size === 0) this.byUser.delete(session.userId)
+    }
   }
 
   countFailure (code: number): void {
@@ -125,8 +129,9 @@ export class LocalRegistry {
 
   /** Open sessions of a user, oldest first. */
   sessionsOf (userId: UserId): readonly Session[] {
-    const sessions = this.byUser.get(userId)
-    return sessions === undefined ? [] : [...sessions]
+    const had = this.byUser.get(userId)
+    if (had === undefined) return []
+    return had instanceof Set ? [...had] : [had]
   }
 
   /** Open sessions, oldest first. */
@@ -140,12 +145,14 @@ export class LocalRegistry {
   }
 
   countOf (userId: UserId): number {
-    return this.byUser.get(userId)?.size ?? 0
+    const had = this.byUser.get(userId)
+    if (had === undefined) return 0
+    return had instanceof Set ? had.size : 1
   }
 
   sendToUser (userId: UserId, data: unknown): number {
-    const sessions = this.byUser.get(userId)
-    if (sessions === undefined) return 0
+    const sessions = this.sessionsOf(userId)
+    if (sessions.length === 0) return 0
     const payload = encode(data)
     let reached = 0
     for (const session of sessions) {
@@ -186,7 +193,7 @@ export class LocalRegistry {
   stats (): WsAuthStats {
     return {
       active: this.open.size,
-      authenticating: this.live.size - this.open.size,
+      authenticating: this.pending.size,
       users: this.byUser.size,
       attempts: this.attempts,
       established: this.establishedCount,
@@ -198,24 +205,13 @@ export class LocalRegistry {
 
   /** Terminates sockets that missed the last ping, pings the rest. One timer for all sockets. */
   heartbeat (): void {
-    for (const session of this.live) {
-      const ws = session.ws as WebSocket & { [kAlive]?: boolean }
-      if (ws[kAlive] !== true) {
-        ws.terminate()
-        continue
-      }
-      ws[kAlive] = false
-      try {
-        ws.ping()
-      } catch {
-        // The socket is closing: it leaves on its own 'close'.
-      }
-    }
+    for (const session of this.pending) beat(session)
+    for (const session of this.open) beat(session)
   }
 
   /** Open sessions grouped by user (sessions without a user id each alone). */
   openGroups (): Session[][] {
-    const groups: Session[][] = [...this.byUser.values()].map(set => [...set])
+    const groups: Session[][] = [...this.byUser.values()].map(had => had instanceof Set ? [...had] : [had])
     for (const session of this.open) {
       if (session.userId === undefined) groups.push([session])
     }
@@ -224,7 +220,7 @@ export class LocalRegistry {
 
   /** Closes every live socket with `failure` (shutdown). */
   closeAll (failure: FailureClass): void {
-    for (const session of [...this.live]) session.close(failure)
+    for (const session of [...this.pending, ...this.open]) session.close(failure)
   }
 
   private matches (session: Session, filter: BroadcastFilter): boolean {
@@ -254,6 +250,20 @@ export class LocalRegistry {
 export function encode (data: unknown): string | Buffer | ArrayBuffer | ArrayBufferView {
   if (typeof data === 'string' || Buffer.isBuffer(data) || data instanceof ArrayBuffer || ArrayBuffer.isView(data)) return data
   return JSON.stringify(data)
+}
+
+/** Terminates a socket that missed the last ping; pings it otherwise. */
+function beat (session: Session): void {
+  if (!session.alive) {
+    session.ws.terminate()
+    return
+  }
+  session.alive = false
+  try {
+    session.ws.ping()
+  } catch {
+    // The socket is closing: it leaves on its own 'close'.
+  }
 }
 
 function sendTo (ws: WebSocket, payload: string | Buffer | ArrayBuffer | ArrayBufferView): boolean {

@@ -6,6 +6,7 @@ import { idOf, isThenable, type Outcome } from './authenticate.ts'
 import type { FailureClass } from './close-codes.ts'
 import type { Deadlines, Timed } from './deadlines.ts'
 import type { RoutePolicy } from './options.ts'
+import { IsoClock } from './iso.ts'
 import type { WsAuthClaims, WsAuthUser } from './types.ts'
 
 type Failure = Extract<Outcome, { ok: false }>
@@ -51,12 +52,13 @@ const AUTH_MARK = Buffer.from('"auth"')
 const PING_MARK = Buffer.from('"ping"')
 
 const protoEmit = EventEmitter.prototype.emit
-/** Set on the socket by its pong listener; cleared by each heartbeat sweep. */
-export const kAlive = Symbol('fastify-ws-auth.alive')
-/** The session of a socket, for the listeners below, which all sockets share. */
+/** The session of a socket, for `gatedEmit`, which all sockets share. */
 const kSession = Symbol('fastify-ws-auth.session')
+/** Times sent in messages: now, and token expiries. */
+const nowClock = new IsoClock()
+const expiryClock = new IsoClock()
 
-type SessionSocket = WebSocket & { [kSession]: Session, [kAlive]?: boolean }
+type SessionSocket = WebSocket & { [kSession]: Session }
 
 /**
  * One socket of a protected route, from the upgrade to its close: the auth-message phase, the
@@ -71,6 +73,8 @@ export class Session implements Timed {
   userId: string | number | undefined = undefined
   claims: WsAuthClaims | undefined = undefined
   expiresAt: number | null = null
+  /** Set by a pong; cleared by each heartbeat sweep. */
+  alive = true
   private state = AUTHENTICATING
   private authStarted = false
   private warned = false
@@ -90,14 +94,10 @@ export class Session implements Timed {
     private readonly host: SessionHost,
     private readonly handoff: Handoff
   ) {
-    const socket = ws as SessionSocket
-    socket[kSession] = this
-    socket[kAlive] = true
-    // The one interception point for client messages: ws emits every frame through `emit`.
+    ;(ws as SessionSocket)[kSession] = this
+    // The one interception point: ws emits every frame, pong, error and its close through
+    // `emit`, so a session adds no listener to its socket.
     ws.emit = gatedEmit as WebSocket['emit']
-    ws.on('pong', markAlive as () => void)
-    ws.on('error', onSocketError)
-    ws.once('close', onSocketClose as () => void)
   }
 
   get isOpen (): boolean {
@@ -244,9 +244,9 @@ export class Session implements Timed {
       return this.refuse({ ok: false, failure: 'internal_error', userId: this.userId, error })
     }
     // client_id is a UUID and the times are ISO strings: nothing in them needs escaping.
-    const expires = this.expiresAt === null ? 'null' : '"' + new Date(this.expiresAt).toISOString() + '"'
+    const expires = this.expiresAt === null ? 'null' : '"' + expiryClock.format(this.expiresAt) + '"'
     this.ws.send('{"type":"connection_established","client_id":"' + this.clientId + '","user":' + (user ?? 'null') +
-      ',"timestamp":"' + new Date().toISOString() + '","expires_at":' + expires + '}')
+      ',"timestamp":"' + nowClock.format(Date.now()) + '","expires_at":' + expires + '}')
     this.open()
   }
 
@@ -257,11 +257,10 @@ export class Session implements Timed {
     if (this.policy.maxLifetime !== null) this.endsAt = this.connectedAt + this.policy.maxLifetime
     this.host.established(this)
     this.schedule()
-    // @fastify/websocket attaches its own error listener in the handoff.
-    this.ws.removeListener('error', onSocketError)
-    this.ws.on('newListener', onNewListener as (event: string | symbol) => void)
     this.handoff(this.ws)
-    if (this.ws.listenerCount('message') > 0) this.release()
+    if (this.ws.listenerCount('message') > 0) return this.release()
+    // The handler listens later (after an await, say): release held messages once it does.
+    if (this.state === HOLDING) this.ws.on('newListener', onNewListener as (event: string | symbol) => void)
   }
 
   /** Files the next deadline (expiry warning, expiry or lifetime) with the shared timer. */
@@ -337,7 +336,7 @@ export class Session implements Timed {
       return true
     }
     if (message.type === 'ping' && this.host.appPing) {
-      this.send(JSON.stringify({ type: 'pong', timestamp: new Date().toISOString() }))
+      this.send(JSON.stringify({ type: 'pong', timestamp: nowClock.format(Date.now()) }))
       return true
     }
     return false
@@ -403,9 +402,17 @@ export class Session implements Timed {
   }
 }
 
-/** Every session socket's `emit`: messages go through the session, other events as they are. */
+/**
+ * Every session socket's `emit`: messages go through the session; the session sees its close
+ * (before any listener) and pongs; other events pass as they are.
+ */
 function gatedEmit (this: SessionSocket, event: string | symbol, a?: unknown, b?: unknown): boolean {
   if (event === 'message') return this[kSession].receive(a, b)
+  if (event === 'close') this[kSession].closed()
+  else if (event === 'pong') this[kSession].alive = true
+  // Nothing listens before the handler runs (a client that vanished mid-handshake, a bad frame):
+  // ws closes the socket itself and emits 'close'. An error nobody listens for must not throw.
+  else if (event === 'error' && this.listenerCount('error') === 0) return false
   switch (arguments.length) {
     case 1: return protoEmit.call(this, event)
     case 2: return protoEmit.call(this, event, a)
@@ -422,21 +429,8 @@ function onNewListener (this: SessionSocket, event: string | symbol): void {
   queueMicrotask(() => session.release())
 }
 
-function onSocketClose (this: SessionSocket): void {
-  this[kSession].closed()
-}
-
-function markAlive (this: SessionSocket): void {
-  this[kAlive] = true
-}
-
-function onSocketError (): void {
-  // A socket error before the handler runs (a client that vanished mid-handshake) only ends the
-  // socket; ws then emits 'close', where the session cleans up.
-}
-
 function isoOrNull (ms: number | null): string | null {
-  return ms === null ? null : new Date(ms).toISOString()
+  return ms === null ? null : expiryClock.format(ms)
 }
 
 function firstNonSpace (data: Buffer): number | undefined {
