@@ -6,6 +6,15 @@ import type { WsAuthClaims, WsAuthUser } from './types.ts'
 /** Verifies a token and returns its claims; `null`/`false`/`undefined` mean an invalid token. */
 export type Verifier = (token: string, request: FastifyRequest) => unknown
 
+/**
+ * What a verifier may return instead of the claims: the token's payload (read for its expiry and
+ * revocation facts) apart from the claims handed to `loadUser` (`@fastify/jwt`'s `formatUser`
+ * result, which need not carry them).
+ */
+export class Verified {
+  constructor (readonly payload: WsAuthClaims, readonly claims: unknown) {}
+}
+
 /** What authentication needs besides the token: options, the verifier, the revocation list. */
 export interface AuthContext {
   readonly config: Config
@@ -15,11 +24,13 @@ export interface AuthContext {
 
 /** What authenticating one token produced. */
 export type Outcome =
-  | { ok: true, user: WsAuthUser, claims: WsAuthClaims, expiresAt: number | null }
+  | { ok: true, user: WsAuthUser, claims: WsAuthClaims, payload: WsAuthClaims, expiresAt: number | null }
   | { ok: false, failure: FailureClass, userId?: string | number, error?: unknown }
 
 /** Error codes that mean "the token has expired", from fast-jwt, @fastify/jwt and this plugin. */
 const EXPIRED_CODES = new Set(['FAST_JWT_EXPIRED', 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED', 'FST_WS_AUTH_TOKEN_EXPIRED'])
+/** `@fastify/jwt`'s answer when the app's `trusted` check refuses a token (a deny-list, as a rule). */
+const UNTRUSTED_CODE = 'FST_JWT_AUTHORIZATION_TOKEN_UNTRUSTED'
 
 /**
  * Runs the checks in their documented order: verify, revocation, load the user, roles,
@@ -44,30 +55,36 @@ export function authenticate (token: string, request: FastifyRequest, policy: Ro
   return afterVerify(claims, request, policy, ctx)
 }
 
-function afterVerify (claims: unknown, request: FastifyRequest, policy: RoutePolicy, ctx: AuthContext): Outcome | Promise<Outcome> {
-  if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) return { ok: false, failure: 'invalid_token' }
-  if (ctx.isRevoked(claims as WsAuthClaims, undefined)) return { ok: false, failure: 'token_revoked' }
+function afterVerify (verified: unknown, request: FastifyRequest, policy: RoutePolicy, ctx: AuthContext): Outcome | Promise<Outcome> {
+  const payload = verified instanceof Verified ? verified.payload : verified
+  const claims = (verified instanceof Verified ? verified.claims : verified) as WsAuthClaims
+  if (!isObject(payload) || !isObject(claims)) return { ok: false, failure: 'invalid_token' }
+  if (ctx.isRevoked(payload, undefined)) return { ok: false, failure: 'token_revoked' }
   let user: unknown
   try {
-    user = ctx.config.loadUser(claims as WsAuthClaims, request)
+    user = ctx.config.loadUser(claims, request)
   } catch (error) {
     return { ok: false, failure: 'internal_error', error }
   }
   if (isThenable(user)) {
     return Promise.resolve(user).then(
-      loaded => afterLoad(loaded, claims as WsAuthClaims, request, policy, ctx),
+      loaded => afterLoad(loaded, claims, payload, request, policy, ctx),
       (error: unknown): Outcome => ({ ok: false, failure: 'internal_error', error }))
   }
-  return afterLoad(user, claims as WsAuthClaims, request, policy, ctx)
+  return afterLoad(user, claims, payload, request, policy, ctx)
 }
 
-function afterLoad (loaded: unknown, claims: WsAuthClaims, request: FastifyRequest, policy: RoutePolicy, ctx: AuthContext): Outcome | Promise<Outcome> {
+function isObject (value: unknown): value is WsAuthClaims {
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+}
+
+function afterLoad (loaded: unknown, claims: WsAuthClaims, payload: WsAuthClaims, request: FastifyRequest, policy: RoutePolicy, ctx: AuthContext): Outcome | Promise<Outcome> {
   if (loaded === null || loaded === undefined) return { ok: false, failure: 'user_not_found' }
   const user = loaded as WsAuthUser
   const userId = idOf(user)
-  if (ctx.isRevoked(claims, userId)) return { ok: false, failure: 'token_revoked', userId }
+  if (ctx.isRevoked(payload, userId)) return { ok: false, failure: 'token_revoked', userId }
   if (!hasRoleAndPermissions(user, policy, ctx.config)) return { ok: false, failure: 'forbidden', userId }
-  if (policy.authorize === null) return success(user, claims)
+  if (policy.authorize === null) return success(user, claims, payload)
   let verdict: unknown
   try {
     verdict = policy.authorize(request, user)
@@ -76,21 +93,21 @@ function afterLoad (loaded: unknown, claims: WsAuthClaims, request: FastifyReque
   }
   if (isThenable(verdict)) {
     return Promise.resolve(verdict).then(
-      v => judged(v, user, userId, claims),
+      v => judged(v, user, userId, claims, payload),
       (error: unknown): Outcome => ({ ok: false, failure: 'internal_error', userId, error }))
   }
-  return judged(verdict, user, userId, claims)
+  return judged(verdict, user, userId, claims, payload)
 }
 
-function judged (verdict: unknown, user: WsAuthUser, userId: string | number | undefined, claims: WsAuthClaims): Outcome {
+function judged (verdict: unknown, user: WsAuthUser, userId: string | number | undefined, claims: WsAuthClaims, payload: WsAuthClaims): Outcome {
   if (verdict === 'not_found') return { ok: false, failure: 'not_found', userId }
   if (verdict !== true) return { ok: false, failure: 'forbidden', userId }
-  return success(user, claims)
+  return success(user, claims, payload)
 }
 
-function success (user: WsAuthUser, claims: WsAuthClaims): Outcome {
-  const exp = (claims as { exp?: unknown }).exp
-  return { ok: true, user, claims, expiresAt: typeof exp === 'number' ? exp * 1000 : null }
+function success (user: WsAuthUser, claims: WsAuthClaims, payload: WsAuthClaims): Outcome {
+  const exp = (payload as { exp?: unknown }).exp
+  return { ok: true, user, claims, payload, expiresAt: typeof exp === 'number' ? exp * 1000 : null }
 }
 
 /** Whether a value is a promise or promise-like (its `then` is read once, guarded). */
@@ -107,6 +124,7 @@ function classifyVerifyError (error: unknown): FailureClass {
   const code = (error as { code?: unknown } | null)?.code
   if (typeof code !== 'string') return 'internal_error'
   if (EXPIRED_CODES.has(code)) return 'token_expired'
+  if (code === UNTRUSTED_CODE) return 'token_revoked'
   if (code.startsWith('FAST_JWT_') || code.startsWith('FST_JWT_') || code === 'FST_WS_AUTH_INVALID_TOKEN') return 'invalid_token'
   return 'internal_error'
 }

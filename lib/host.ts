@@ -173,7 +173,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     this.revocations.add(entry)
     let closed = 0
     for (const session of this.registry.openSessions()) {
-      if (covers(entry, session.claims, session.userId)) {
+      if (covers(entry, session)) {
         session.end('token_revoked')
         closed++
       }

@@ -5,13 +5,13 @@ import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
 import type { WebSocket, WebSocketServer } from 'ws'
 import { authenticate, isThenable, type Outcome, type Verifier } from './authenticate.ts'
-import { CookiePluginMissingError, InvalidRouteOptionError, InvalidTokenError, NoVerifierError, UnguardedRouteError } from './errors.ts'
+import { CookiePluginMissingError, InvalidRouteOptionError, UnguardedRouteError } from './errors.ts'
 import { Host } from './host.ts'
 import { buildConfig, buildRoutePolicy, type Config, type RoutePolicy } from './options.ts'
 import { buildReqSerializer, redactRequestLogs, redactUrl } from './redact.ts'
 import { Session, type Handoff } from './session.ts'
 import { findToken, selectProtocol, type FoundToken, type ProtocolHandler } from './sources.ts'
-import { claimsProblem, tokenShapeProblem } from './token-shape.ts'
+import { jwtVerifier } from './jwt.ts'
 import type { WsAuthPluginOptions, WsAuthRouteSetting } from './types.ts'
 import { buildDecorator } from './decorator.ts'
 
@@ -151,27 +151,6 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
     ;(request.raw as RawRequest)[kPending] = { request, policy, host, outcome }
     done()
   }
-}
-
-/**
- * `@fastify/jwt`'s verifier, built once at its registration (with its cache, if configured),
- * behind a check that the token has the one canonical spelling (see token-shape.ts).
- */
-function jwtVerifier (fastify: FastifyInstance): Verifier {
-  const jwt = (fastify as FastifyInstance & { jwt?: { verify?: (token: string) => unknown } }).jwt
-  if (typeof jwt?.verify !== 'function') throw new NoVerifierError()
-  const verify = jwt.verify.bind(jwt)
-  return (token) => {
-    if (tokenShapeProblem(token) !== undefined) throw new InvalidTokenError()
-    const claims = verify(token)
-    if (claims instanceof Promise) return claims.then(checkClaims)
-    return checkClaims(claims)
-  }
-}
-
-function checkClaims (claims: unknown): unknown {
-  if (claimsProblem(claims) !== undefined) throw new InvalidTokenError()
-  return claims
 }
 
 /**

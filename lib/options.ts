@@ -168,7 +168,7 @@ export function buildRoutePolicy (config: Config, url: string, setting: unknown)
 export function defaultLoadUser (claims: WsAuthClaims): DefaultWsAuthUser {
   const c = claims as Record<string, unknown>
   return {
-    id: c.sub as string | undefined,
+    id: (c.sub ?? c.id) as string | undefined,
     username: (c.username ?? c.preferred_username ?? c.email) as string | undefined,
     roles: Array.isArray(c.roles) ? strings(c.roles) : (typeof c.role === 'string' ? [c.role] : []),
     permissions: Array.isArray(c.permissions) ? strings(c.permissions) : []

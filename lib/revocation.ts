@@ -92,10 +92,16 @@ export class RevocationList {
   }
 }
 
-/** Whether an entry covers the token of a live session (its claims and user id). */
-export function covers (entry: RevocationEntry, claims: WsAuthClaims | undefined, userId: UserId | undefined): boolean {
-  if ('jti' in entry) return (claims as { jti?: unknown } | undefined)?.jti === entry.jti
-  if (userId !== entry.userId) return false
-  const iat = (claims as { iat?: unknown } | undefined)?.iat
-  return typeof iat !== 'number' || iat < entry.issuedBefore
+/** What revocation reads of a live session's token (its `jti` and `iat` claims) and its user id. */
+export interface TokenFacts {
+  readonly jti: unknown
+  readonly iat: unknown
+  readonly userId: UserId | undefined
+}
+
+/** Whether an entry covers the token of a live session. */
+export function covers (entry: RevocationEntry, token: TokenFacts): boolean {
+  if ('jti' in entry) return token.jti === entry.jti
+  if (token.userId !== entry.userId) return false
+  return typeof token.iat !== 'number' || token.iat < entry.issuedBefore
 }

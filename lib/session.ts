@@ -71,7 +71,11 @@ export class Session implements Timed {
   readonly connectedAt = Date.now()
   user: WsAuthUser | undefined = undefined
   userId: string | number | undefined = undefined
+  /** What `loadUser` was given (kept for revalidation). */
   claims: WsAuthClaims | undefined = undefined
+  /** The token's `jti` and `iat` claims, for revocation. */
+  jti: unknown = undefined
+  iat: unknown = undefined
   expiresAt: number | null = null
   /** Set by a pong; cleared by each heartbeat sweep. */
   alive = true
@@ -210,6 +214,8 @@ export class Session implements Timed {
     this.replaceUser(outcome.user)
     this.userId = idOf(outcome.user)
     this.claims = outcome.claims
+    this.jti = (outcome.payload as { jti?: unknown }).jti
+    this.iat = (outcome.payload as { iat?: unknown }).iat
     this.expiresAt = outcome.expiresAt
     this.warned = false
   }

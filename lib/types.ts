@@ -100,9 +100,16 @@ export interface WsAuthPluginOptions {
   maxPendingBytes?: number
   /** `'close'`: upgrade, then close with the code; `'http'`: answer the HTTP status, no upgrade. @default 'close' */
   reject?: RejectMode
-  /** Custom verification instead of `@fastify/jwt`. Return the claims, or `null`/`false` for an invalid token. */
+  /**
+   * Custom verification instead of `@fastify/jwt`. Return the claims, or `null`/`false` for an invalid token.
+   * @default `request.jwtVerify()` of `@fastify/jwt`, handed the token (its verifier, cache, `trusted` and `formatUser`)
+   */
   verify?: (token: string, request: FastifyRequest) => WsAuthClaims | null | undefined | false | Promise<WsAuthClaims | null | undefined | false>
-  /** Builds the user from verified claims; `null`/`undefined` closes with 4002. */
+  /**
+   * Builds the user from verified claims (with `@fastify/jwt`: what its `formatUser` returns, if set);
+   * `null`/`undefined` closes with 4002.
+   * @default `defaultLoadUser`: `{ id: sub ?? id, username, roles, permissions }`
+   */
   loadUser?: (claims: WsAuthClaims, request: FastifyRequest) => WsAuthUser | null | undefined | Promise<WsAuthUser | null | undefined>
   /** Expands roles into permissions for the `permissions` check. */
   rolePermissions?: Readonly<Record<string, readonly string[]>>

@@ -1,0 +1,103 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { isThenable, Verified, type Verifier } from './authenticate.ts'
+import { InvalidTokenError, NoVerifierError } from './errors.ts'
+import { claimsProblem, tokenShapeProblem } from './token-shape.ts'
+import type { WsAuthClaims } from './types.ts'
+
+interface JwtDecorator {
+  verify?: (token: string) => unknown
+  options?: { verify?: { extractToken?: unknown, onlyCookie?: unknown } }
+}
+
+type VerifyCallback = (err: Error | null, user?: unknown) => void
+/** Fastify keeps the headers laid over the raw ones (`request.headers = ...`) in `additionalHeaders`. */
+type JwtRequest = FastifyRequest & { jwtVerify: (callback: VerifyCallback) => void, additionalHeaders?: Record<string, unknown> }
+
+/**
+ * The verifier when no `verify` option is given: `@fastify/jwt`, as an HTTP route uses it.
+ * `request.jwtVerify()` without options runs the verifier built once at registration (with its
+ * cache, when `verify: { cache: true }` was given), `trusted` and `formatUser`, and a `secret`
+ * given as a function; the plugin hands it the token wherever it was found. Where
+ * `request.jwtVerify` cannot be handed a token (renamed, or `@fastify/jwt` reads tokens through
+ * `verify.extractToken` or `onlyCookie`), `fastify.jwt.verify` is used, without `trusted` and
+ * `formatUser`, and a warning says so. Before either, the token must have its one canonical
+ * spelling (see token-shape.ts); the plugin reads the expiry and revocation facts from the
+ * verified payload itself, whatever `formatUser` makes of it.
+ */
+export function jwtVerifier (fastify: FastifyInstance): Verifier {
+  const jwt = (fastify as FastifyInstance & { jwt?: JwtDecorator }).jwt
+  if (typeof jwt?.verify !== 'function') throw new NoVerifierError()
+  const options = jwt.options?.verify
+  const reason = !fastify.hasRequestDecorator('jwtVerify')
+    ? 'request.jwtVerify is not decorated (renamed with the jwtVerify option)'
+    : typeof options?.extractToken === 'function'
+      ? 'it reads tokens with verify.extractToken'
+      : options?.onlyCookie === true ? 'it reads tokens with verify.onlyCookie' : undefined
+  if (reason === undefined) return requestVerifier
+  fastify.log.warn(`fastify-ws-auth: @fastify/jwt's trusted and formatUser do not apply to WebSocket routes: ${reason}; fastify.jwt.verify is used`)
+  const verify = jwt.verify.bind(jwt)
+  return (token) => {
+    if (tokenShapeProblem(token) !== undefined) throw new InvalidTokenError()
+    const claims = verify(token)
+    if (isThenable(claims)) return Promise.resolve(claims).then(checkClaims)
+    return checkClaims(claims)
+  }
+}
+
+function requestVerifier (token: string, request: FastifyRequest): unknown {
+  if (tokenShapeProblem(token) !== undefined) throw new InvalidTokenError()
+  const payload = checkClaims(payloadOf(token))
+  const claims = jwtVerify(request as JwtRequest, token)
+  if (isThenable(claims)) return Promise.resolve(claims).then(value => new Verified(payload, value))
+  return new Verified(payload, claims)
+}
+
+function checkClaims (claims: unknown): WsAuthClaims {
+  if (claimsProblem(claims) !== undefined) throw new InvalidTokenError()
+  return claims as WsAuthClaims
+}
+
+/** The payload of a token of canonical shape (its bytes are UTF-8: token-shape.ts checked them). */
+function payloadOf (token: string): unknown {
+  const start = token.indexOf('.') + 1
+  try {
+    return JSON.parse(Buffer.from(token.slice(start, token.indexOf('.', start)), 'base64url').toString('utf8'))
+  } catch {
+    throw new InvalidTokenError()
+  }
+}
+
+/**
+ * Calls `request.jwtVerify(callback)` with the token in `Authorization`, where @fastify/jwt looks
+ * first. The header is lent through Fastify's `request.headers` setter, which lays headers over
+ * the raw ones without touching them (ws and Fastify keep reading a request they know), and is
+ * taken back as soon as the call returns: @fastify/jwt reads it at once.
+ * Returns the result when @fastify/jwt answers at once, else a promise of it.
+ */
+function jwtVerify (request: JwtRequest, token: string): unknown {
+  const bearer = 'Bearer ' + token
+  const lent = request.headers.authorization !== bearer
+  const laid = request.additionalHeaders
+  let answered = false
+  let failure: Error | null = null
+  let value: unknown
+  let later: VerifyCallback | undefined
+  if (lent) request.headers = laid === undefined ? { authorization: bearer } : { ...laid, authorization: bearer }
+  try {
+    request.jwtVerify((err, user) => {
+      if (later !== undefined) return later(err, user)
+      answered = true
+      failure = err
+      value = user
+    })
+  } finally {
+    if (lent) request.additionalHeaders = laid
+  }
+  if (answered) {
+    if (failure !== null) throw failure
+    return value
+  }
+  return new Promise((resolve, reject) => {
+    later = (err, user) => err ? reject(err) : resolve(user)
+  })
+}
