@@ -11,7 +11,7 @@ interface JwtDecorator {
 
 type VerifyCallback = (err: Error | null, user?: unknown) => void
 /** Fastify keeps the headers laid over the raw ones (`request.headers = ...`) in `additionalHeaders`. */
-type JwtRequest = FastifyRequest & { jwtVerify: (callback: VerifyCallback) => void, additionalHeaders?: Record<string, unknown> }
+type JwtRequest = FastifyRequest & { jwtVerify: (options: undefined, callback: VerifyCallback) => void, additionalHeaders?: Record<string, unknown> }
 
 /**
  * The verifier when no `verify` option is given: `@fastify/jwt`, as an HTTP route uses it.
@@ -84,7 +84,9 @@ function jwtVerify (request: JwtRequest, token: string): unknown {
   let later: VerifyCallback | undefined
   if (lent) request.headers = laid === undefined ? { authorization: bearer } : { ...laid, authorization: bearer }
   try {
-    request.jwtVerify((err, user) => {
+    // `undefined` options, not the callback alone: with a function first, @fastify/jwt takes it as
+    // options given, and builds a new verifier per call (no cache) instead of its global one.
+    request.jwtVerify(undefined, (err, user) => {
       if (later !== undefined) return later(err, user)
       answered = true
       failure = err
