@@ -152,7 +152,8 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     this.registry.opened(session)
     const audited = this.config.onAuthSuccess !== undefined
     if (!audited && !wouldLog(session.request.log, 'info')) return
-    const attempt = attemptOf(session.request, session.policy.url, 'info', audited)
+    // Logged or audited: the ip is wanted (attemptOf would ask the logger again).
+    const attempt: AuthAttempt = { route: session.policy.url, ip: session.request.ip }
     attempt.userId = session.userId
     attempt.clientId = session.clientId
     session.request.log.info(attempt, 'websocket authenticated')
