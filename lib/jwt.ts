@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { isThenable, Verified, type Verifier } from './authenticate.ts'
 import { InvalidTokenError, NoVerifierError } from './errors.ts'
-import { claimsProblem, tokenShapeProblem } from './token-shape.ts'
+import { checkShape, claimsProblem, tokenShapeProblem } from './token-shape.ts'
 import type { WsAuthClaims } from './types.ts'
 
 interface JwtDecorator {
@@ -45,8 +45,9 @@ export function jwtVerifier (fastify: FastifyInstance): Verifier {
 }
 
 function requestVerifier (token: string, request: FastifyRequest): unknown {
-  if (tokenShapeProblem(token) !== undefined) throw new InvalidTokenError()
-  const payload = checkClaims(payloadOf(token))
+  const shape = checkShape(token)
+  if (typeof shape === 'string') throw new InvalidTokenError()
+  const payload = checkClaims(parsePayload(shape))
   const claims = jwtVerify(request as JwtRequest, token)
   if (isThenable(claims)) return Promise.resolve(claims).then(value => new Verified(payload, value))
   return new Verified(payload, claims)
@@ -57,11 +58,10 @@ function checkClaims (claims: unknown): WsAuthClaims {
   return claims as WsAuthClaims
 }
 
-/** The payload of a token of canonical shape (its bytes are UTF-8: token-shape.ts checked them). */
-function payloadOf (token: string): unknown {
-  const start = token.indexOf('.') + 1
+/** The payload of a token of canonical shape, as checkShape decoded it (UTF-8, checked there). */
+function parsePayload (payload: Buffer): unknown {
   try {
-    return JSON.parse(Buffer.from(token.slice(start, token.indexOf('.', start)), 'base64url').toString('utf8'))
+    return JSON.parse(payload.toString('utf8'))
   } catch {
     throw new InvalidTokenError()
   }

@@ -14,6 +14,15 @@ for (let i = 0; i < ALPHABET.length; i++) VALUE[ALPHABET.charCodeAt(i)] = i
 
 /** Why a token is refused before verification, or `undefined` when its shape is sound. */
 export function tokenShapeProblem (token: string): string | undefined {
+  const shape = checkShape(token)
+  return typeof shape === 'string' ? shape : undefined
+}
+
+/**
+ * The shape check of `tokenShapeProblem`, answering with the decoded payload when the shape is
+ * sound, so that a caller reading the payload does not decode it a second time.
+ */
+export function checkShape (token: string): string | Buffer {
   const first = token.indexOf('.')
   const second = first === -1 ? -1 : token.indexOf('.', first + 1)
   if (second === -1 || token.indexOf('.', second + 1) !== -1) return 'not three segments'
@@ -21,8 +30,9 @@ export function tokenShapeProblem (token: string): string | undefined {
     return 'not canonical base64url'
   }
   // Lenient decoding would turn invalid UTF-8 into U+FFFD: two payloads, one signature check.
-  if (!isUtf8(Buffer.from(token.slice(first + 1, second), 'base64url'))) return 'payload is not UTF-8'
-  return headerProblem(token.slice(0, first))
+  const payload = Buffer.from(token.slice(first + 1, second), 'base64url')
+  if (!isUtf8(payload)) return 'payload is not UTF-8'
+  return headerProblem(token.slice(0, first)) ?? payload
 }
 
 /** Tokens of one issuer share their header segment: its verdict is kept for the next ones. */
