@@ -2,6 +2,8 @@
 // of the server's main thread (JS, V8, GC, OpenSSL, libuv; not the kernel), repeatable to a few
 // per cent on a machine too noisy for timings to tell a 5 % change apart. For A/B of a change:
 //   node bench/instructions.mjs <server id> [warm-up handshakes = 4000] [measured = 2000]
+// With BENCH_KEEP_CALLGRIND=1 the callgrind files are kept (their paths are printed) for
+// `callgrind_annotate`: where the instructions go, by C++ function (JIT'd JS shows as addresses).
 // Ids as in bench/variants.mjs. Instrumentation is switched on after the warm-up (JIT settled);
 // the load generator runs in this process, outside valgrind. Needs valgrind; 20–40 s a server.
 import { spawn, execFileSync } from 'node:child_process'
@@ -74,7 +76,8 @@ for (const file of readdirSync(tmpdir()).filter((f) => f.startsWith(prefix))) {
   const total = Number(/^(?:summary|totals): (\d+)/m.exec(readFileSync(join(tmpdir(), file), 'utf8'))?.[1] ?? 0)
   all += total
   if (file.endsWith('-01')) main += total // thread 1: the event loop
-  unlinkSync(join(tmpdir(), file))
+  if (process.env.BENCH_KEEP_CALLGRIND === '1') console.log(`kept ${join(tmpdir(), file)}`)
+  else unlinkSync(join(tmpdir(), file))
 }
 const per = (n) => Math.round(n / Number(measured)).toLocaleString('en-US')
 console.log(`${id}: ${per(main)} instructions per handshake on the main thread (${per(all)} with V8's helper threads); ${failed} failed`)

@@ -16,6 +16,8 @@ export interface Timed {
  */
 export class Deadlines {
   private readonly slots = new Map<number, Set<Timed>>()
+  /** Slots count from here, so that they stay small integers (no heap number per session). */
+  private readonly origin = Date.now()
   private timer: NodeJS.Timeout | undefined = undefined
   private armedFor = Infinity
 
@@ -24,7 +26,7 @@ export class Deadlines {
   /** Files `item` for `at` (ms since the epoch), replacing any deadline it had. */
   set (item: Timed, at: number): void {
     this.delete(item)
-    const slot = Math.ceil(at / this.resolution)
+    const slot = Math.ceil((at - this.origin) / this.resolution)
     let items = this.slots.get(slot)
     if (items === undefined) {
       items = new Set()
@@ -61,7 +63,7 @@ export class Deadlines {
   private arm (slot: number): void {
     clearTimeout(this.timer)
     this.armedFor = slot
-    const delay = Math.min(Math.max(slot * this.resolution - Date.now(), 0), MAX_TIMER_MS)
+    const delay = Math.min(Math.max(this.origin + slot * this.resolution - Date.now(), 0), MAX_TIMER_MS)
     this.timer = setTimeout(() => this.fire(), delay)
     this.timer.unref()
   }
@@ -70,7 +72,7 @@ export class Deadlines {
     this.timer = undefined
     this.armedFor = Infinity
     const now = Date.now()
-    const due = Math.floor(now / this.resolution)
+    const due = Math.floor((now - this.origin) / this.resolution)
     for (const [slot, items] of [...this.slots]) {
       if (slot > due) continue
       this.slots.delete(slot)

@@ -30,6 +30,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
   readonly maxPendingMessages: number
   readonly maxPendingBytes: number
   readonly appPing: boolean
+  readonly keepsClaims: boolean
   readonly expiryWarning: number | null
   readonly registry: LocalRegistry
   /** Session deadlines fire within this many ms after they are due. */
@@ -45,6 +46,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     this.maxPendingMessages = config.maxPendingMessages
     this.maxPendingBytes = config.maxPendingBytes
     this.appPing = config.appPing
+    this.keepsClaims = config.revalidateInterval !== null
     this.expiryWarning = config.expiryWarning
     this.registry = new LocalRegistry(user => permissionsOf(user, config), () => this.revocations.count())
   }

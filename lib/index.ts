@@ -12,6 +12,7 @@ import { buildReqSerializer, redactRequestLogs, redactUrl } from './redact.ts'
 import { Session, type Handoff } from './session.ts'
 import { findToken, selectProtocol, type FoundToken, type ProtocolHandler } from './sources.ts'
 import { jwtVerifier } from './jwt.ts'
+import { releaseHead } from './lean-sockets.ts'
 import type { WsAuthPluginOptions, WsAuthRouteSetting } from './types.ts'
 import { buildDecorator } from './decorator.ts'
 
@@ -177,6 +178,7 @@ function guardServer (wss: WebSocketServer & { [kGuarded]?: true }, config: Conf
     }
     try {
       handleUpgrade.call(this, req, socket, head, (ws: WebSocket) => {
+        releaseHead(req, head)
         const session = new Session(ws, request, policy, host, handoff)
         if (outcome === undefined) session.awaitAuthMessage()
         else if (outcome.ok) session.admit(outcome)

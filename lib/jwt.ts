@@ -10,8 +10,7 @@ interface JwtDecorator {
 }
 
 type VerifyCallback = (err: Error | null, user?: unknown) => void
-/** Fastify keeps the headers laid over the raw ones (`request.headers = ...`) in `additionalHeaders`. */
-type JwtRequest = FastifyRequest & { jwtVerify: (options: undefined, callback: VerifyCallback) => void, additionalHeaders?: Record<string, unknown> }
+type JwtRequest = FastifyRequest & { jwtVerify: (options: undefined, callback: VerifyCallback) => void }
 
 /**
  * The verifier when no `verify` option is given: `@fastify/jwt`, as an HTTP route uses it.
@@ -45,12 +44,33 @@ export function jwtVerifier (fastify: FastifyInstance): Verifier {
 }
 
 function requestVerifier (token: string, request: FastifyRequest): unknown {
-  const shape = checkShape(token)
-  if (typeof shape === 'string') throw new InvalidTokenError()
-  const payload = checkClaims(parsePayload(shape))
+  const payload = checkedPayload(token)
   const claims = jwtVerify(request as JwtRequest, token)
   if (isThenable(claims)) return Promise.resolve(claims).then(value => new Verified(payload, value))
   return new Verified(payload, claims)
+}
+
+/**
+ * Tokens read lately, with their payload: a client that reconnects with the same token (a page
+ * reload, a network blip, a reconnect storm after a deploy) is not checked and decoded again. The
+ * check and the decoding depend on the token string alone; the signature is still verified, and
+ * `trusted` asked, at every handshake. Bounded in entries and in the length of a token kept.
+ */
+const recentPayloads = new Map<string, WsAuthClaims>()
+const RECENT_MAX = 512
+const RECENT_TOKEN_MAX = 2048
+
+/** The payload of a token whose shape and claim types are sound; throws `InvalidTokenError` otherwise. */
+function checkedPayload (token: string): WsAuthClaims {
+  const known = recentPayloads.get(token)
+  if (known !== undefined) return known
+  const shape = checkShape(token)
+  if (typeof shape === 'string') throw new InvalidTokenError()
+  const payload = checkClaims(parsePayload(shape))
+  if (token.length > RECENT_TOKEN_MAX) return payload
+  if (recentPayloads.size >= RECENT_MAX) recentPayloads.delete(recentPayloads.keys().next().value as string)
+  recentPayloads.set(token, payload)
+  return payload
 }
 
 function checkClaims (claims: unknown): WsAuthClaims {
@@ -68,21 +88,23 @@ function parsePayload (payload: Buffer): unknown {
 }
 
 /**
- * Calls `request.jwtVerify(callback)` with the token in `Authorization`, where @fastify/jwt looks
- * first. The header is lent through Fastify's `request.headers` setter, which lays headers over
- * the raw ones without touching them (ws and Fastify keep reading a request they know), and is
- * taken back as soon as the call returns: @fastify/jwt reads it at once.
+ * Calls `request.jwtVerify(undefined, callback)` with the token in `Authorization`, where
+ * @fastify/jwt looks first. The header is lent on the raw request's headers for the call only:
+ * @fastify/jwt reads it at once, and it is taken back as soon as the call returns, before anything
+ * else runs. (Fastify's `request.headers` setter would do too, but then every read of
+ * `request.headers` copies all the headers, and @fastify/jwt reads it three times.)
  * Returns the result when @fastify/jwt answers at once, else a promise of it.
  */
 function jwtVerify (request: JwtRequest, token: string): unknown {
+  const headers = request.raw.headers
   const bearer = 'Bearer ' + token
-  const lent = request.headers.authorization !== bearer
-  const laid = request.additionalHeaders
+  const had = headers.authorization
+  const lent = had !== bearer
   let answered = false
   let failure: Error | null = null
   let value: unknown
   let later: VerifyCallback | undefined
-  if (lent) request.headers = laid === undefined ? { authorization: bearer } : { ...laid, authorization: bearer }
+  if (lent) headers.authorization = bearer
   try {
     // `undefined` options, not the callback alone: with a function first, @fastify/jwt takes it as
     // options given, and builds a new verifier per call (no cache) instead of its global one.
@@ -93,7 +115,10 @@ function jwtVerify (request: JwtRequest, token: string): unknown {
       value = user
     })
   } finally {
-    if (lent) request.additionalHeaders = laid
+    if (lent) {
+      if (had === undefined) delete headers.authorization
+      else headers.authorization = had
+    }
   }
   if (answered) {
     if (failure !== null) throw failure

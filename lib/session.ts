@@ -7,6 +7,7 @@ import type { FailureClass } from './close-codes.ts'
 import type { Deadlines, Timed } from './deadlines.ts'
 import type { RoutePolicy } from './options.ts'
 import { IsoClock } from './iso.ts'
+import { quietEnds } from './lean-sockets.ts'
 import type { WsAuthClaims, WsAuthUser } from './types.ts'
 
 type Failure = Extract<Outcome, { ok: false }>
@@ -18,6 +19,8 @@ export interface SessionHost {
   readonly maxPendingMessages: number
   readonly maxPendingBytes: number
   readonly appPing: boolean
+  /** Whether sessions keep the claims `loadUser` was given (only revalidation reads them again). */
+  readonly keepsClaims: boolean
   /** ms before `exp` to send `token_expiring`, or `null`. */
   readonly expiryWarning: number | null
   /** The one timer for every session's deadlines. */
@@ -59,6 +62,22 @@ const expiryClock = new IsoClock()
 
 type SessionSocket = WebSocket & { [kSession]: Session }
 
+/** What a session holds only while it waits: for the auth message, or for the handler to listen. */
+interface Waiting {
+  /** The auth-message timeout, while one runs. */
+  timer: NodeJS.Timeout | undefined
+  authStarted: boolean
+  /** ws's own frame limit, lowered until the session is authenticated. */
+  savedMaxPayload: number | undefined
+  /** Client messages held until the handler listens, and their bytes. */
+  held: Array<[unknown, unknown]> | null
+  heldBytes: number
+}
+
+function protoOf (ws: WebSocket): WebSocket {
+  return Object.getPrototypeOf(ws) as WebSocket
+}
+
 /**
  * A random UUID as one flat string. Node builds it by concatenation: kept as it comes, each
  * session would hold a tree of 15 string pieces (~480 bytes) instead of ~60 bytes.
@@ -76,29 +95,26 @@ function flatUUID (): string {
  * expiry warning, expiry and lifetime).
  */
 export class Session implements Timed {
+  // Thousands of these live at once: fields that only the auth-message phase or the hold buffer
+  // need live in `waiting`, made when needed; times that derive from others are getters.
   readonly clientId = flatUUID()
   readonly connectedAt = Date.now()
   user: WsAuthUser | undefined = undefined
   userId: string | number | undefined = undefined
-  /** What `loadUser` was given (kept for revalidation). */
+  /** What `loadUser` was given, kept only when sessions are revalidated. */
   claims: WsAuthClaims | undefined = undefined
   /** The token's `jti` and `iat` claims, for revocation. */
   jti: unknown = undefined
   iat: unknown = undefined
-  expiresAt: number | null = null
+  /** The token's `exp` (seconds, as the token has it), or `null`. */
+  private exp: number | null = null
   /** Set by a pong; cleared by each heartbeat sweep. */
   alive = true
   private state = AUTHENTICATING
-  private authStarted = false
   private warned = false
-  private endsAt: number | null = null
-  private held: Array<[unknown, unknown]> | null = null
-  private heldBytes = 0
-  /** The auth-message timeout, while one runs. */
-  private timer: NodeJS.Timeout | undefined = undefined
   deadlineSlot: number | undefined = undefined
   private refreshing: Promise<void> | undefined = undefined
-  private savedMaxPayload: number | undefined = undefined
+  private waiting: Waiting | undefined = undefined
 
   constructor (
     readonly ws: WebSocket,
@@ -112,6 +128,17 @@ export class Session implements Timed {
     // The one interception point: ws emits every frame, pong, error and its close through
     // `emit`, so a session adds no listener to its socket.
     ws.emit = gatedEmit as WebSocket['emit']
+    quietEnds(ws)
+  }
+
+  /** When the token expires (ms since the epoch), or `null`. */
+  get expiresAt (): number | null {
+    return this.exp === null ? null : this.exp * 1000
+  }
+
+  /** When `maxLifetime` ends the session (ms since the epoch), or `null`. */
+  private get endsAt (): number | null {
+    return this.policy.maxLifetime === null ? null : this.connectedAt + this.policy.maxLifetime
   }
 
   get isOpen (): boolean {
@@ -125,8 +152,14 @@ export class Session implements Timed {
 
   /** Waits for `{"type":"auth","token":"..."}` as the first message, for `authTimeout` ms. */
   awaitAuthMessage (): void {
-    this.timer = setTimeout(() => this.refuse({ ok: false, failure: 'auth_timeout' }), this.policy.authTimeout)
-    this.capPayload()
+    const waiting = this.wait()
+    waiting.timer = setTimeout(() => this.refuse({ ok: false, failure: 'auth_timeout' }), this.policy.authTimeout)
+    this.capPayload(waiting)
+  }
+
+  private wait (): Waiting {
+    this.waiting ??= { timer: undefined, authStarted: false, savedMaxPayload: undefined, held: null, heldBytes: 0 }
+    return this.waiting
   }
 
   /**
@@ -135,10 +168,10 @@ export class Session implements Timed {
    * frame makes ws close with 1009 itself (its own reason). ws keeps the limit in its receiver;
    * where that is not found, the hold buffer's byte limit still applies after the fact.
    */
-  private capPayload (): void {
+  private capPayload (waiting: Waiting): void {
     const receiver = (this.ws as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver
     if (receiver === undefined || typeof receiver._maxPayload !== 'number') return
-    this.savedMaxPayload = receiver._maxPayload
+    waiting.savedMaxPayload = receiver._maxPayload
     const cap = Math.max(this.host.maxAuthMessageBytes, this.host.maxPendingBytes)
     if (receiver._maxPayload === 0 || receiver._maxPayload > cap) receiver._maxPayload = cap
     // ws answers an over-cap frame with close(1009) and no reason, before buffering it: make that
@@ -155,11 +188,14 @@ export class Session implements Timed {
   }
 
   private restorePayloadLimit (): void {
-    if (this.savedMaxPayload === undefined) return
+    const waiting = this.waiting
+    if (waiting?.savedMaxPayload === undefined) return
     const receiver = (this.ws as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver
-    if (receiver !== undefined) receiver._maxPayload = this.savedMaxPayload
-    this.savedMaxPayload = undefined
-    delete (this.ws as { close?: unknown }).close
+    if (receiver !== undefined) receiver._maxPayload = waiting.savedMaxPayload
+    waiting.savedMaxPayload = undefined
+    // Assigned, not deleted: deleting a property that is not the last one added would turn the
+    // socket into a dictionary-mode object, slower at every later property access.
+    this.ws.close = protoOf(this.ws).close
   }
 
   /** Verification succeeded: take a connection slot, then establish. */
@@ -223,10 +259,10 @@ export class Session implements Timed {
   private setIdentity (outcome: Success): void {
     this.replaceUser(outcome.user)
     this.userId = idOf(outcome.user)
-    this.claims = outcome.claims
+    this.claims = this.host.keepsClaims ? outcome.claims : undefined
     this.jti = (outcome.payload as { jti?: unknown }).jti
     this.iat = (outcome.payload as { iat?: unknown }).iat
-    this.expiresAt = outcome.expiresAt
+    this.exp = outcome.expiresAt === null ? null : outcome.expiresAt / 1000
     this.warned = false
   }
 
@@ -234,8 +270,7 @@ export class Session implements Timed {
     if (this.state === CLOSED) return
     // The client may have started closing while its token was being checked.
     if (this.ws.readyState !== 1) return this.finish()
-    clearTimeout(this.timer)
-    this.timer = undefined
+    this.stopAuthTimer()
     if (!this.policy.established) return this.open()
     let shown: unknown
     try {
@@ -270,7 +305,6 @@ export class Session implements Timed {
   private open (): void {
     this.restorePayloadLimit()
     this.state = HOLDING
-    if (this.policy.maxLifetime !== null) this.endsAt = this.connectedAt + this.policy.maxLifetime
     this.host.established(this)
     this.schedule()
     const handoff = this.handoff!
@@ -310,9 +344,8 @@ export class Session implements Timed {
   release (): void {
     if (this.state !== HOLDING) return
     this.ws.removeListener('newListener', onNewListener)
-    const held = this.held
-    this.held = null
-    this.heldBytes = 0
+    const held = this.waiting?.held ?? null
+    this.waiting = undefined
     this.state = OPEN
     if (held === null) return
     for (const [data, isBinary] of held) {
@@ -324,8 +357,9 @@ export class Session implements Timed {
   receive (data: unknown, isBinary: unknown): boolean {
     if (this.state === OPEN) return this.deliver(data, isBinary)
     if (this.state === CLOSED) return false
-    if (this.state === AUTHENTICATING && !this.authStarted && this.timer !== undefined) {
-      this.authStarted = true
+    const waiting = this.waiting
+    if (this.state === AUTHENTICATING && waiting !== undefined && !waiting.authStarted && waiting.timer !== undefined) {
+      waiting.authStarted = true
       this.onAuthMessage(data, isBinary === true)
       return true
     }
@@ -376,12 +410,13 @@ export class Session implements Timed {
   }
 
   private hold (data: unknown, isBinary: unknown): void {
-    if (this.held === null) this.held = []
-    this.held.push([data, isBinary])
-    this.heldBytes += byteLength(data)
-    if (this.held.length <= this.host.maxPendingMessages && this.heldBytes <= this.host.maxPendingBytes) return
+    const waiting = this.wait()
+    const held = waiting.held ??= []
+    held.push([data, isBinary])
+    waiting.heldBytes += byteLength(data)
+    if (held.length <= this.host.maxPendingMessages && waiting.heldBytes <= this.host.maxPendingBytes) return
     if (this.state === AUTHENTICATING) return this.refuse({ ok: false, failure: 'policy_violation', userId: this.userId })
-    this.request.log.warn({ route: this.policy.url, clientId: this.clientId, held: this.held.length },
+    this.request.log.warn({ route: this.policy.url, clientId: this.clientId, held: held.length },
       'websocket closed: the route handler did not listen for messages before the hold buffer filled')
     this.end('policy_violation')
   }
@@ -398,6 +433,13 @@ export class Session implements Timed {
     }).catch(error => this.refuse({ ok: false, failure: 'internal_error', error }, token))
   }
 
+  private stopAuthTimer (): void {
+    const waiting = this.waiting
+    if (waiting === undefined || waiting.timer === undefined) return
+    clearTimeout(waiting.timer)
+    waiting.timer = undefined
+  }
+
   private isClosed (): boolean {
     return this.state === CLOSED
   }
@@ -406,10 +448,9 @@ export class Session implements Timed {
     if (this.state === CLOSED) return
     this.state = CLOSED
     this.restorePayloadLimit()
-    clearTimeout(this.timer)
-    this.timer = undefined
+    this.stopAuthTimer()
     this.host.deadlines.delete(this)
-    this.held = null
+    this.waiting = undefined
     this.ws.removeListener('newListener', onNewListener)
     this.host.gone(this)
   }

@@ -46,6 +46,25 @@ t.test('trusted refuses a token -> 4001 Token revoked, from every source', async
   t.same(await ok.closed, { code: 4001, reason: 'Token revoked' }, 'and trusted is asked again at refresh')
 })
 
+t.test('a token seen before is checked again at every handshake: trusted is asked, expiry holds', async t => {
+  const deny = new Set<string>()
+  const { url, sign } = await buildApp(t, {
+    jwt: { trusted: (_request: FastifyRequest, decoded: { jti?: string }) => !deny.has(decoded.jti ?? '') },
+    routes: app => echoRoute(app)
+  })
+  const token = sign({ sub: 'u1', jti: 'j1' })
+  const first = connect(url('/ws?token=' + token))
+  t.match(await first.message(1), { type: 'connection_established' }, 'first handshake')
+  first.ws.close()
+  deny.add('j1')
+  t.same(await connect(url('/ws?token=' + token)).closed, { code: 4001, reason: 'Token revoked' }, 'the same token, now untrusted')
+  const shortLived = sign({ sub: 'u1', exp: nowSec() + 1 })
+  const early = connect(url('/ws?token=' + shortLived))
+  t.match(await early.message(1), { type: 'connection_established' })
+  t.same(await early.closed, { code: 4001, reason: 'Token expired' }, 'closed at its expiry')
+  t.same(await connect(url('/ws?token=' + shortLived)).closed, { code: 4001, reason: 'Token expired' }, 'and refused when it comes back')
+})
+
 t.test('an async trusted is awaited', async t => {
   const asyncTrusted = async (_request: FastifyRequest, decoded: { jti?: string }) => {
     await new Promise(resolve => setImmediate(resolve))
@@ -105,15 +124,20 @@ t.test('a secret given as a function (JWKS style) verifies sockets without a cus
 
 t.test('the token is handed to request.jwtVerify only for the call: the handler sees the request as it came', async t => {
   const seen: Array<string | undefined> = []
-  const { url, sign } = await buildApp(t, { routes: app => echoRoute(app, request => seen.push(request.headers.authorization)) })
+  const { url, sign } = await buildApp(t, {
+    routes: app => echoRoute(app, request => seen.push('authorization' in request.raw.headers ? request.headers.authorization : 'absent'))
+  })
   const token = sign({ sub: 'u1' })
   const byQuery = connect(url('/ws?token=' + token))
   await byQuery.message(1)
   const byHeader = connect(url('/ws'), undefined, { headers: { authorization: 'Bearer ' + token } })
   await byHeader.message(1)
-  t.same(seen, [undefined, 'Bearer ' + token])
+  const otherScheme = connect(url('/ws?token=' + token), undefined, { headers: { authorization: 'Basic dTE6cHc=' } })
+  await otherScheme.message(1)
+  t.same(seen, ['absent', 'Bearer ' + token, 'Basic dTE6cHc='])
   byQuery.ws.close()
   byHeader.ws.close()
+  otherScheme.ws.close()
 })
 
 t.test('@fastify/jwt reading tokens with extractToken: fastify.jwt.verify is used, with a startup warning', async t => {
