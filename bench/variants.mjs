@@ -1,8 +1,9 @@
 // The servers under test: what runs (kind, see bench/servers/), how a client authenticates
 // (auth), and what its first message must contain for a handshake to count.
-//   quick: part of `--quick` (every server a target of issue 5 names);
+//   quick: part of `--quick` (the servers the targets of issue 5 compare; the others are for information);
 //   cross: the off-the-shelf client of the cross-check ('ws' | 'sio');
-//   logged: Fastify's logger on at `info` (pino to /dev/null) instead of `logger: false`.
+//   logged: Fastify's logger on at `info` (pino to /dev/null) instead of `logger: false`;
+//   lean: the baseline with what the plugin does for its own sockets (see bench/servers/fastify-ws.mjs).
 
 const HELLO = '"type":"hello"'
 const ESTABLISHED = '"type":"connection_established"'
@@ -16,8 +17,9 @@ function hand (id, label, { alg = 'HS256', cache = false, quick = false, logged 
 }
 
 export const variants = [
-  { id: 'raw-ws', label: '(1) raw ws', kind: 'raw-ws', auth: 'none', protocol: 'ws', expect: HELLO, quick: true, cross: 'ws' },
+  { id: 'raw-ws', label: '(1) raw ws', kind: 'raw-ws', auth: 'none', protocol: 'ws', expect: HELLO, quick: false, cross: 'ws' },
   { id: 'baseline', label: '(2) @fastify/websocket (baseline)', kind: 'fastify-ws', auth: 'none', protocol: 'ws', expect: HELLO, quick: true, cross: 'ws' },
+  { id: 'baseline-lean', label: '(2) baseline + the plugin\'s lean sockets', kind: 'fastify-ws', lean: true, auth: 'none', protocol: 'ws', expect: HELLO, quick: false, cross: null },
   hand('hand-hs256', '(3) preValidation + @fastify/jwt, HS256', { quick: true }),
   hand('hand-rs256', '(3) preValidation + @fastify/jwt, RS256', { alg: 'RS256' }),
   hand('hand-es256', '(3) preValidation + @fastify/jwt, ES256', { alg: 'ES256' }),
@@ -25,7 +27,7 @@ export const variants = [
   plugin('plugin-hs256', '(4) fastify-ws-auth, HS256 ?token=, roles', { cross: 'ws' }),
   plugin('plugin-header', '(4) fastify-ws-auth, HS256 Authorization header', { source: 'header', quick: false }),
   plugin('plugin-protocol', '(4) fastify-ws-auth, HS256 subprotocol', { source: 'protocol', quick: false }),
-  plugin('plugin-message', '(5) fastify-ws-auth, first-message auth', { source: 'message' }),
+  plugin('plugin-message', '(5) fastify-ws-auth, first-message auth', { source: 'message', quick: false }),
   plugin('plugin-rs256', '(6) fastify-ws-auth, RS256', { alg: 'RS256', quick: false }),
   plugin('plugin-rs256-cache', '(6) fastify-ws-auth, RS256 cached', { alg: 'RS256', cache: true }),
   plugin('plugin-es256', '(6) fastify-ws-auth, ES256', { alg: 'ES256', quick: false }),

@@ -108,6 +108,8 @@ function targets (report) {
     ['plugin (ws client) ÷ socket.io + JWT (socket.io-client)', '≤ 0.60', paired(report, PLUGIN_ID, 'socketio', 'cross', 'cpuPerHs'), atMost(0.6)],
     ['echo msgs/s, plugin ÷ baseline', '≥ 0.97', paired(report, PLUGIN_ID, BASELINE_ID, 'echo', 'msgsPerS'), (x) => x >= 0.97],
     ['echo CPU/msg, plugin ÷ baseline', '≤ 1.03', paired(report, PLUGIN_ID, BASELINE_ID, 'echo', 'cpuPerMsg'), atMost(1.03)],
+    ['plugin ÷ baseline with the same lean sockets: authentication alone', '(info)', hs(PLUGIN_ID, 'baseline-lean'), null],
+    ['baseline with lean sockets ÷ baseline', '(info)', hs('baseline-lean', BASELINE_ID), null],
     ['first-message auth, CPU/handshake ÷ baseline', '(info)', hs('plugin-message', BASELINE_ID), null],
     ['plugin RS256 ÷ hand-written RS256 (3)', '(info)', hs('plugin-rs256', 'hand-rs256'), null],
     ['plugin ES256 ÷ hand-written ES256 (3)', '(info)', hs('plugin-es256', 'hand-es256'), null],
@@ -115,6 +117,7 @@ function targets (report) {
     ['logger on: plugin ÷ baseline', '(info)', hs('plugin-hs256-logged', 'baseline-logged'), null],
     ['logger on: plugin ÷ hand-written (3)', '(info)', hs('plugin-hs256-logged', 'hand-hs256-logged'), null],
     ['RSS per idle connection, plugin − baseline (KiB)', '≤ 1.00', paired(report, PLUGIN_ID, BASELINE_ID, 'memory', 'rssPerConn', (x, y) => x - y), atMost(1)],
+    ['RSS per idle connection, plugin − baseline with lean sockets (KiB)', '(info)', paired(report, PLUGIN_ID, 'baseline-lean', 'memory', 'rssPerConn', (x, y) => x - y), null],
     ['timers per idle authenticated connection (plugin)', '≤ 1', metric(report, PLUGIN_ID, 'memory', 'timersPerConn'), atMost(1)]
   ].filter(([, , s, test]) => s.n > 0 || test !== null)
     .map(([what, goal, s, test]) => [what, goal, formatSummary(s, 2), s.n === 0 ? 'n/a' : test === null ? '' : test(s.median) ? 'met' : 'NOT met'])

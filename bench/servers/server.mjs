@@ -44,9 +44,14 @@ function drain (timeoutMs) {
   })
 }
 
+/**
+ * Collects garbage as V8 does when memory runs short ("last resort": repeated full collections,
+ * compaction, the young generation shrunk and freed pages returned), so that RSS counts what the
+ * connections hold, not how far the heap grew while they were opened.
+ */
 async function collect () {
-  for (let i = 0; i < 3; i++) {
-    global.gc?.()
+  for (let i = 0; i < 2; i++) {
+    global.gc?.({ type: 'major', execution: 'sync', flavor: 'last-resort' })
     await sleep(50)
   }
 }
