@@ -3,13 +3,14 @@
 //   quick: part of `--quick` (the servers the targets of issue 5 compare; the others are for information);
 //   cross: the off-the-shelf client of the cross-check ('ws' | 'sio');
 //   logged: Fastify's logger on at `info` (pino to /dev/null) instead of `logger: false`;
+//   direct: the plugin with a custom `verify` calling `fastify.jwt.verify` (no request.jwtVerify());
 //   lean: the baseline with what the plugin does for its own sockets (see bench/servers/fastify-ws.mjs).
 
 const HELLO = '"type":"hello"'
 const ESTABLISHED = '"type":"connection_established"'
 
-function plugin (id, label, { alg = 'HS256', cache = false, source = 'query', quick = true, cross = null, logged = false } = {}) {
-  return { id, label, kind: 'plugin', alg, cache, source, auth: source, protocol: 'ws', expect: ESTABLISHED, quick, cross, logged }
+function plugin (id, label, { alg = 'HS256', cache = false, source = 'query', quick = true, cross = null, logged = false, direct = false } = {}) {
+  return { id, label, kind: 'plugin', alg, cache, source, auth: source, protocol: 'ws', expect: ESTABLISHED, quick, cross, logged, direct }
 }
 
 function hand (id, label, { alg = 'HS256', cache = false, quick = false, logged = false } = {}) {
@@ -25,6 +26,7 @@ export const variants = [
   hand('hand-es256', '(3) preValidation + @fastify/jwt, ES256', { alg: 'ES256' }),
   hand('hand-es256-cache', '(3) preValidation + @fastify/jwt, ES256 cached', { alg: 'ES256', cache: true }),
   plugin('plugin-hs256', '(4) fastify-ws-auth, HS256 ?token=, roles', { cross: 'ws' }),
+  plugin('plugin-direct', '(4) fastify-ws-auth, HS256, verify: fastify.jwt.verify', { direct: true, quick: false }),
   plugin('plugin-header', '(4) fastify-ws-auth, HS256 Authorization header', { source: 'header', quick: false }),
   plugin('plugin-protocol', '(4) fastify-ws-auth, HS256 subprotocol', { source: 'protocol', quick: false }),
   plugin('plugin-message', '(5) fastify-ws-auth, first-message auth', { source: 'message', quick: false }),

@@ -24,7 +24,7 @@ export interface AuthContext {
 
 /** What authenticating one token produced. */
 export type Outcome =
-  | { ok: true, user: WsAuthUser, claims: WsAuthClaims, payload: WsAuthClaims, expiresAt: number | null }
+  | { ok: true, user: WsAuthUser, claims: WsAuthClaims, payload: WsAuthClaims }
   | { ok: false, failure: FailureClass, userId?: string | number, error?: unknown }
 
 /** Error codes that mean "the token has expired", from fast-jwt, @fastify/jwt and this plugin. */
@@ -106,8 +106,7 @@ function judged (verdict: unknown, user: WsAuthUser, userId: string | number | u
 }
 
 function success (user: WsAuthUser, claims: WsAuthClaims, payload: WsAuthClaims): Outcome {
-  const exp = (payload as { exp?: unknown }).exp
-  return { ok: true, user, claims, payload, expiresAt: typeof exp === 'number' ? exp * 1000 : null }
+  return { ok: true, user, claims, payload }
 }
 
 /** Whether a value is a promise or promise-like (its `then` is read once, guarded). */

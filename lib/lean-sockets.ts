@@ -21,8 +21,8 @@ interface Endable {
  * stack trace. ws does this three times per connection after every close handshake (its receiver
  * and its socket, when the peer's FIN arrives, and its receiver again at the socket's close):
  * a third of the instructions a bare @fastify/websocket server spends per connection. This `end`
- * returns at once in exactly that case; any other call, and every
- * call with arguments (a callback must still hear of the error), goes to the stream's own `end`.
+ * returns at once in exactly that case; any other call, and every call with arguments (a callback
+ * must still hear of the error), goes to the stream's own `end`.
  */
 function endUnlessFinished (this: Endable): unknown {
   if (arguments.length === 0 && (this.writableFinished || this.destroyed) && this.writableCorked === 0) return this

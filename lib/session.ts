@@ -74,10 +74,6 @@ interface Waiting {
   heldBytes: number
 }
 
-function protoOf (ws: WebSocket): WebSocket {
-  return Object.getPrototypeOf(ws) as WebSocket
-}
-
 /**
  * A random UUID as one flat string. Node builds it by concatenation: kept as it comes, each
  * session would hold a tree of 15 string pieces (~480 bytes) instead of ~60 bytes.
@@ -195,7 +191,7 @@ export class Session implements Timed {
     waiting.savedMaxPayload = undefined
     // Assigned, not deleted: deleting a property that is not the last one added would turn the
     // socket into a dictionary-mode object, slower at every later property access.
-    this.ws.close = protoOf(this.ws).close
+    this.ws.close = (Object.getPrototypeOf(this.ws) as WebSocket).close
   }
 
   /** Verification succeeded: take a connection slot, then establish. */
@@ -260,9 +256,10 @@ export class Session implements Timed {
     this.replaceUser(outcome.user)
     this.userId = idOf(outcome.user)
     this.claims = this.host.keepsClaims ? outcome.claims : undefined
-    this.jti = (outcome.payload as { jti?: unknown }).jti
-    this.iat = (outcome.payload as { iat?: unknown }).iat
-    this.exp = outcome.expiresAt === null ? null : outcome.expiresAt / 1000
+    const { jti, iat, exp } = outcome.payload as { jti?: unknown, iat?: unknown, exp?: unknown }
+    this.jti = jti
+    this.iat = iat
+    this.exp = typeof exp === 'number' ? exp : null
     this.warned = false
   }
 

@@ -110,6 +110,7 @@ function targets (report) {
     ['echo CPU/msg, plugin ÷ baseline', '≤ 1.03', paired(report, PLUGIN_ID, BASELINE_ID, 'echo', 'cpuPerMsg'), atMost(1.03)],
     ['plugin ÷ baseline with the same lean sockets: authentication alone', '(info)', hs(PLUGIN_ID, 'baseline-lean'), null],
     ['baseline with lean sockets ÷ baseline', '(info)', hs('baseline-lean', BASELINE_ID), null],
+    ['plugin with verify: fastify.jwt.verify ÷ plugin (no request.jwtVerify())', '(info)', hs('plugin-direct', PLUGIN_ID), null],
     ['first-message auth, CPU/handshake ÷ baseline', '(info)', hs('plugin-message', BASELINE_ID), null],
     ['plugin RS256 ÷ hand-written RS256 (3)', '(info)', hs('plugin-rs256', 'hand-rs256'), null],
     ['plugin ES256 ÷ hand-written ES256 (3)', '(info)', hs('plugin-es256', 'hand-es256'), null],
