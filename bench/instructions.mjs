@@ -1,6 +1,7 @@
 // Instructions per handshake of one bench server, counted by callgrind (valgrind): user-space work
-// of the server's main thread (JS, V8, GC, OpenSSL, libuv; not the kernel), repeatable to a few
-// per cent on a machine too noisy for timings to tell a 5 % change apart. For A/B of a change:
+// of the server's main thread (JS, V8, GC, OpenSSL, libuv; not the kernel), on a machine too noisy
+// for timings to tell a 5 % change apart. Most runs agree within a few per cent, but about one in
+// three lands up to 10 % higher (the JIT settles differently): take the lowest of three. For A/B:
 //   node bench/instructions.mjs <server id> [warm-up handshakes = 4000] [measured = 2000]
 // With BENCH_KEEP_CALLGRIND=1 the callgrind files are kept (their paths are printed) for
 // `callgrind_annotate`: where the instructions go, by C++ function (JIT'd JS shows as addresses).

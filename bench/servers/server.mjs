@@ -64,12 +64,12 @@ const commands = {
   async stats ({ drainMs = 0 }) {
     await drain(drainMs)
     const cpu = process.cpuUsage(mark.cpu)
-    return { cpuUs: cpu.user + cpu.system, userUs: cpu.user, systemUs: cpu.system, elapsedMs: performance.now() - mark.at, open }
+    return { cpuUs: cpu.user + cpu.system, elapsedMs: performance.now() - mark.at, open }
   },
   async mem () {
     await collect()
     const m = process.memoryUsage()
-    return { rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, open, timers: timers.size }
+    return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, open, timers: timers.size }
   },
   /** Writes a heap snapshot (after GC) to `file`. */
   async snapshot ({ file }) {
