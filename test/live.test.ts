@@ -59,6 +59,20 @@ t.test('in-band refresh', async t => {
     c.ws.close()
   })
 
+  t.test('a refresh is found wherever "type" sits', async t => {
+    const seen: unknown[] = []
+    const { url, sign } = await buildApp(t, { routes: echoRoutes(seen) })
+    const c = connect(url('/ws?token=' + sign({ sub: 'u1' })))
+    await c.message(1)
+    const token = sign({ sub: 'u1', exp: nowSec() + 60 })
+    for (let k = 0; k < 12; k++) c.ws.send(`{"x":"${'h'.repeat(k)}","token":"${token}", "type" :"auth"}`)
+    c.ws.send('after')
+    await c.message(14) // each answered: token_refreshed (after verification, so in any order) or an echo
+    t.equal(c.messages.filter(m => (m as Msg)?.type === 'token_refreshed').length, 12)
+    t.same(seen, ['after'])
+    c.ws.close()
+  })
+
   t.test('a token of another user closes with 4001', async t => {
     const { url, sign } = await buildApp(t)
     const c = connect(url('/ws?token=' + sign({ sub: 'u1' })))
@@ -163,6 +177,26 @@ t.test('appPing answers {"type":"ping"} with pong, and the handler never sees it
   c.send('after')
   t.equal(await c.message(3), 'after')
   t.same(seen, ['after'])
+  c.ws.close()
+})
+
+t.test('appPing: a ping is found wherever "type" sits; near misses reach the handler', async t => {
+  const seen: string[] = []
+  const { url, sign } = await buildApp(t, { auth: { appPing: true }, routes: echoRoutes(seen) })
+  const c = connect(url('/ws?token=' + sign({ sub: 'u1' })))
+  await c.message(1)
+  // Twelve offsets: the search skips ahead several bytes at a time, so every alignment is tried.
+  const pings = Array.from({ length: 12 }, (_, k) => `{"x":"${'a'.repeat(k)}", "type" : "ping"}`)
+  pings.push(' \n{"type":"ping","id":7}')
+  const apps = ['{"type":"pings"}', '{"type":"PING"}', '{"type":"pin"}', '{"note":"ping"}', '["ping"]',
+    '{"type":"message","body":"pinging \\"ping\\""}', 'ping', '"ping"']
+  for (const text of [...pings, ...apps]) c.ws.send(text)
+  c.ws.send('after')
+  // Every message is answered (a pong or its echo), in order: 'after' comes last.
+  t.equal(await c.message(1 + pings.length + apps.length + 1), 'after')
+  const pongs = c.messages.slice(1).filter(m => (m as Msg)?.type === 'pong')
+  t.equal(pongs.length, pings.length, 'one pong per ping')
+  t.same(seen, [...apps, 'after'], 'the handler saw every other message, in order')
   c.ws.close()
 })
 
