@@ -3,82 +3,77 @@
 // for timings to tell a 5 % change apart. Most runs agree within a few per cent, but about one in
 // three lands up to 10 % higher (the JIT settles differently): take the lowest of three. For A/B:
 //   node bench/instructions.mjs <server id> [warm-up handshakes = 4000] [measured = 2000]
+// Where they go, by function (JIT'd JS named through V8's perf map), optionally beside another
+// server, sorted by the difference:
+//   node bench/instructions.mjs <server id> --functions [--vs <server id>] [--top 40]
+// Per message echoed on 50 established connections instead (warm-up and measured messages = 20000):
+//   node bench/instructions.mjs <server id> --echo [warm] [measured]
+// Why equal counts can take unequal time: simulated cache misses and mispredicted branches
+// (callgrind's simple models of the L1 caches and the branch predictor; twice as slow):
+//   node bench/instructions.mjs <server id> --simulate
 // With BENCH_KEEP_CALLGRIND=1 the callgrind files are kept (their paths are printed) for
-// `callgrind_annotate`: where the instructions go, by C++ function (JIT'd JS shows as addresses).
-// Ids as in bench/variants.mjs. Instrumentation is switched on after the warm-up (JIT settled);
-// the load generator runs in this process, outside valgrind. Needs valgrind; 20–40 s a server.
-import { spawn, execFileSync } from 'node:child_process'
-import { readdirSync, readFileSync, unlinkSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { LeanConn, prepareLean } from './lib/clients.mjs'
-import { jwtSecret, makeKeys, tokenPool } from './lib/tokens.mjs'
+// `callgrind_annotate`. Ids as in bench/variants.mjs. The load generator runs in this process,
+// outside valgrind. Needs valgrind; 20–40 s a server.
+import { parseArgs } from 'node:util'
+import { countInstructions } from './lib/callgrind.mjs'
+import { makeKeys } from './lib/tokens.mjs'
 import { variants } from './variants.mjs'
 
-const CONCURRENCY = 20
 const LIMIT_MS = 5 * 60_000
 
-const [id, warm = '4000', measured = '2000'] = process.argv.slice(2)
-const variant = variants.find((v) => v.id === id)
-if (variant === undefined) {
-  console.error(`usage: node bench/instructions.mjs <${variants.map((v) => v.id).join(' | ')}> [warm] [n]`)
+const { values: opts, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { echo: { type: 'boolean', default: false }, functions: { type: 'boolean', default: false }, simulate: { type: 'boolean', default: false }, vs: { type: 'string' }, top: { type: 'string', default: '40' } }
+})
+const unit = opts.echo ? 'message' : 'handshake'
+const [id, warm = opts.echo ? '20000' : '4000', measured = opts.echo ? '20000' : '2000'] = positionals
+const ids = [id, opts.vs].filter((v) => v !== undefined)
+const chosen = ids.map((v) => variants.find((variant) => variant.id === v))
+if (id === undefined || chosen.includes(undefined) || (opts.vs !== undefined && !opts.functions)) {
+  console.error(`usage: node bench/instructions.mjs <id> [--echo] [warm] [n]
+       node bench/instructions.mjs <id> [--echo] --functions [--vs <id>] [--top 40] [--simulate]
+ids: ${variants.map((v) => v.id).join(' | ')}`)
   process.exit(2)
 }
-setTimeout(() => { console.error('instructions: time limit reached'); process.exit(1) }, LIMIT_MS).unref()
+setTimeout(() => { console.error('instructions: time limit reached'); process.exit(1) }, LIMIT_MS * ids.length).unref()
 
 const keys = makeKeys()
-const prefix = `fastify-ws-auth-callgrind.${process.pid}`
-const child = spawn('valgrind', [
-  '--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', `--callgrind-out-file=${join(tmpdir(), prefix)}`,
-  process.execPath, join(import.meta.dirname, 'servers', 'server.mjs')
-], {
-  stdio: ['ignore', 'inherit', 'ignore', 'ipc'],
-  env: { ...process.env, BENCH_SERVER: JSON.stringify({ ...variant, secret: variant.alg ? jwtSecret(variant.alg, keys) : null }) }
-})
-child.on('exit', (code) => { if (code !== 0 && code !== null) console.error(`instructions: valgrind exited with ${code}`) })
+const keep = process.env.BENCH_KEEP_CALLGRIND === '1'
+const results = []
+for (const variant of chosen) {
+  const result = await countInstructions(variant, keys, { warm: Number(warm), measured: Number(measured), echo: opts.echo, functions: opts.functions, simulate: opts.simulate, keep })
+  for (const file of result.files) console.log(`kept ${file}`)
+  console.log(`${variant.id}: ${whole(result.main)} instructions per ${unit} on the main thread (${whole(result.all)} with V8's helper threads); ${result.failed} failed`)
+  if (result.events !== undefined) console.log(`  per ${unit}: ${simulated(result.events)}`)
+  results.push(result)
+}
+if (opts.functions) printFunctions(results, Number(opts.top))
 
-const port = await new Promise((resolve, reject) => {
-  child.on('message', (m) => {
-    if (m.type === 'ready') resolve(m.port)
-    if (m.type === 'error') reject(new Error(m.message))
-  })
-})
-const tokens = variant.auth === 'none' ? [] : tokenPool(variant.alg, keys, 100)
-const prep = prepareLean({ ...variant, path: '/ws', port, tokens })
-
-/** `count` handshakes, CONCURRENCY in flight; resolves with the number that failed. */
-function handshakes (count) {
-  return new Promise((resolve) => {
-    let started = 0
-    let done = 0
-    let failed = 0
-    const next = () => {
-      if (started >= count) return
-      const conn = new LeanConn(prep, started++, (err) => {
-        if (err) failed++
-        conn.close()
-        if (++done === count) resolve(failed)
-        else next()
-      })
-    }
-    for (let i = 0; i < CONCURRENCY; i++) next()
-  })
+/** The simulated events of a run, in words. */
+function simulated ({ I1mr = 0, D1mr = 0, D1mw = 0, Bcm = 0, Bim = 0 }) {
+  return `${whole(I1mr)} instruction-cache misses, ${whole(D1mr + D1mw)} data-cache misses, ` +
+    `${whole(Bcm + Bim)} mispredicted branches (main thread, simulated)`
 }
 
-let failed = await handshakes(Number(warm))
-execFileSync('callgrind_control', ['--instr=on', String(child.pid)], { stdio: 'ignore' })
-failed += await handshakes(Number(measured))
-execFileSync('callgrind_control', ['--dump', String(child.pid)], { stdio: 'ignore' })
-child.kill('SIGKILL')
-
-let all = 0
-let main = 0
-for (const file of readdirSync(tmpdir()).filter((f) => f.startsWith(prefix))) {
-  const total = Number(/^(?:summary|totals): (\d+)/m.exec(readFileSync(join(tmpdir(), file), 'utf8'))?.[1] ?? 0)
-  all += total
-  if (file.endsWith('-01')) main += total // thread 1: the event loop
-  if (process.env.BENCH_KEEP_CALLGRIND === '1') console.log(`kept ${join(tmpdir(), file)}`)
-  else unlinkSync(join(tmpdir(), file))
+function whole (n) {
+  return Math.round(n).toLocaleString('en-US')
 }
-const per = (n) => Math.round(n / Number(measured)).toLocaleString('en-US')
-console.log(`${id}: ${per(main)} instructions per handshake on the main thread (${per(all)} with V8's helper threads); ${failed} failed`)
+
+/** The top functions by instructions per handshake, or by the difference to the `--vs` server. */
+function printFunctions ([a, b], top) {
+  const names = new Set([...a.functions.keys(), ...(b?.functions.keys() ?? [])])
+  const rows = [...names].map((name) => {
+    const here = a.functions.get(name) ?? 0
+    const there = b?.functions.get(name) ?? 0
+    return { name, here, there, diff: here - there }
+  })
+  rows.sort((x, y) => Math.abs(y.diff) - Math.abs(x.diff))
+  const width = Math.max(10, ...ids.map((v) => v.length))
+  console.log(b === undefined
+    ? `\n${ids[0].padStart(width)}  function (main thread, instructions per ${unit})`
+    : `\n${'difference'.padStart(width)} ${ids[0].padStart(width)} ${ids[1].padStart(width)}  function (main thread, instructions per ${unit})`)
+  for (const row of rows.slice(0, top)) {
+    const cells = b === undefined ? [row.here] : [row.diff, row.here, row.there]
+    console.log(`${cells.map((n) => whole(n).padStart(width)).join(' ')}  ${row.name}`)
+  }
+}

@@ -26,6 +26,7 @@ export const variants = [
   hand('hand-es256', '(3) preValidation + @fastify/jwt, ES256', { alg: 'ES256' }),
   hand('hand-es256-cache', '(3) preValidation + @fastify/jwt, ES256 cached', { alg: 'ES256', cache: true }),
   plugin('plugin-hs256', '(4) fastify-ws-auth, HS256 ?token=, roles', { cross: 'ws' }),
+  plugin('plugin-hs256-cache', '(4) fastify-ws-auth, HS256 ?token=, roles, cached', { cache: true, quick: false }),
   plugin('plugin-direct', '(4) fastify-ws-auth, HS256, verify: fastify.jwt.verify', { direct: true, quick: false }),
   plugin('plugin-header', '(4) fastify-ws-auth, HS256 Authorization header', { source: 'header', quick: false }),
   plugin('plugin-protocol', '(4) fastify-ws-auth, HS256 subprotocol', { source: 'protocol', quick: false }),

@@ -1,0 +1,204 @@
+// Instructions per handshake (or, with `echo`, per message echoed on established connections) of
+// one bench server under valgrind's callgrind: user-space work of its threads (JS, V8, GC,
+// OpenSSL, libuv; not the kernel), counted after a warm-up so that the JIT has settled. With `functions`, the server also writes V8's perf map (`--perf-basic-prof`),
+// through which the JIT'd code callgrind only knows by address is named by JS function. With
+// `simulate`, callgrind also simulates the caches and branch predictor: instructions are not all
+// equal, and a handshake that runs through more distinct code misses the instruction cache more.
+import { spawn, execFileSync } from 'node:child_process'
+import { readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, sep } from 'node:path'
+import { LeanConn, prepareLean } from './clients.mjs'
+import { jwtSecret, tokenPool } from './tokens.mjs'
+
+const CONCURRENCY = 20
+const ECHO_CONNS = 50
+const ECHO_IN_FLIGHT = 4 // per connection, as in the bench's echo rounds
+const SERVER = join(import.meta.dirname, '..', 'servers', 'server.mjs')
+const ROOT = join(import.meta.dirname, '..', '..') + sep
+
+/**
+ * Counts one server's instructions over `measured` handshakes after `warm` of them (with `echo`,
+ * messages echoed on ECHO_CONNS connections opened first).
+ * Resolves with `{ main, all, failed, files, functions }`: instructions per handshake of the
+ * event-loop thread and of all threads, failed handshakes, the callgrind files kept (with `keep`),
+ * (with `functions`) a Map from function name to the main thread's instructions per handshake, and
+ * (with `simulate`) the main thread's simulated events per handshake (`I1mr`: instruction-cache
+ * misses, `D1mr`/`D1mw`: data-cache read/write misses, `Bcm`/`Bim`: mispredicted conditional and
+ * indirect branches; see valgrind's callgrind manual).
+ */
+export async function countInstructions (variant, keys, { warm = 4000, measured = 2000, echo = false, functions = false, simulate = false, keep = false } = {}) {
+  const prefix = join(tmpdir(), `fastify-ws-auth-callgrind.${process.pid}.${variant.id}`)
+  const child = spawn('valgrind', [
+    '--tool=callgrind', ...(simulate ? ['--cache-sim=yes', '--branch-sim=yes'] : []), '--instr-atstart=no', '--separate-threads=yes', `--callgrind-out-file=${prefix}`,
+    process.execPath, ...(functions ? ['--perf-basic-prof'] : []), SERVER
+  ], {
+    stdio: ['ignore', 'inherit', 'ignore', 'ipc'],
+    env: { ...process.env, BENCH_SERVER: JSON.stringify({ ...variant, secret: variant.alg ? jwtSecret(variant.alg, keys) : null }) }
+  })
+  const exited = new Promise((resolve) => child.on('exit', resolve))
+  const perfMap = join(tmpdir(), `perf-${child.pid}.map`)
+  try {
+    const port = await new Promise((resolve, reject) => {
+      child.on('message', (m) => {
+        if (m.type === 'ready') resolve(m.port)
+        if (m.type === 'error') reject(new Error(m.message))
+      })
+      exited.then((code) => reject(new Error(`valgrind exited with ${code}`)))
+    })
+    const tokens = variant.auth === 'none' ? [] : tokenPool(variant.alg, keys, 100)
+    const prep = prepareLean({ ...variant, path: '/ws', port, tokens })
+    const conns = echo ? await open(prep, ECHO_CONNS) : undefined
+    const run = (count) => conns === undefined ? handshakes(prep, count) : echoes(conns, count)
+    let failed = await run(warm)
+    execFileSync('callgrind_control', ['--instr=on', String(child.pid)], { stdio: 'ignore' })
+    failed += await run(measured)
+    execFileSync('callgrind_control', ['--dump', String(child.pid)], { stdio: 'ignore' })
+    child.kill('SIGKILL')
+    await exited
+
+    const dir = tmpdir()
+    const files = readdirSync(dir).map((f) => join(dir, f)).filter((f) => f.startsWith(prefix + '.'))
+    let all = 0
+    let main = {}
+    const mainFile = files.find((f) => f.endsWith('-01')) // thread 1: the event loop
+    for (const file of files) {
+      const counts = eventCounts(readFileSync(file, 'utf8'))
+      all += counts.Ir ?? 0
+      if (file === mainFile) main = counts
+    }
+    const perHandshake = Object.fromEntries(Object.entries(main).map(([name, n]) => [name, n / measured]))
+    const byFunction = functions && mainFile !== undefined ? perFunction(mainFile, perfMap, measured) : undefined
+    if (!keep) for (const file of files) rmSync(file)
+    return {
+      main: perHandshake.Ir ?? 0,
+      all: all / measured,
+      failed,
+      files: keep ? files : [],
+      functions: byFunction,
+      events: simulate ? perHandshake : undefined
+    }
+  } finally {
+    child.kill('SIGKILL')
+    rmSync(perfMap, { force: true })
+    rmSync(prefix, { force: true })
+  }
+}
+
+/** A callgrind file's totals by event name (`Ir`, and with simulation `I1mr`, `Bcm`...). */
+function eventCounts (text) {
+  const names = /^events: (.+)$/m.exec(text)?.[1].trim().split(/\s+/) ?? []
+  const totals = /^(?:summary|totals): (.+)$/m.exec(text)?.[1].trim().split(/\s+/).map(Number) ?? []
+  return Object.fromEntries(names.map((name, i) => [name, totals[i] ?? 0]))
+}
+
+/** `count` handshakes, CONCURRENCY in flight; resolves with the number that failed. */
+function handshakes (prep, count) {
+  return new Promise((resolve) => {
+    let started = 0
+    let done = 0
+    let failed = 0
+    const next = () => {
+      if (started >= count) return
+      const conn = new LeanConn(prep, started++, (err) => {
+        if (err) failed++
+        conn.close()
+        if (++done === count) resolve(failed)
+        else next()
+      })
+    }
+    for (let i = 0; i < CONCURRENCY; i++) next()
+  })
+}
+
+/** `count` connections, established; rejects if one fails. */
+function open (prep, count) {
+  return Promise.all(Array.from({ length: count }, (_, i) => new Promise((resolve, reject) => {
+    const conn = new LeanConn(prep, i, (err) => err ? reject(err) : resolve(conn))
+  })))
+}
+
+/** `count` messages echoed, ECHO_IN_FLIGHT in flight on each connection; resolves with 0 failed. */
+function echoes (conns, count) {
+  return new Promise((resolve) => {
+    let sent = 0
+    let received = 0
+    const send = (conn) => {
+      if (sent >= count) return
+      sent++
+      conn.sendEcho()
+    }
+    for (const conn of conns) {
+      conn.onMessage = () => {
+        if (++received === count) resolve(0)
+        else send(conn)
+      }
+    }
+    for (let i = 0; i < ECHO_IN_FLIGHT; i++) for (const conn of conns) send(conn)
+  })
+}
+
+/**
+ * A callgrind file's instructions by function, per handshake. Native functions keep the name
+ * callgrind gives them (shortened); code at an address without a symbol is looked up in V8's
+ * perf map (start, size, name per line) and named `JS <function> <file>:<line>`.
+ */
+function perFunction (file, perfMap, measured) {
+  const ranges = readPerfMap(perfMap)
+  const starts = ranges.map((r) => r.start)
+  const out = execFileSync('callgrind_annotate', ['--threshold=100', file], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 })
+  const totals = new Map()
+  for (const line of out.split('\n')) {
+    const m = /^\s*([\d,]+)\s+\([^)]*\)\s+(.+)$/.exec(line)
+    if (m === null || m[2].includes('PROGRAM TOTALS')) continue
+    const ir = Number(m[1].replaceAll(',', ''))
+    const name = functionName(m[2], ranges, starts)
+    totals.set(name, (totals.get(name) ?? 0) + ir / measured)
+  }
+  return totals
+}
+
+function functionName (raw, ranges, starts) {
+  const address = /^\?\?\?:0x([0-9a-f]+)/.exec(raw)
+  if (address === null) {
+    return raw.replace(/\s*\[[^\]]*\]$/, '').replace(/^\?\?\?:/, '').replace(/^.*\/malloc\.c:/, '').replace(/\(.*$/, '').slice(0, 100)
+  }
+  const at = Number.parseInt(address[1], 16)
+  const i = lastAtOrBelow(starts, at)
+  const range = i >= 0 ? ranges[i] : undefined
+  if (range === undefined || at >= range.start + range.size) return '(JIT code without a name)'
+  return range.name.replace(/^JS:[*~^+]?/, 'JS ').replace('file://', '').replaceAll(ROOT, '').replace(/:\d+$/, '')
+}
+
+/** V8's perf map as ranges sorted by start address; empty when the file is missing. */
+function readPerfMap (file) {
+  let text
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch {
+    return []
+  }
+  const ranges = []
+  for (const line of text.split('\n')) {
+    const m = /^([0-9a-f]+) ([0-9a-f]+) (.+)$/.exec(line)
+    if (m !== null) ranges.push({ start: Number.parseInt(m[1], 16), size: Number.parseInt(m[2], 16), name: m[3] })
+  }
+  return ranges.sort((a, b) => a.start - b.start)
+}
+
+/** Index of the last element of sorted `values` that is ≤ `x`, or -1. */
+function lastAtOrBelow (values, x) {
+  let lo = 0
+  let hi = values.length - 1
+  let found = -1
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1
+    if (values[mid] <= x) {
+      found = mid
+      lo = mid + 1
+    } else {
+      hi = mid - 1
+    }
+  }
+  return found
+}
