@@ -1,15 +1,41 @@
 // Builds dist/cjs (require) and dist/esm (import) from lib/ with one tsc run each.
 // The CommonJS entry is patched so that `require('fastify-ws-auth')` returns the plugin
 // function itself, carrying every named export as a property (the Fastify plugin convention).
+// With `--if-changed` (the bench), nothing is done when dist/ was built from the same sources:
+// a hash of lib/, the tsconfigs and this script, kept in node_modules/.cache.
+import { createHash } from 'node:crypto'
 import { execFileSync } from 'node:child_process'
-import { appendFileSync, rmSync, writeFileSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 
 const root = join(import.meta.dirname, '..')
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
 const dist = join(root, 'dist')
+const stamp = join(root, 'node_modules', '.cache', 'fastify-ws-auth', 'build-hash')
 
+/** A hash of everything the build reads from this repository. */
+function sourceHash () {
+  const hash = createHash('sha256')
+  const files = [...readdirSync(join(root, 'lib'), { recursive: true }).map((f) => join('lib', f)).sort(),
+    'tsconfig.json', 'tsconfig.build.json', join('scripts', 'build.mjs')]
+  for (const file of files) {
+    const path = join(root, file)
+    if (!file.endsWith('.ts') && !file.endsWith('.json') && !file.endsWith('.mjs')) continue
+    hash.update(file).update('\0').update(readFileSync(path)).update('\0')
+  }
+  return hash.digest('hex')
+}
+
+const hash = sourceHash()
+const built = existsSync(join(dist, 'cjs', 'index.js')) && existsSync(join(dist, 'esm', 'index.js')) &&
+  existsSync(stamp) && readFileSync(stamp, 'utf8') === hash
+if (process.argv.includes('--if-changed') && built) {
+  console.log('dist/ is up to date with lib/')
+  process.exit(0)
+}
+
+rmSync(stamp, { force: true })
 rmSync(dist, { recursive: true, force: true })
 for (const [dir, module, resolution] of [['cjs', 'commonjs', 'node10'], ['esm', 'es2022', 'bundler']]) {
   const outDir = join(dist, dir)
@@ -20,3 +46,5 @@ for (const [dir, module, resolution] of [['cjs', 'commonjs', 'node10'], ['esm', 
 
 appendFileSync(join(dist, 'cjs', 'index.js'),
   '\nmodule.exports = Object.assign(exports.default, exports)\n')
+mkdirSync(dirname(stamp), { recursive: true })
+writeFileSync(stamp, hash)
