@@ -17,12 +17,9 @@ const stamp = join(root, 'node_modules', '.cache', 'fastify-ws-auth', 'build-has
 /** A hash of everything the build reads from this repository. */
 function sourceHash () {
   const hash = createHash('sha256')
-  const files = [...readdirSync(join(root, 'lib'), { recursive: true }).map((f) => join('lib', f)).sort(),
-    'tsconfig.json', 'tsconfig.build.json', join('scripts', 'build.mjs')]
-  for (const file of files) {
-    const path = join(root, file)
-    if (!file.endsWith('.ts') && !file.endsWith('.json') && !file.endsWith('.mjs')) continue
-    hash.update(file).update('\0').update(readFileSync(path)).update('\0')
+  const sources = readdirSync(join(root, 'lib'), { recursive: true }).filter((f) => f.endsWith('.ts')).sort()
+  for (const file of [...sources.map((f) => join('lib', f)), 'tsconfig.json', 'tsconfig.build.json', join('scripts', 'build.mjs')]) {
+    hash.update(file).update('\0').update(readFileSync(join(root, file))).update('\0')
   }
   return hash.digest('hex')
 }

@@ -1,9 +1,10 @@
 // Instructions per handshake (or, with `echo`, per message echoed on established connections) of
 // one bench server under valgrind's callgrind: user-space work of its threads (JS, V8, GC,
-// OpenSSL, libuv; not the kernel), counted after a warm-up so that the JIT has settled. With `functions`, the server also writes V8's perf map (`--perf-basic-prof`),
-// through which the JIT'd code callgrind only knows by address is named by JS function. With
-// `simulate`, callgrind also simulates the caches and branch predictor: instructions are not all
-// equal, and a handshake that runs through more distinct code misses the instruction cache more.
+// OpenSSL, libuv; not the kernel), counted after a warm-up so that the JIT has settled.
+// With `functions`, the server also writes V8's perf map (`--perf-basic-prof`), through which the
+// JIT'd code callgrind only knows by address is named by JS function. With `simulate`, callgrind
+// also simulates the caches and branch predictor: instructions are not all equal, and a handshake
+// that runs through more distinct code misses the instruction cache more.
 import { spawn, execFileSync } from 'node:child_process'
 import { readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -20,10 +21,10 @@ const ROOT = join(import.meta.dirname, '..', '..') + sep
 /**
  * Counts one server's instructions over `measured` handshakes after `warm` of them (with `echo`,
  * messages echoed on ECHO_CONNS connections opened first).
- * Resolves with `{ main, all, failed, files, functions }`: instructions per handshake of the
- * event-loop thread and of all threads, failed handshakes, the callgrind files kept (with `keep`),
- * (with `functions`) a Map from function name to the main thread's instructions per handshake, and
- * (with `simulate`) the main thread's simulated events per handshake (`I1mr`: instruction-cache
+ * Resolves with `{ main, all, failed, files, functions, events }`, all per handshake (per message
+ * with `echo`): instructions of the event-loop thread and of all threads, failed handshakes, the
+ * callgrind files kept (with `keep`), (with `functions`) a Map from function name to the main
+ * thread's instructions, and (with `simulate`) the main thread's simulated events (`I1mr`: instruction-cache
  * misses, `D1mr`/`D1mw`: data-cache read/write misses, `Bcm`/`Bim`: mispredicted conditional and
  * indirect branches; see valgrind's callgrind manual).
  */
@@ -67,16 +68,16 @@ export async function countInstructions (variant, keys, { warm = 4000, measured 
       all += counts.Ir ?? 0
       if (file === mainFile) main = counts
     }
-    const perHandshake = Object.fromEntries(Object.entries(main).map(([name, n]) => [name, n / measured]))
+    const perUnit = Object.fromEntries(Object.entries(main).map(([name, n]) => [name, n / measured]))
     const byFunction = functions && mainFile !== undefined ? perFunction(mainFile, perfMap, measured) : undefined
     if (!keep) for (const file of files) rmSync(file)
     return {
-      main: perHandshake.Ir ?? 0,
+      main: perUnit.Ir ?? 0,
       all: all / measured,
       failed,
       files: keep ? files : [],
       functions: byFunction,
-      events: simulate ? perHandshake : undefined
+      events: simulate ? perUnit : undefined
     }
   } finally {
     child.kill('SIGKILL')
@@ -139,7 +140,7 @@ function echoes (conns, count) {
 }
 
 /**
- * A callgrind file's instructions by function, per handshake. Native functions keep the name
+ * A callgrind file's instructions by function, per handshake (or message). Native functions keep the name
  * callgrind gives them (shortened); code at an address without a symbol is looked up in V8's
  * perf map (start, size, name per line) and named `JS <function> <file>:<line>`.
  */
