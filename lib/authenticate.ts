@@ -58,7 +58,7 @@ export function authenticate (token: string, request: FastifyRequest, policy: Ro
 function afterVerify (verified: unknown, request: FastifyRequest, policy: RoutePolicy, ctx: AuthContext): Outcome | Promise<Outcome> {
   const payload = verified instanceof Verified ? verified.payload : verified
   const claims = (verified instanceof Verified ? verified.claims : verified) as WsAuthClaims
-  if (!isObject(payload) || !isObject(claims)) return { ok: false, failure: 'invalid_token' }
+  if (!isObject(payload) || !isObject(claims) || !expiryFits(payload.exp)) return { ok: false, failure: 'invalid_token' }
   if (ctx.isRevoked(payload, undefined)) return { ok: false, failure: 'token_revoked' }
   let user: unknown
   try {
@@ -74,12 +74,21 @@ function afterVerify (verified: unknown, request: FastifyRequest, policy: RouteP
   return afterLoad(user, claims, payload, request, policy, ctx)
 }
 
+/** The largest `exp` (in seconds) a JavaScript Date can hold: 8.64e15 ms. */
+const MAX_DATE_SECONDS = 8.64e12
+
+/** Whether an `exp` can be a session's deadline: absent or not a number (then ignored), or a time a Date holds. */
+function expiryFits (exp: unknown): boolean {
+  return typeof exp !== 'number' || Math.abs(exp) <= MAX_DATE_SECONDS
+}
+
 function isObject (value: unknown): value is WsAuthClaims {
   return value !== null && typeof value === 'object' && !Array.isArray(value)
 }
 
 function afterLoad (loaded: unknown, claims: WsAuthClaims, payload: WsAuthClaims, request: FastifyRequest, policy: RoutePolicy, ctx: AuthContext): Outcome | Promise<Outcome> {
-  if (loaded === null || loaded === undefined) return { ok: false, failure: 'user_not_found' }
+  // Any falsy answer (`return row.active && row`) means no such user.
+  if (!loaded) return { ok: false, failure: 'user_not_found' }
   const user = loaded as WsAuthUser
   const userId = idOf(user)
   if (ctx.isRevoked(payload, userId)) return { ok: false, failure: 'token_revoked', userId }

@@ -55,8 +55,8 @@ export const closeCodes = {
   forbidden: { code: 4003, reason: 'Forbidden', status: 403, retry: 'never', emitted: true, description: 'The user lacks a role or permission of the route, does not own the resource, or the page\'s Origin is not allowed.' },
   /** `authorize` returned `'not_found'`. */
   not_found: { code: 4004, reason: 'Not found', status: 404, retry: 'never', emitted: true, description: 'The resource named in the URL does not exist.' },
-  /** No auth message within `authTimeout`. */
-  auth_timeout: { code: 4008, reason: 'Authentication timeout', status: null, retry: 'backoff', emitted: true, description: 'No auth message arrived within authTimeout.' },
+  /** No auth message within `authTimeout`, or the checks (`verify`, `loadUser`, `authorize`) did not answer within it. */
+  auth_timeout: { code: 4008, reason: 'Authentication timeout', status: 408, retry: 'backoff', emitted: true, description: 'No auth message arrived within authTimeout, or the checks did not answer within it.' },
   /** The session reached `maxLifetime`. */
   lifetime_exceeded: { code: 4010, reason: 'Session lifetime exceeded', status: null, retry: 'immediately', emitted: true, description: 'The session reached maxLifetime; reconnect to start a new one.' },
   /** Over `maxConnectionsPerUser`. */

@@ -245,7 +245,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     }
     for (const session of group) {
       if (!session.isOpen) continue
-      if (user === null || user === undefined || idOf(user) !== session.userId) {
+      if (!user || idOf(user) !== session.userId) {
         session.end('user_not_found')
         continue
       }

@@ -20,6 +20,15 @@ import { buildDecorator } from './decorator.ts'
 const kPending = Symbol.for('fastify-ws-auth.pending')
 /** Marks a WebSocketServer whose upgrades this plugin already guards. */
 const kGuarded = Symbol.for('fastify-ws-auth.guarded')
+/**
+ * Set on every raw upgrade request of an HTTP server the plugin serves (the logger to warn with):
+ * such an upgrade is refused by any WebSocketServer the plugin does not guard.
+ */
+const kUpgradeOf = Symbol.for('fastify-ws-auth.upgrade-of')
+/** Marks the WebSocketServer prototype whose `handleUpgrade` refuses upgrades nobody guarded. */
+const kFailClosed = Symbol.for('fastify-ws-auth.fail-closed')
+/** Marks the plugin's route hooks with the instance that added them. */
+const kOwner = Symbol.for('fastify-ws-auth.owner')
 
 interface Pending {
   request: FastifyRequest
@@ -31,8 +40,11 @@ interface Pending {
 /** Marks an upgrade to a route with `wsAuth: false`. */
 const OPTED_OUT = Object.freeze({ optedOut: true })
 
-type RawRequest = IncomingMessage & { [kPending]?: Pending | typeof OPTED_OUT }
+type RawRequest = IncomingMessage & { [kPending]?: Pending | typeof OPTED_OUT, [kUpgradeOf]?: FastifyBaseLogger | null }
 type WebsocketRoute = RouteOptions & { wsAuth?: WsAuthRouteSetting, websocket?: boolean, wsHandler?: unknown }
+type RouteHook = ((...args: never[]) => unknown) & { [kOwner]?: FastifyInstance }
+/** What an upgrade refused before the route hook answered gets: the row of `auth_timeout`. */
+const TIMED_OUT: Outcome = Object.freeze({ ok: false, failure: 'auth_timeout' })
 
 const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fastifyWsAuth (fastify, opts) {
   const config = buildConfig(opts)
@@ -64,8 +76,13 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
     }
     // Fastify adds a HEAD twin of every GET route; it cannot be upgraded.
     if (route.method === 'HEAD') return
+    const hooks = toArray(route.preValidation as RouteHook | RouteHook[] | undefined)
+    // With the plugin registered in nested scopes, the innermost instance governs the route alone.
+    if (hooks.some(hook => hook[kOwner] !== undefined && hook[kOwner] !== fastify && isAncestor(fastify, hook[kOwner]))) return
     const policy = buildRoutePolicy(config, route.url, route.wsAuth)
-    route.preValidation = [policy === null ? markOptedOut : guardRoute(policy), ...toArray(route.preValidation)]
+    const guard: RouteHook = policy === null ? markOptedOut : guardRoute(policy)
+    guard[kOwner] = fastify
+    route.preValidation = [guard, ...hooks.filter(hook => hook[kOwner] === undefined)] as RouteOptions['preValidation']
     if (policy === null) return
     if (policy.requestSources.includes('cookie')) usesCookie = true
     if (serializeRequest === null) return
@@ -82,6 +99,7 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
     await fastify.register(websocket, config.websocket ?? {})
   }
   guardServer(fastify.websocketServer, config, fastify.log)
+  failClosed(fastify.websocketServer, fastify.server, fastify.log)
   scrubClientErrors(fastify.server)
 
   const timers: NodeJS.Timeout[] = []
@@ -125,8 +143,15 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
       } catch (error) {
         outcome = { ok: false, failure: 'internal_error', error }
       }
-      if (outcome instanceof Promise) outcome.then(settled => decide(settled, request, reply, policy, token, done))
-      else decide(outcome, request, reply, policy, token, done)
+      if (outcome instanceof Promise) {
+        host.registry.upgrading++
+        within(outcome, policy.authTimeout).then(settled => {
+          host.registry.upgrading--
+          decide(settled, request, reply, policy, token, done)
+        })
+      } else {
+        decide(outcome, request, reply, policy, token, done)
+      }
     }
   }
 
@@ -213,7 +238,49 @@ function scrubClientErrors (server: FastifyInstance['server'] & { [kScrubbing]?:
   })
 }
 
+/**
+ * Makes every WebSocketServer of the app fail closed, not only the one the plugin guards: a second
+ * @fastify/websocket (in a sibling scope, or in a child scope registered before the plugin) has its
+ * own WebSocketServer, whose routes the plugin never saw. The app's upgrade requests are marked as
+ * they arrive; a WebSocketServer of the same `ws` that the plugin does not guard refuses a marked
+ * request (HTTP 500 and a warning naming the route) instead of upgrading it.
+ */
+function failClosed (wss: WebSocketServer, server: FastifyInstance['server'] & { [kUpgradeOf]?: true }, log: FastifyBaseLogger): void {
+  if (server[kUpgradeOf] !== true) {
+    server[kUpgradeOf] = true
+    server.prependListener('upgrade', (req: RawRequest) => { req[kUpgradeOf] = log })
+  }
+  const proto = Object.getPrototypeOf(wss) as WebSocketServer & { [kFailClosed]?: true }
+  if (proto[kFailClosed] === true) return
+  proto[kFailClosed] = true
+  const handleUpgrade = proto.handleUpgrade as unknown as (this: WebSocketServer, req: RawRequest, ...rest: unknown[]) => void
+  proto.handleUpgrade = function unguardedUpgrade (this: WebSocketServer, req: RawRequest, socket: Duplex, ...rest: unknown[]) {
+    const appLog = req[kUpgradeOf]
+    if (appLog === undefined || appLog === null || (this as { [kGuarded]?: true })[kGuarded] === true) return handleUpgrade.call(this, req, socket, ...rest)
+    refuseUnguarded(req, socket, appLog)
+  } as unknown as typeof proto.handleUpgrade
+}
+
+/** Resolves with the outcome, or with `auth_timeout` once `ms` have passed without one. */
+function within (outcome: Promise<Outcome | undefined>, ms: number): Promise<Outcome | undefined> {
+  return new Promise(resolve => {
+    const timer = setTimeout(resolve, ms, TIMED_OUT)
+    outcome.then(settled => {
+      clearTimeout(timer)
+      resolve(settled)
+    })
+  })
+}
+
+/** Whether `ancestor` is an enclosing scope of `scope` (Fastify makes each scope from its parent). */
+function isAncestor (ancestor: object, scope: object): boolean {
+  return Object.prototype.isPrototypeOf.call(ancestor, scope)
+}
+
 function refuseUnguarded (req: RawRequest, socket: Duplex, log: FastifyBaseLogger): void {
+  // Two @fastify/websocket on one server route each upgrade twice: refuse (and warn) once.
+  if (req[kUpgradeOf] === null) return
+  req[kUpgradeOf] = null
   // A warning, not an error: a client asking to upgrade a plain HTTP route lands here too.
   log.warn({ err: new UnguardedRouteError(req.url?.split('?')[0] ?? '') }, 'fastify-ws-auth: refused an unguarded WebSocket upgrade')
   socket.end('HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')

@@ -6,7 +6,7 @@ import type { WsAuthClaims } from './types.ts'
 
 interface JwtDecorator {
   verify?: (token: string) => unknown
-  options?: { verify?: { extractToken?: unknown, onlyCookie?: unknown } }
+  options?: { verify?: { extractToken?: unknown, onlyCookie?: unknown }, decoratorName?: unknown }
 }
 
 type VerifyCallback = (err: Error | null, user?: unknown) => void
@@ -32,7 +32,10 @@ export function jwtVerifier (fastify: FastifyInstance): Verifier {
     : typeof options?.extractToken === 'function'
       ? 'it reads tokens with verify.extractToken'
       : options?.onlyCookie === true ? 'it reads tokens with verify.onlyCookie' : undefined
-  if (reason === undefined) return requestVerifier
+  if (reason === undefined) {
+    const decoratorName = typeof jwt.options?.decoratorName === 'string' ? jwt.options.decoratorName : 'user'
+    return (token, request) => requestVerifier(token, request, decoratorName)
+  }
   fastify.log.warn(`fastify-ws-auth: @fastify/jwt's trusted and formatUser do not apply to WebSocket routes: ${reason}; fastify.jwt.verify is used`)
   const verify = jwt.verify.bind(jwt)
   return (token) => {
@@ -43,9 +46,9 @@ export function jwtVerifier (fastify: FastifyInstance): Verifier {
   }
 }
 
-function requestVerifier (token: string, request: FastifyRequest): unknown {
+function requestVerifier (token: string, request: FastifyRequest, decoratorName: string): unknown {
   const payload = checkedPayload(token)
-  const claims = jwtVerify(request as JwtRequest, token)
+  const claims = jwtVerify(request as JwtRequest, token, decoratorName)
   if (isThenable(claims)) return Promise.resolve(claims).then(value => new Verified(payload, value))
   return new Verified(payload, claims)
 }
@@ -89,26 +92,40 @@ function parsePayload (payload: Buffer): unknown {
 
 /**
  * Calls `request.jwtVerify(undefined, callback)` with the token in `Authorization`, where
- * @fastify/jwt looks first. The header is lent on the raw request's headers for the call only:
- * @fastify/jwt reads it at once, and it is taken back as soon as the call returns, before anything
- * else runs. (Fastify's `request.headers` setter would do too, but then every read of
- * `request.headers` copies all the headers, and @fastify/jwt reads it three times.)
- * Returns the result when @fastify/jwt answers at once, else a promise of it.
+ * @fastify/jwt looks first, and returns its answer (or a promise of it when it answers later).
+ *
+ * The header is lent on the raw request's headers for the call only: @fastify/jwt reads it at
+ * once, and it is taken back as soon as the call returns, before anything else runs. (Fastify's
+ * `request.headers` setter would do too, but then every read of `request.headers` copies all the
+ * headers, and @fastify/jwt reads it three times.) An app that assigned `request.headers` itself
+ * (a hook adding a header, a validator returning a copy) made Fastify merge its copy over the raw
+ * headers, and the copy's `authorization` would be the one verified: then `request.headers` is
+ * shadowed, for the call only, by a copy carrying the token. Either way the token @fastify/jwt
+ * reads is checked to be exactly the one the plugin reads its facts from.
+ *
+ * @fastify/jwt sets `request[decoratorName]` to what it verified: the value it had before is put
+ * back at once, so that identity never switches while a refresh (maybe another user's) is checked.
+ * The session sets the user it establishes.
  */
-function jwtVerify (request: JwtRequest, token: string): unknown {
+function jwtVerify (request: JwtRequest, token: string, decoratorName: string): unknown {
   const headers = request.raw.headers
   const bearer = 'Bearer ' + token
   const had = headers.authorization
   const lent = had !== bearer
+  const holder = request as unknown as Record<string, unknown>
+  const identity = holder[decoratorName]
+  let shadow: PropertyDescriptor | undefined | null = null
   let answered = false
   let failure: Error | null = null
   let value: unknown
   let later: VerifyCallback | undefined
   if (lent) headers.authorization = bearer
   try {
+    if (request.headers.authorization !== bearer) shadow = shadowHeaders(request, bearer)
     // `undefined` options, not the callback alone: with a function first, @fastify/jwt takes it as
     // options given, and builds a new verifier per call (no cache) instead of its global one.
     request.jwtVerify(undefined, (err, user) => {
+      if (identity !== null && identity !== undefined) holder[decoratorName] = identity
       if (later !== undefined) return later(err, user)
       answered = true
       failure = err
@@ -119,6 +136,7 @@ function jwtVerify (request: JwtRequest, token: string): unknown {
       if (had === undefined) delete headers.authorization
       else headers.authorization = had
     }
+    if (shadow !== null) unshadowHeaders(request, shadow)
   }
   if (answered) {
     if (failure !== null) throw failure
@@ -127,4 +145,24 @@ function jwtVerify (request: JwtRequest, token: string): unknown {
   return new Promise((resolve, reject) => {
     later = (err, user) => err ? reject(err) : resolve(user)
   })
+}
+
+/**
+ * Gives the request an own `headers` property (over Fastify's accessor) whose `authorization` is
+ * `bearer`; returns what the request had as its own `headers` before, for `unshadowHeaders`.
+ */
+function shadowHeaders (request: FastifyRequest, bearer: string): PropertyDescriptor | undefined {
+  const before = Object.getOwnPropertyDescriptor(request, 'headers')
+  Object.defineProperty(request, 'headers', { value: { ...request.headers, authorization: bearer }, configurable: true, enumerable: true, writable: true })
+  // Whatever the app made of `request.headers`, a token other than this one must never be verified.
+  if (request.headers.authorization !== bearer) {
+    unshadowHeaders(request, before)
+    throw new Error('fastify-ws-auth: request.headers cannot be given the token to verify')
+  }
+  return before
+}
+
+function unshadowHeaders (request: FastifyRequest, before: PropertyDescriptor | undefined): void {
+  if (before === undefined) delete (request as { headers?: unknown }).headers
+  else Object.defineProperty(request, 'headers', before)
 }

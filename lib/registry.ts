@@ -46,7 +46,7 @@ export interface ConnectionInfo {
 export interface WsAuthStats {
   /** Established sessions open now. */
   active: number
-  /** Sockets upgraded and still authenticating. */
+  /** Handshakes still authenticating: upgrade requests whose checks have not answered yet, and sockets upgraded and waiting. */
   authenticating: number
   /** Distinct users with an open session. */
   users: number
@@ -81,6 +81,8 @@ export class LocalRegistry {
   /** Established sessions with a user id, by user: the session itself while it is the user's only one. */
   private readonly byUser = new Map<UserId, Session | Set<Session>>()
   attempts = 0
+  /** Upgrade requests whose checks are still running before the upgrade (bounded by `authTimeout`). */
+  upgrading = 0
   private establishedCount = 0
   private readonly failures: Record<number, number> = Object.create(null)
   private readonly endedCodes: Record<number, number> = Object.create(null)
@@ -193,7 +195,7 @@ export class LocalRegistry {
   stats (): WsAuthStats {
     return {
       active: this.open.size,
-      authenticating: this.pending.size,
+      authenticating: this.pending.size + this.upgrading,
       users: this.byUser.size,
       attempts: this.attempts,
       established: this.establishedCount,

@@ -28,8 +28,11 @@ export class RevocationList {
     const exp = target.exp
     const expiresAt = exp === undefined ? now + maxTokenLifetime : (exp instanceof Date ? exp.getTime() : exp * 1000)
     if ('jti' in target) return { jti: target.jti, expiresAt }
-    const before = target.issuedBefore ?? new Date(now)
-    return { userId: target.userId, issuedBefore: Math.floor(before.getTime() / 1000), expiresAt }
+    // `iat` counts whole seconds: a token whose second began before the time may have been issued
+    // before it, and is revoked. Without a time, every token of the current second is (the call's
+    // own second included: a token issued in it may predate the call by up to 999 ms).
+    const issuedBefore = target.issuedBefore === undefined ? Math.floor(now / 1000) + 1 : Math.ceil(target.issuedBefore.getTime() / 1000)
+    return { userId: target.userId, issuedBefore, expiresAt }
   }
 
   add (entry: RevocationEntry, now = Date.now()): void {

@@ -52,6 +52,7 @@ const CLOSED = 3
 
 const OPEN_BRACE = 0x7b
 const QUOTE = 0x22
+const BACKSLASH = 0x5c
 
 const protoEmit = EventEmitter.prototype.emit
 /** The session of a socket, for `gatedEmit`, which all sockets share. */
@@ -372,13 +373,20 @@ export class Session implements Timed {
     return protoEmit.call(this.ws, 'message', data, isBinary)
   }
 
-  /** Handles `auth` (refresh) and, with `appPing`, `ping`; returns `false` for app messages. */
+  /**
+   * Handles `auth` (refresh) and, with `appPing`, `ping`; returns `false` for app messages. A
+   * frame is one of them by JSON's rules (escapes decoded), whatever its size: a refresh larger
+   * than `maxAuthMessageBytes` closes with 1009 rather than reaching the handler.
+   */
   private isControl (data: Buffer): boolean {
-    if (data.length > this.host.maxAuthMessageBytes || firstNonSpace(data) !== OPEN_BRACE) return false
-    if (!mentionsControl(data, this.host.appPing)) return false
+    if (firstNonSpace(data) !== OPEN_BRACE || !mentionsControl(data, this.host.appPing)) return false
     const message = parseJsonObject(data)
     if (message === undefined) return false
     if (message.type === 'auth') {
+      if (data.length > this.host.maxAuthMessageBytes) {
+        this.refuse({ ok: false, failure: 'message_too_big', userId: this.userId })
+        return true
+      }
       const token = typeof message.token === 'string' && message.token.length > 0 ? message.token : ''
       this.refresh(token)
       return true
@@ -499,9 +507,10 @@ for (const word of ['"auth"', '"ping"']) {
 }
 
 /**
- * Whether a frame holds the string `"auth"` (or, with `appPing`, `"ping"`): only then can it be a
- * control message, worth parsing. In JS: for the short frames of chat and dashboards a call into
- * C++ (`Buffer#indexOf`) costs more than the whole search.
+ * Whether a frame holds the string `"auth"` (or, with `appPing`, `"ping"`), or an escape that could
+ * spell one of their letters: only then can it be a control message, worth parsing. The search is
+ * in JS: for the short frames of chat and dashboards a call into C++ (`Buffer#indexOf`) costs more
+ * than the whole search; the one for a backslash is made only when the search found nothing.
  */
 function mentionsControl (data: Buffer, appPing: boolean): boolean {
   const length = data.length
@@ -510,6 +519,21 @@ function mentionsControl (data: Buffer, appPing: boolean): boolean {
     const c = data[end - 4]
     if (c === 0x61 && data[end - 3] === 0x75 && data[end - 2] === 0x74 && data[end - 1] === 0x68) return true // auth
     if (appPing && c === 0x70 && data[end - 3] === 0x69 && data[end - 2] === 0x6e && data[end - 1] === 0x67) return true // ping
+  }
+  return hasLetterEscape(data)
+}
+
+/**
+ * Whether a frame holds `\u006x` or `\u007x`: JSON may spell any letter of "auth" and "ping" so
+ * (`{"type":"\u0061uth"}` is an auth message). Serializers never escape letters, so app frames
+ * with such an escape are rare; a false alarm costs one parse.
+ */
+function hasLetterEscape (data: Buffer): boolean {
+  let at = data.indexOf(BACKSLASH)
+  while (at !== -1 && at + 4 < data.length) {
+    if (data[at + 1] === 0x75 && data[at + 2] === 0x30 && data[at + 3] === 0x30 && (data[at + 4] === 0x36 || data[at + 4] === 0x37)) return true
+    // Past the escaped character: `\\` is one escape, and what follows it is plain text.
+    at = data.indexOf(BACKSLASH, at + 2)
   }
   return false
 }

@@ -55,14 +55,25 @@ function fromCookie (request: FastifyRequest, name: string): string | undefined 
   return value === undefined ? undefined : value
 }
 
-/** The token entry of `Sec-WebSocket-Protocol`: the first `<prefix>.<token>` offered. */
+/**
+ * The token entry of `Sec-WebSocket-Protocol`: the first `<prefix>.<token>` offered, the prefix in
+ * any case (`Bearer.<token>` too: like the `Authorization` scheme, and so that no spelling of a
+ * token entry is ever taken for an app's own name and echoed back).
+ */
 function fromProtocols (header: string | undefined, tokenPrefix: string): string | undefined {
-  if (header === undefined || !header.includes(tokenPrefix)) return undefined
+  // Every token entry has the prefix's '.': a list of plain names is passed over at once.
+  if (header === undefined || !header.includes('.')) return undefined
   for (const entry of header.split(',')) {
     const name = entry.trim()
-    if (name.startsWith(tokenPrefix)) return name.slice(tokenPrefix.length)
+    if (isTokenEntry(name, tokenPrefix)) return name.slice(tokenPrefix.length)
   }
   return undefined
+}
+
+/** Whether a subprotocol name starts with `tokenPrefix`, compared without regard to ASCII case. */
+function isTokenEntry (name: string, tokenPrefix: string): boolean {
+  if (name.startsWith(tokenPrefix)) return true
+  return name.length >= tokenPrefix.length && name.slice(0, tokenPrefix.length).toLowerCase() === tokenPrefix.toLowerCase()
 }
 
 /** The app's own `handleProtocols` (from the options of @fastify/websocket), if any. */
@@ -76,7 +87,7 @@ export type ProtocolHandler = (protocols: Set<string>, request: unknown) => stri
 export function selectProtocol (offered: Set<string>, request: unknown, prefix: string, tokenPrefix: string, appHandler: ProtocolHandler | undefined): string | false {
   const own = new Set<string>()
   for (const name of offered) {
-    if (name !== prefix && !name.startsWith(tokenPrefix)) own.add(name)
+    if (name !== prefix && !isTokenEntry(name, tokenPrefix)) own.add(name)
   }
   const chosen = appHandler !== undefined ? appHandler(own, request) : (own.values().next().value ?? false)
   if (chosen !== false && chosen !== undefined) return chosen

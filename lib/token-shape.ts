@@ -81,7 +81,7 @@ function canonical (token: string, start: number, end: number): boolean {
 const CLAIM_TYPES: ReadonlyArray<[string, (value: unknown) => boolean]> = [
   ['exp', isNumericDate], ['nbf', isNumericDate], ['iat', isNumericDate],
   // RFC 7519 makes sub a string; numeric user ids are common enough in the wild to accept.
-  ['sub', value => isString(value) || isNumericDate(value)], ['iss', isString], ['jti', isString],
+  ['sub', value => isString(value) || (typeof value === 'number' && Number.isFinite(value))], ['iss', isString], ['jti', isString],
   ['aud', value => isString(value) || (Array.isArray(value) && value.every(isString))]
 ]
 
@@ -95,8 +95,9 @@ export function claimsProblem (claims: unknown): string | undefined {
   return undefined
 }
 
+/** A number of seconds that a JavaScript Date can hold (±8.64e12). */
 function isNumericDate (value: unknown): boolean {
-  return typeof value === 'number' && Number.isFinite(value)
+  return typeof value === 'number' && Math.abs(value) <= 8.64e12
 }
 
 function isString (value: unknown): boolean {

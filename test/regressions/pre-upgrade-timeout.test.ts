@@ -1,0 +1,61 @@
+// Finding 4: with the token in the request, an `authorize`, `loadUser` or `verify` that never
+// settled kept the upgrade request open forever, uncounted. It is bounded by `authTimeout`:
+// 4008 after the upgrade, or HTTP 408 with `reject: 'http'`; logged and counted.
+import t from 'tap'
+import { buildApp, connect, eventually, logCapture, refusal, spyRoute } from '../helpers/index.ts'
+
+const never = () => new Promise<never>(() => {})
+
+for (const hook of ['authorize', 'loadUser', 'verify'] as const) {
+  t.test(`a ${hook} that never settles closes with 4008 after authTimeout`, async (t) => {
+    const logs = logCapture()
+    let spy!: ReturnType<typeof spyRoute>
+    const server = await buildApp(t, {
+      fastify: { logger: { level: 'warn', stream: logs.stream } },
+      auth: {
+        authTimeout: 300,
+        ...(hook === 'loadUser' ? { loadUser: never } : {}),
+        ...(hook === 'verify' ? { verify: never } : {})
+      },
+      routes: (app) => { spy = spyRoute(app, '/ws', hook === 'authorize' ? { authorize: never } : undefined) }
+    })
+    const client = connect(server.url('/ws?token=' + server.sign({ sub: 'u1' })))
+    await eventually(() => server.app.wsAuth.stats().authenticating === 1)
+    t.same(await refusal(client), { code: 4008, reason: 'Authentication timeout' })
+    t.equal(spy.calls, 0)
+    const stats = server.app.wsAuth.stats()
+    t.equal(stats.authenticating, 0)
+    t.equal(stats.failures[4008], 1)
+    t.ok(logs.records().some(r => r.msg === 'websocket authentication failed' && r.failure === 'auth_timeout'), 'logged')
+  })
+}
+
+t.test('with reject: \'http\' a hung authorize is answered 408', async (t) => {
+  const server = await buildApp(t, {
+    auth: { authTimeout: 300, reject: 'http' },
+    routes: (app) => { spyRoute(app, '/ws', { authorize: never }) }
+  })
+  const client = connect(server.url('/ws?token=' + server.sign({ sub: 'u1' })))
+  t.equal(await client.refusedStatus, 408)
+  t.equal(server.app.wsAuth.stats().failures[4008], 1)
+  t.equal(server.app.wsAuth.stats().authenticating, 0)
+})
+
+t.test('a route\'s own authTimeout bounds it', async (t) => {
+  const server = await buildApp(t, {
+    auth: { authTimeout: 60_000 },
+    routes: (app) => { spyRoute(app, '/ws', { authorize: never, authTimeout: 200 }) }
+  })
+  const client = connect(server.url('/ws?token=' + server.sign({ sub: 'u1' })))
+  t.same(await refusal(client), { code: 4008, reason: 'Authentication timeout' })
+})
+
+t.test('an authorize that settles in time is not cut short', async (t) => {
+  const server = await buildApp(t, {
+    auth: { authTimeout: 5000 },
+    routes: (app) => { spyRoute(app, '/ws', { authorize: () => new Promise(resolve => setTimeout(() => resolve(true), 50)) }) }
+  })
+  const client = connect(server.url('/ws?token=' + server.sign({ sub: 'u1' })))
+  t.equal((await client.message(1) as { type: string }).type, 'connection_established')
+  client.ws.close()
+})
