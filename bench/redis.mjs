@@ -192,15 +192,10 @@ function log (line) {
 
 // ---------------------------------------------------------------- server (child process)
 
-/** The package as a user imports it; `fastify-ws-auth/redis` until package.json exports it, dist/cjs/redis.js. */
+/** The package as a user imports it. */
 async function importPackage () {
   const { default: wsAuth } = await import('fastify-ws-auth')
-  try {
-    return { wsAuth, redisAdapter: (await import('fastify-ws-auth/redis')).redisAdapter }
-  } catch (err) {
-    if (err.code !== 'ERR_PACKAGE_PATH_NOT_EXPORTED') throw err
-    return { wsAuth, redisAdapter: (await import('../dist/cjs/redis.js')).redisAdapter }
-  }
+  return { wsAuth, redisAdapter: (await import('fastify-ws-auth/redis')).redisAdapter }
 }
 
 async function serve (config) {

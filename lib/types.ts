@@ -1,9 +1,11 @@
+/*
+ * Every public type of the package, in one file that imports nothing of lib/ but protocol/:
+ * implementation files import their types from here, so no two of them need each other's types.
+ */
 import type { FastifyJWT } from '@fastify/jwt'
-import type { FastifyRequest, RawServerBase, RawServerDefault } from 'fastify'
+import type { FastifyBaseLogger, FastifyRequest, RawServerBase, RawServerDefault } from 'fastify'
 import type { WebsocketPluginOptions } from '@fastify/websocket'
-import type { CloseCodeOverrides, FailureClass } from './close-codes.ts'
-import type { WsAuthDecorator } from './decorator.ts'
-import type { ClusterAdapter } from './adapter.ts'
+import type { CloseCodeOverrides, CloseCodeTable, FailureClass } from './protocol/close-codes.ts'
 
 /** The user object the plugin builds from claims when no `loadUser` is given. */
 export interface DefaultWsAuthUser {
@@ -152,6 +154,204 @@ export interface WsAuthPluginOptions {
 
 /** Route-level `wsAuth`: `false` opts out, `true` (or absent) requires a valid token. */
 export type WsAuthRouteSetting = boolean | WsAuthRouteOptions
+
+// The registry: `fastify.wsAuth`.
+
+/** A user id as the registry keys it: the `id` of the loaded user. */
+export type UserId = string | number
+
+/** Which sessions a broadcast reaches: all of the named criteria must hold, or a predicate on the user. */
+export interface BroadcastFilter {
+  /** The user has at least one of these roles. */
+  roles?: readonly string[]
+  /** The user has all of these permissions (after `rolePermissions` expansion). */
+  permissions?: readonly string[]
+  /** The route URL pattern, exactly as declared (e.g. `/ws/entries/:id`). */
+  route?: string
+  /** Route parameters the connection was opened with, e.g. `{ station_id: '3' }` (all must match). */
+  params?: Readonly<Record<string, string>>
+  /** A predicate on the user and the connection. Cannot cross processes: with a cluster adapter it applies locally only. */
+  user?: BroadcastPredicate
+}
+
+/** What a broadcast predicate sees of a connection besides its user. */
+export interface ConnectionFacts {
+  clientId: string
+  route: string
+  params: Readonly<Record<string, string>>
+}
+
+/** A broadcast predicate: `true` to send to this connection. */
+export type BroadcastPredicate = (user: WsAuthUser, connection: ConnectionFacts) => boolean
+
+/** One live session, as `connections()` reports it. */
+export interface ConnectionInfo {
+  clientId: string
+  userId: UserId | undefined
+  /** The route URL pattern. */
+  route: string
+  /** ISO time of the upgrade. */
+  connectedAt: string
+  /** ISO time of the token's `exp`, or `null`. */
+  expiresAt: string | null
+}
+
+/** Counters since the plugin started, and what is live now. */
+export interface WsAuthStats {
+  /** Established sessions open now. */
+  active: number
+  /** Handshakes still authenticating: upgrade requests whose checks have not answered yet, and sockets upgraded and waiting. */
+  authenticating: number
+  /** Distinct users with an open session. */
+  users: number
+  /** Upgrade requests that reached a protected route. */
+  attempts: number
+  /** Sessions established. */
+  established: number
+  /** Refused handshakes and refreshes, by close code. */
+  failures: Record<number, number>
+  /** Established sessions the plugin closed (expiry, lifetime, eviction, revalidation...), by close code. */
+  ended: Record<number, number>
+  /** Revocation entries kept (until their tokens' expiry). */
+  revocations: number
+}
+
+/** What to close a disconnected user's sockets with. */
+export interface DisconnectOptions {
+  code?: number
+  reason?: string
+}
+
+/** A count: a number in one process; a promise of the cluster-wide sum with a cluster adapter. */
+export type Count = number | Promise<number>
+
+/**
+ * `fastify.wsAuth`: reach, inspect or disconnect the users of live sessions, and revoke tokens.
+ * With a cluster adapter every call spans all instances and returns a promise; `await` works in
+ * both modes.
+ */
+export interface WsAuthDecorator {
+  /** Sends to every open session of a user (objects are JSON-encoded); returns the sockets reached. */
+  sendToUser (userId: UserId, data: unknown): Count
+  /**
+   * Sends to every open session matching the filter (all when none); returns the sockets reached.
+   * A predicate (a function, or `filter.user`) applies to this instance's sessions only.
+   */
+  broadcast (data: unknown, filter?: BroadcastFilter | BroadcastPredicate): Count
+  /**
+   * Closes every open session of a user, by default with 4001 `Token revoked` (logout everywhere);
+   * returns the sockets closed. The client may reconnect with the same token: `revoke` it too.
+   */
+  disconnectUser (userId: UserId, options?: DisconnectOptions): Count
+  /**
+   * Revokes a token (`{ jti }`) or every token of a user issued before a time (`{ userId, issuedBefore? }`,
+   * default now): live sockets holding one close with 4001 `Token revoked`, and the tokens are
+   * refused at handshake and refresh until their `exp` (or `maxTokenLifetime`). Returns the sockets closed.
+   */
+  revoke (target: RevokeTarget): Count
+  /** The open sessions, of one user or of all; `{ cluster: true }` asks every instance. */
+  connections (userId?: UserId): ConnectionInfo[]
+  connections (userId: UserId | undefined, options: { cluster: true }): Promise<ClusterConnectionInfo[]>
+  /** Counters and live counts of this instance; `{ cluster: true }` sums every instance. */
+  stats (): WsAuthStats
+  stats (options: { cluster: true }): Promise<ClusterStats>
+  /** The close-code table in force (with the `closeCodes` overrides applied). */
+  readonly closeCodes: CloseCodeTable
+}
+
+// Revocation.
+
+/** What `revoke()` takes: a token id, or every token of a user issued before a time. */
+export type RevokeTarget =
+  | { jti: string, exp?: number | Date }
+  | { userId: UserId, issuedBefore?: Date, exp?: number | Date }
+
+/**
+ * A stored revocation, as it travels between instances: plain JSON numbers.
+ * `issuedBefore` is in seconds (a token whose `iat` is earlier is revoked); `expiresAt` is in ms.
+ */
+export type RevocationEntry =
+  | { jti: string, expiresAt: number }
+  | { userId: UserId, issuedBefore: number, expiresAt: number }
+
+// The cluster contract: what an adapter implements and what it sees of an instance.
+
+/**
+ * A registry call as it travels between instances. Data is pre-encoded once by the caller:
+ * text as is, binary as base64 with `binary: true`. Predicate filters cannot travel.
+ */
+export type ClusterCommand =
+  | { op: 'sendToUser', userId: UserId, data: string, binary?: boolean }
+  | { op: 'broadcast', data: string, binary?: boolean, filter?: { roles?: string[], permissions?: string[], route?: string, params?: Record<string, string> } }
+  | { op: 'disconnectUser', userId: UserId, code?: number, reason?: string }
+  | { op: 'revoke', entry: RevocationEntry }
+  | { op: 'closeClient', clientId: string, failure: FailureClass }
+
+/** An open session holding a connection slot, as an adapter re-registers it. */
+export interface Slot {
+  userId: UserId
+  clientId: string
+  /** ms since the epoch. */
+  connectedAt: number
+}
+
+/** `connections()` across instances: each entry names its instance. */
+export interface ClusterConnectionInfo extends ConnectionInfo {
+  instanceId: string
+}
+
+/** `stats({ cluster: true })`: the sum over the instances that answered, and each one's own. */
+export interface ClusterStats extends WsAuthStats {
+  instances: Record<string, WsAuthStats>
+}
+
+/** What an adapter sees of the instance it runs in. */
+export interface ClusterNode {
+  /** Unique per process and start. */
+  readonly instanceId: string
+  readonly log: FastifyBaseLogger
+  /** Runs a command on this instance's sockets; returns how many it reached (or closed). */
+  execute (command: ClusterCommand): number
+  /** Open sessions holding a slot, to re-register after the store lost them (a Redis restart). */
+  slots (): Slot[]
+  connections (userId?: UserId): ConnectionInfo[]
+  stats (): WsAuthStats
+  /** Stores revocations locally without closing anything (loading them at start). */
+  addRevocations (entries: RevocationEntry[]): void
+}
+
+/** The answer to a slot request under `maxConnectionsPerUser`. */
+export interface AcquireResult {
+  ok: boolean
+  /** With `onLimit: 'evict-oldest'`: the clients (on any instance) to close to make room. */
+  evict?: string[]
+  /**
+   * With `ok: false`: the limit could not be checked (the store is unreachable and the adapter
+   * fails closed), so the session closes with 1013 `Try again later` instead of 4029.
+   */
+  unavailable?: boolean
+}
+
+/**
+ * A cluster adapter makes the registry and revocations span several instances (see
+ * `fastify-ws-auth/redis`). The plugin calls `start` at ready and `close` at shutdown; between
+ * them, every call that fans out returns the count summed over the instances that answered.
+ * Authentication itself never waits on the adapter, except for the slot of a limited user.
+ */
+export interface ClusterAdapter {
+  start (node: ClusterNode): Promise<void>
+  close (): Promise<void>
+  /** Atomically takes a slot for a new session under `limit` (with `mode` applied when full). */
+  acquire (slot: Slot, limit: number, mode: 'reject' | 'evict-oldest'): Promise<AcquireResult>
+  /** Gives a slot back (the session closed). Never throws. */
+  release (slot: Slot): void
+  /** Runs a command on every instance, this one included. */
+  publish (command: ClusterCommand): Promise<number>
+  /** Stores a revocation (instances that start later refuse the token too), then publishes it. */
+  revoke (entry: RevocationEntry): Promise<number>
+  connections (userId?: UserId): Promise<ClusterConnectionInfo[]>
+  stats (): Promise<ClusterStats>
+}
 
 declare module 'fastify' {
   interface FastifyInstance {

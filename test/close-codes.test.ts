@@ -6,7 +6,7 @@ import t from 'tap'
 import {
   closeCodes, isSendableCloseCode, mergeCloseCodes, utf8Length, MAX_REASON_BYTES,
   type CloseCodeEntry, type CloseCodeOverrides, type FailureClass
-} from '../lib/close-codes.ts'
+} from '../lib/protocol/close-codes.ts'
 import { buildApp, connect, refusal, spyRoute, type Closed, type RouteSpy } from './helpers/index.ts'
 
 const rows = Object.entries(closeCodes) as Array<[FailureClass, CloseCodeEntry]>

@@ -80,7 +80,7 @@ function newestMtime (dir: string): number {
   return newest
 }
 
-const entries = ['dist/cjs/index.js', 'dist/esm/index.js', 'dist/esm/close-codes.js']
+const entries = ['dist/cjs/index.js', 'dist/esm/index.js', 'dist/esm/protocol/close-codes.js']
 const missing = entries.filter(file => !existsSync(join(root, file)))
 if (missing.length > 0) {
   t.fail(`dist/ is not built (missing ${missing.join(', ')}): ${BUILD_HINT}`)
@@ -134,8 +134,8 @@ if (missing.length > 0) {
     t.same(JSON.parse(stdout), [true, true, 'fastify-ws-auth'])
   })
 
-  t.test('dist/esm/close-codes.js imports nothing, so a browser can load it', async t => {
-    const source = readFileSync(join(root, 'dist/esm/close-codes.js'), 'utf8')
+  t.test('dist/esm/protocol/close-codes.js imports nothing, so a browser can load it', async t => {
+    const source = readFileSync(join(root, 'dist/esm/protocol/close-codes.js'), 'utf8')
     const code = source.replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '')
     t.notMatch(code, /^\s*import[\s{*'"]/m, 'no static import')
     t.notMatch(code, /\bimport\s*\(/, 'no dynamic import')

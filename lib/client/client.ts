@@ -1,4 +1,4 @@
-import { MAX_REASON_BYTES, isSendableCloseCode, utf8Length } from '../close-codes.ts'
+import { MAX_REASON_BYTES, isSendableCloseCode, utf8Length } from '../protocol/close-codes.ts'
 import { backoffDelay, setLongTimeout } from './backoff.ts'
 import { Emitter } from './emitter.ts'
 import { ClientError, WsAuthError, kindForAdvice } from './errors.ts'

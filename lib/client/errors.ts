@@ -1,5 +1,13 @@
-import type { FailureClass, RetryAdvice } from '../close-codes.ts'
-import type { CloseKind } from './types.ts'
+import type { FailureClass, RetryAdvice } from '../protocol/close-codes.ts'
+
+/**
+ * What a close means to the app, read from the `retry` advice of its close-code table row:
+ * `unauthenticated` (reauthenticate, e.g. 4001), `refused` (never, e.g. 4003), `transient`
+ * (backoff, e.g. 1006, and every code the table does not know), `restart` (immediately, e.g.
+ * 4010), `done` (the server closed normally), `closed` (the app called `close()`), `token` (the
+ * `token()` function threw; no socket was involved).
+ */
+export type CloseKind = 'unauthenticated' | 'refused' | 'transient' | 'restart' | 'done' | 'closed' | 'token'
 
 /** How each retry advice of the close-code table reads as a close kind. */
 export const kindForAdvice = {

@@ -23,8 +23,8 @@ export { backoffDelay } from './backoff.ts'
 export type { Backoff } from './backoff.ts'
 export { handshake, authMessage, parseControl, rowForClose, rowForStatus, CONTROL_TYPES } from './protocol.ts'
 export type { Handshake, HandshakeOptions, ControlMessage, HttpRejection, Row } from './protocol.ts'
-export { closeCodes, mergeCloseCodes, entryForCode } from '../close-codes.ts'
-export type { CloseCodeEntry, CloseCodeOverrides, CloseCodeTable, FailureClass, RetryAdvice } from '../close-codes.ts'
+export { closeCodes, mergeCloseCodes, entryForCode } from '../protocol/close-codes.ts'
+export type { CloseCodeEntry, CloseCodeOverrides, CloseCodeTable, FailureClass, RetryAdvice } from '../protocol/close-codes.ts'
 export type {
   ClientEvents, ClientOptions, ClientState, CloseInfo, CloseKind, EstablishedInfo, PublicUser, ReconnectOptions,
   RefreshedInfo, TokenContext, TokenProvider, Transport, WebSocketConstructor, WebSocketLike

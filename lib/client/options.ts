@@ -1,5 +1,5 @@
-import { mergeCloseCodes } from '../close-codes.ts'
-import type { CloseCodeTable } from '../close-codes.ts'
+import { mergeCloseCodes } from '../protocol/close-codes.ts'
+import type { CloseCodeTable } from '../protocol/close-codes.ts'
 import type { Backoff } from './backoff.ts'
 import { ClientError } from './errors.ts'
 import type { ClientOptions, TokenProvider, Transport, WebSocketConstructor } from './types.ts'

@@ -1,4 +1,5 @@
-import type { CloseCodeEntry, CloseCodeTable, FailureClass } from '../close-codes.ts'
+import type { CloseCodeEntry, CloseCodeTable, FailureClass } from '../protocol/close-codes.ts'
+import { authMessage, parseJsonObject, SERVER_MESSAGE_TYPES } from '../protocol/messages.ts'
 import type { Transport } from './types.ts'
 
 /** What a client needs to open a connection that carries `token` one way. */
@@ -43,13 +44,10 @@ export function handshake (options: HandshakeOptions): Handshake {
   return { url: url.href, protocols: appProtocols, authMessage: null }
 }
 
-/** The auth message: the first message of the `message` transport, and an in-band refresh. */
-export function authMessage (token: string): string {
-  return JSON.stringify({ type: 'auth', token })
-}
+export { authMessage }
 
 /** The types of the server's control messages; they never reach the app's `message` listeners. */
-export const CONTROL_TYPES = new Set(['connection_established', 'token_expiring', 'token_refreshed', 'pong'])
+export const CONTROL_TYPES: Set<string> = new Set(SERVER_MESSAGE_TYPES)
 
 /** A server control message. */
 export interface ControlMessage {
@@ -64,13 +62,8 @@ export function parseControl (data: unknown): ControlMessage | undefined {
   if (typeof data !== 'string' || data.length === 0 || !data.includes('"type"')) return undefined
   const start = data.trimStart()
   if (start[0] !== '{') return undefined
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(start)
-  } catch {
-    return undefined
-  }
-  const type = (parsed as { type?: unknown }).type
+  const parsed = parseJsonObject(start)
+  const type = parsed?.type
   return typeof type === 'string' && CONTROL_TYPES.has(type) ? parsed as ControlMessage : undefined
 }
 

@@ -1,5 +1,5 @@
-import type { CloseCodeOverrides, FailureClass, RetryAdvice } from '../close-codes.ts'
-import type { WsAuthError } from './errors.ts'
+import type { CloseCodeOverrides, FailureClass, RetryAdvice } from '../protocol/close-codes.ts'
+import type { CloseKind, WsAuthError } from './errors.ts'
 
 /**
  * How the client hands its token to the server.
@@ -17,14 +17,7 @@ export type Transport = 'protocol' | 'message' | 'query'
  */
 export type ClientState = 'connecting' | 'authenticating' | 'open' | 'reconnecting' | 'closed'
 
-/**
- * What a close means to the app, read from the `retry` advice of its close-code table row:
- * `unauthenticated` (reauthenticate, e.g. 4001), `refused` (never, e.g. 4003), `transient`
- * (backoff, e.g. 1006, and every code the table does not know), `restart` (immediately, e.g.
- * 4010), `done` (the server closed normally), `closed` (the app called `close()`), `token` (the
- * `token()` function threw; no socket was involved).
- */
-export type CloseKind = 'unauthenticated' | 'refused' | 'transient' | 'restart' | 'done' | 'closed' | 'token'
+export type { CloseKind } from './errors.ts'
 
 /** Why `token()` is being called. */
 export interface TokenContext {

@@ -1,5 +1,5 @@
 // The client must stay one dependency-free module that a browser can load as built: it compiles
-// with the DOM library and no Node types, and imports nothing outside lib/client but the table.
+// with the DOM library and no Node types, and imports nothing outside lib/client but lib/protocol.
 import { execFileSync } from 'node:child_process'
 import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
@@ -7,17 +7,19 @@ import { pathToFileURL } from 'node:url'
 import t from 'tap'
 import { privateBuild } from './helpers/dist.ts'
 
-t.test('the client compiles alone for browsers and imports only itself and the table', async t => {
+t.test('the client compiles alone for browsers and imports only itself and the protocol', async t => {
   const esm = join(privateBuild(), 'dist', 'esm')
-  t.same(readdirSync(esm).sort(), ['client', 'close-codes.js', 'package.json'], 'nothing of the server side came along')
+  t.same(readdirSync(esm).sort(), ['client', 'package.json', 'protocol'], 'nothing of the server side came along')
   for (const file of readdirSync(join(esm, 'client')).filter(f => f.endsWith('.js'))) {
     const source = readFileSync(join(esm, 'client', file), 'utf8')
     const specifiers = [...source.matchAll(/(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]/g)].map(m => m[1])
     for (const specifier of specifiers) {
-      t.match(specifier, /^(\.\/[a-z-]+\.js|\.\.\/close-codes\.js)$/, `${file} imports ${specifier}`)
+      t.match(specifier, /^(\.\/[a-z-]+\.js|\.\.\/protocol\/[a-z-]+\.js)$/, `${file} imports ${specifier}`)
     }
   }
-  t.same(readFileSync(join(esm, 'close-codes.js'), 'utf8').match(/^\s*import\s/m), null, 'the table imports nothing')
+  for (const file of readdirSync(join(esm, 'protocol')).filter(f => f.endsWith('.js'))) {
+    t.same(readFileSync(join(esm, 'protocol', file), 'utf8').match(/^\s*import\s/m), null, `protocol/${file} imports nothing`)
+  }
   // A child process: this test file is compiled to CommonJS, where import() becomes require().
   const loaded = execFileSync(process.execPath, ['--input-type=module', '-e',
     'const m = await import(process.argv[1]); console.log(typeof m.createClient, typeof m.closeCodes.forbidden)',

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { buildApp, connect } from '../helpers/index.ts'
-import { redisAdapter, type RedisAdapterOptions } from '../../lib/redis.ts'
+import { redisAdapter, type RedisAdapterOptions } from '../../lib/cluster/redis/index.ts'
 import { startRedis, type RedisServer } from './server.ts'
 import { inspector, instance, outcome, prefix, until, type Instance } from './helpers.ts'
 

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import { buildApp, logCapture, type Client, type TestApp } from '../helpers/index.ts'
-import { redisAdapter, type RedisAdapterOptions } from '../../lib/redis.ts'
+import { redisAdapter, type RedisAdapterOptions } from '../../lib/cluster/redis/index.ts'
 import type { WsAuthPluginOptions } from '../../lib/types.ts'
 
 interface Teardown { teardown (fn: () => unknown): void }

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 
 export const ROOT = join(__dirname, '..', '..', '..')
 const tsc = createRequire(join(ROOT, 'package.json')).resolve('typescript/bin/tsc')
@@ -11,11 +11,8 @@ interface Commented { comment (...args: unknown[]): void }
 
 /** The client's sources and the build output each one becomes under `dist/esm`. */
 function sources (): Array<[string, string]> {
-  const client = readdirSync(join(ROOT, 'lib', 'client')).filter(f => f.endsWith('.ts'))
-  return [
-    ['close-codes.ts', 'close-codes.js'],
-    ...client.map((f): [string, string] => [join('client', f), join('client', f.replace(/\.ts$/, '.js'))])
-  ]
+  return ['protocol', 'client'].flatMap(dir => readdirSync(join(ROOT, 'lib', dir)).filter(f => f.endsWith('.ts'))
+    .map((f): [string, string] => [join(dir, f), join(dir, f.replace(/\.ts$/, '.js'))]))
 }
 
 function isFresh (root: string): boolean {
@@ -104,7 +101,7 @@ function distSnapshot (): string | null {
   const key = digest(files.flatMap(([name, content]) => [name, content]))
   return publish(join(ROOT, 'test-artifacts', `dist-snapshot-${key}`), (staging) => {
     for (const [name, content] of files) {
-      mkdirSync(join(staging, 'dist', 'esm', 'client'), { recursive: true })
+      mkdirSync(join(staging, 'dist', 'esm', dirname(name)), { recursive: true })
       writeFileSync(join(staging, 'dist', 'esm', name), content)
     }
     writeFileSync(join(staging, 'dist', 'esm', 'package.json'), '{"type":"module"}\n')

@@ -1,11 +1,10 @@
 import type { FastifyRequest } from 'fastify'
-import type { ClusterAdapter } from './adapter.ts'
-import { mergeCloseCodes, type CloseCodeTable } from './close-codes.ts'
-import { InvalidOptionError, InvalidRouteOptionError } from './errors.ts'
+import { mergeCloseCodes, type CloseCodeTable } from '../protocol/close-codes.ts'
+import { InvalidOptionError, InvalidRouteOptionError } from '../errors.ts'
 import type {
-  AuthorizeFn, DefaultWsAuthUser, RejectMode, TokenSource, WsAuthClaims, WsAuthPluginOptions,
+  ClusterAdapter, AuthorizeFn, DefaultWsAuthUser, RejectMode, TokenSource, WsAuthClaims, WsAuthPluginOptions,
   WsAuthRouteOptions, WsAuthUser
-} from './types.ts'
+} from '../types.ts'
 
 const SOURCES: readonly TokenSource[] = ['query', 'header', 'cookie', 'protocol', 'message']
 const DEFAULT_SOURCES: readonly TokenSource[] = ['query', 'header', 'protocol', 'message']

@@ -1,18 +1,4 @@
-import type { UserId } from './registry.ts'
-import type { WsAuthClaims } from './types.ts'
-
-/** What `revoke()` takes: a token id, or every token of a user issued before a time. */
-export type RevokeTarget =
-  | { jti: string, exp?: number | Date }
-  | { userId: UserId, issuedBefore?: Date, exp?: number | Date }
-
-/**
- * A stored revocation, as it travels between instances: plain JSON numbers.
- * `issuedBefore` is in seconds (a token whose `iat` is earlier is revoked); `expiresAt` is in ms.
- */
-export type RevocationEntry =
-  | { jti: string, expiresAt: number }
-  | { userId: UserId, issuedBefore: number, expiresAt: number }
+import type { RevocationEntry, RevokeTarget, UserId, WsAuthClaims } from '../types.ts'
 
 /**
  * Revoked tokens, kept until they would have expired anyway. Entries are checked at every

@@ -1,46 +1,9 @@
-import type { ClusterCommand, ClusterConnectionInfo, ClusterStats } from './adapter.ts'
-import { isSendableCloseCode, MAX_REASON_BYTES, utf8Length, type CloseCodeTable } from './close-codes.ts'
-import { InvalidArgumentError } from './errors.ts'
+import { closeCodes, isSendableCloseCode, MAX_REASON_BYTES, utf8Length } from '../protocol/close-codes.ts'
+import { InvalidArgumentError } from '../errors.ts'
 import type { Host } from './host.ts'
-import { encode, type BroadcastFilter, type BroadcastPredicate, type ConnectionInfo, type DisconnectOptions, type UserId, type WsAuthStats } from './registry.ts'
-import { RevocationList, type RevokeTarget } from './revocation.ts'
-
-/** A count: a number in one process; a promise of the cluster-wide sum with a cluster adapter. */
-export type Count = number | Promise<number>
-
-/**
- * `fastify.wsAuth`: reach, inspect or disconnect the users of live sessions, and revoke tokens.
- * With a cluster adapter every call spans all instances and returns a promise; `await` works in
- * both modes.
- */
-export interface WsAuthDecorator {
-  /** Sends to every open session of a user (objects are JSON-encoded); returns the sockets reached. */
-  sendToUser (userId: UserId, data: unknown): Count
-  /**
-   * Sends to every open session matching the filter (all when none); returns the sockets reached.
-   * A predicate (a function, or `filter.user`) applies to this instance's sessions only.
-   */
-  broadcast (data: unknown, filter?: BroadcastFilter | BroadcastPredicate): Count
-  /**
-   * Closes every open session of a user, by default with 4001 `Token revoked` (logout everywhere);
-   * returns the sockets closed. The client may reconnect with the same token: `revoke` it too.
-   */
-  disconnectUser (userId: UserId, options?: DisconnectOptions): Count
-  /**
-   * Revokes a token (`{ jti }`) or every token of a user issued before a time (`{ userId, issuedBefore? }`,
-   * default now): live sockets holding one close with 4001 `Token revoked`, and the tokens are
-   * refused at handshake and refresh until their `exp` (or `maxTokenLifetime`). Returns the sockets closed.
-   */
-  revoke (target: RevokeTarget): Count
-  /** The open sessions, of one user or of all; `{ cluster: true }` asks every instance. */
-  connections (userId?: UserId): ConnectionInfo[]
-  connections (userId: UserId | undefined, options: { cluster: true }): Promise<ClusterConnectionInfo[]>
-  /** Counters and live counts of this instance; `{ cluster: true }` sums every instance. */
-  stats (): WsAuthStats
-  stats (options: { cluster: true }): Promise<ClusterStats>
-  /** The close-code table in force (with the `closeCodes` overrides applied). */
-  readonly closeCodes: CloseCodeTable
-}
+import { encode } from '../cluster/registry.ts'
+import { RevocationList } from '../cluster/revocation.ts'
+import type { BroadcastFilter, BroadcastPredicate, ClusterCommand, Count, DisconnectOptions, RevokeTarget, UserId, WsAuthDecorator } from '../types.ts'
 
 export function buildDecorator (host: Host): WsAuthDecorator {
   const { registry, config } = host
@@ -110,7 +73,7 @@ function travelling (filter: BroadcastFilter | undefined): NonNullable<Extract<C
 
 function checkClose (options: DisconnectOptions | undefined): DisconnectOptions {
   if (options === undefined || (options.code === undefined && options.reason === undefined)) return {}
-  const code = options.code ?? 4001
+  const code = options.code ?? closeCodes.token_revoked.code
   const reason = options.reason ?? ''
   if (!isSendableCloseCode(code)) throw new InvalidArgumentError('disconnectUser: code', `${String(code)} cannot be sent in a close frame`)
   if (typeof reason !== 'string' || utf8Length(reason) > MAX_REASON_BYTES) {

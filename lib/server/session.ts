@@ -3,12 +3,14 @@ import { EventEmitter } from 'node:events'
 import type { FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
 import { idOf, isThenable, type Outcome } from './authenticate.ts'
-import type { FailureClass } from './close-codes.ts'
+import { closeCodes, type FailureClass } from '../protocol/close-codes.ts'
+import { MessageType, parseJsonObject } from '../protocol/messages.ts'
+import { readControl } from './control.ts'
 import type { Deadlines, Timed } from './deadlines.ts'
 import type { RoutePolicy } from './options.ts'
 import { IsoClock } from './iso.ts'
-import { quietEnds } from './lean-sockets.ts'
-import type { WsAuthClaims, WsAuthUser } from './types.ts'
+import { capFramePayload, catchOverCapClose, interceptEmit, quietEnds, releaseOverCapClose, restoreFramePayload } from './internals.ts'
+import type { WsAuthClaims, WsAuthUser } from '../types.ts'
 
 type Failure = Extract<Outcome, { ok: false }>
 type Success = Extract<Outcome, { ok: true }>
@@ -33,9 +35,8 @@ export interface SessionHost {
   closeSocket (ws: WebSocket, failure: FailureClass): void
   /** A handshake or refresh was refused: log, audit, count. */
   failed (session: Session, outcome: Failure, token?: string): void
-  /** A session ended by the plugin after it was established (expiry, lifetime, eviction...). */
-  ended (session: Session, failure: FailureClass): void
-  endedWith (session: Session, code: number): void
+  /** A session ended by the plugin after it was established (expiry, lifetime, eviction, `disconnectUser`...). */
+  ended (session: Session, how: FailureClass | AppClose): void
   established (session: Session): void
   refreshed (session: Session): void
   /** The socket closed, for whatever reason. */
@@ -45,14 +46,16 @@ export interface SessionHost {
 /** Hands the socket to @fastify/websocket, which then calls the route handler. */
 export type Handoff = (ws: WebSocket) => void
 
+/** A close with the application's own code and reason (`disconnectUser` with options). */
+export interface AppClose {
+  code: number
+  reason: string
+}
+
 const AUTHENTICATING = 0
 const HOLDING = 1
 const OPEN = 2
 const CLOSED = 3
-
-const OPEN_BRACE = 0x7b
-const QUOTE = 0x22
-const BACKSLASH = 0x5c
 
 const protoEmit = EventEmitter.prototype.emit
 /** The session of a socket, for `gatedEmit`, which all sockets share. */
@@ -124,7 +127,7 @@ export class Session implements Timed {
     ;(ws as SessionSocket)[kSession] = this
     // The one interception point: ws emits every frame, pong, error and its close through
     // `emit`, so a session adds no listener to its socket.
-    ws.emit = gatedEmit as WebSocket['emit']
+    interceptEmit(ws, gatedEmit as WebSocket['emit'])
     quietEnds(ws)
   }
 
@@ -166,33 +169,23 @@ export class Session implements Timed {
    * where that is not found, the hold buffer's byte limit still applies after the fact.
    */
   private capPayload (waiting: Waiting): void {
-    const receiver = (this.ws as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver
-    if (receiver === undefined || typeof receiver._maxPayload !== 'number') return
-    waiting.savedMaxPayload = receiver._maxPayload
-    const cap = Math.max(this.host.maxAuthMessageBytes, this.host.maxPendingBytes)
-    if (receiver._maxPayload === 0 || receiver._maxPayload > cap) receiver._maxPayload = cap
+    waiting.savedMaxPayload = capFramePayload(this.ws, Math.max(this.host.maxAuthMessageBytes, this.host.maxPendingBytes))
+    if (waiting.savedMaxPayload === undefined) return
     // ws answers an over-cap frame with close(1009) and no reason, before buffering it: make that
     // a refusal like any other (the table's code and reason, a log line, the audit hook).
-    const session = this
-    const close = this.ws.close
-    this.ws.close = function closeOverCap (this: WebSocket, code?: number, reason?: string | Buffer): void {
-      if (code === 1009 && reason === undefined && session.state === AUTHENTICATING) {
-        session.refuse({ ok: false, failure: 'message_too_big' })
-        return
-      }
-      close.call(this, code, reason)
-    }
+    catchOverCapClose(this.ws, closeCodes.message_too_big.code, () => {
+      if (this.state !== AUTHENTICATING) return false
+      this.refuse({ ok: false, failure: 'message_too_big' })
+      return true
+    })
   }
 
   private restorePayloadLimit (): void {
     const waiting = this.waiting
     if (waiting?.savedMaxPayload === undefined) return
-    const receiver = (this.ws as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver
-    if (receiver !== undefined) receiver._maxPayload = waiting.savedMaxPayload
+    restoreFramePayload(this.ws, waiting.savedMaxPayload)
     waiting.savedMaxPayload = undefined
-    // Assigned, not deleted: deleting a property that is not the last one added would turn the
-    // socket into a dictionary-mode object, slower at every later property access.
-    this.ws.close = (Object.getPrototypeOf(this.ws) as WebSocket).close
+    releaseOverCapClose(this.ws)
   }
 
   /** Verification succeeded: take a connection slot, then establish. */
@@ -212,33 +205,31 @@ export class Session implements Timed {
       error => this.refuse({ ok: false, failure: 'internal_error', userId: this.userId, error }))
   }
 
+  /*
+   * A session ends in one of three ways: `refuse` (a handshake or refresh refused: logged as a
+   * failure), `close` (the plugin or the app ends it: logged as ended), or `closed` (the socket
+   * closed, whoever closed it). Each is a no-op once the session is closed.
+   */
+
   /** Refuses the handshake (or a refresh): logs it and closes with the table entry. */
   refuse (outcome: Failure, token?: string): void {
     if (this.state === CLOSED) return
     this.host.failed(this, outcome, token)
-    this.close(outcome.failure)
+    this.close(outcome.failure, false)
   }
 
-  /** Ends an established session for a reason of the plugin's (expiry, lifetime, eviction...). */
-  end (failure: FailureClass): void {
+  /**
+   * Closes with a row of the close-code table, or with the app's own code and reason. `report`:
+   * count and log it as a session ended by the plugin (not for a refusal logged already, nor at
+   * shutdown).
+   */
+  close (how: FailureClass | AppClose, report = true): void {
     if (this.state === CLOSED) return
-    this.host.ended(this, failure)
-    this.close(failure)
-  }
-
-  /** Ends an established session with an app-chosen code and reason (`disconnectUser`). */
-  endWith (code: number, reason: string): void {
-    if (this.state === CLOSED) return
-    this.host.endedWith(this, code)
+    const own = typeof how === 'object'
+    if (report) this.host.ended(this, how)
     this.finish()
-    this.ws.close(code, reason)
-  }
-
-  /** Closes the socket with a row of the close-code table. */
-  close (failure: FailureClass): void {
-    if (this.state === CLOSED) return
-    this.finish()
-    this.host.closeSocket(this.ws, failure)
+    if (own) this.ws.close(how.code, how.reason)
+    else this.host.closeSocket(this.ws, how)
   }
 
   /** Sends JSON (or a ready string) to the client, if the socket is open. */
@@ -294,7 +285,7 @@ export class Session implements Timed {
     }
     // client_id is a UUID and the times are ISO strings: nothing in them needs escaping.
     const expires = this.expiresAt === null ? 'null' : '"' + expiryClock.format(this.expiresAt) + '"'
-    this.ws.send('{"type":"connection_established","client_id":"' + this.clientId + '","user":' + (user ?? 'null') +
+    this.ws.send('{"type":"' + MessageType.ConnectionEstablished + '","client_id":"' + this.clientId + '","user":' + (user ?? 'null') +
       ',"timestamp":"' + nowClock.format(Date.now()) + '","expires_at":' + expires + '}')
     this.open()
   }
@@ -329,11 +320,11 @@ export class Session implements Timed {
   /** Called by the shared timer once the filed deadline has passed. */
   onDeadline (now: number): void {
     if (this.state === CLOSED) return
-    if (this.expiresAt !== null && now >= this.expiresAt) return this.end('token_expired')
-    if (this.endsAt !== null && now >= this.endsAt) return this.end('lifetime_exceeded')
+    if (this.expiresAt !== null && now >= this.expiresAt) return this.close('token_expired')
+    if (this.endsAt !== null && now >= this.endsAt) return this.close('lifetime_exceeded')
     if (this.expiresAt !== null && this.host.expiryWarning !== null && !this.warned && now >= this.expiresAt - this.host.expiryWarning) {
       this.warned = true
-      this.send(JSON.stringify({ type: 'token_expiring', expires_at: isoOrNull(this.expiresAt) }))
+      this.send(JSON.stringify({ type: MessageType.TokenExpiring, expires_at: isoOrNull(this.expiresAt) }))
     }
     this.schedule()
   }
@@ -375,27 +366,21 @@ export class Session implements Timed {
 
   /**
    * Handles `auth` (refresh) and, with `appPing`, `ping`; returns `false` for app messages. A
-   * frame is one of them by JSON's rules (escapes decoded), whatever its size: a refresh larger
-   * than `maxAuthMessageBytes` closes with 1009 rather than reaching the handler.
+   * refresh larger than `maxAuthMessageBytes` closes with 1009 rather than reaching the handler.
    */
   private isControl (data: Buffer): boolean {
-    if (firstNonSpace(data) !== OPEN_BRACE || !mentionsControl(data, this.host.appPing)) return false
-    const message = parseJsonObject(data)
+    const message = readControl(data, this.host.appPing)
     if (message === undefined) return false
-    if (message.type === 'auth') {
-      if (data.length > this.host.maxAuthMessageBytes) {
-        this.refuse({ ok: false, failure: 'message_too_big', userId: this.userId })
-        return true
-      }
-      const token = typeof message.token === 'string' && message.token.length > 0 ? message.token : ''
-      this.refresh(token)
+    if (message.type === MessageType.Ping) {
+      this.send(JSON.stringify({ type: MessageType.Pong, timestamp: nowClock.format(Date.now()) }))
       return true
     }
-    if (message.type === 'ping' && this.host.appPing) {
-      this.send(JSON.stringify({ type: 'pong', timestamp: nowClock.format(Date.now()) }))
+    if (data.length > this.host.maxAuthMessageBytes) {
+      this.refuse({ ok: false, failure: 'message_too_big', userId: this.userId })
       return true
     }
-    return false
+    this.refresh(typeof message.token === 'string' ? message.token : '')
+    return true
   }
 
   /** In-band refresh: a new token for the same user, checked like a new handshake. */
@@ -409,7 +394,7 @@ export class Session implements Timed {
       if (idOf(outcome.user) !== this.userId) return this.refuse({ ok: false, failure: 'invalid_token', userId: this.userId }, token)
       this.setIdentity(outcome)
       this.schedule()
-      this.send(JSON.stringify({ type: 'token_refreshed', expires_at: isoOrNull(this.expiresAt) }))
+      this.send(JSON.stringify({ type: MessageType.TokenRefreshed, expires_at: isoOrNull(this.expiresAt) }))
       this.host.refreshed(this)
     }).catch(error => this.refuse({ ok: false, failure: 'internal_error', userId: this.userId, error }, token))
   }
@@ -423,14 +408,14 @@ export class Session implements Timed {
     if (this.state === AUTHENTICATING) return this.refuse({ ok: false, failure: 'policy_violation', userId: this.userId })
     this.request.log.warn({ route: this.policy.url, clientId: this.clientId, held: held.length },
       'websocket closed: the route handler did not listen for messages before the hold buffer filled')
-    this.end('policy_violation')
+    this.close('policy_violation')
   }
 
   private onAuthMessage (data: unknown, isBinary: boolean): void {
     if (isBinary || !Buffer.isBuffer(data)) return this.refuse({ ok: false, failure: 'policy_violation' })
     if (data.length > this.host.maxAuthMessageBytes) return this.refuse({ ok: false, failure: 'message_too_big' })
-    const message = parseJsonObject(data)
-    const token = message?.type === 'auth' && typeof message.token === 'string' && message.token.length > 0 ? message.token : undefined
+    const message = parseJsonObject(data.toString('utf8'))
+    const token = message?.type === MessageType.Auth && typeof message.token === 'string' && message.token.length > 0 ? message.token : undefined
     if (token === undefined) return this.refuse({ ok: false, failure: 'invalid_auth_message' })
     Promise.resolve(this.host.authenticate(token, this.request, this.policy)).then(outcome => {
       if (outcome.ok) this.admit(outcome)
@@ -496,68 +481,9 @@ function isoOrNull (ms: number | null): string | null {
   return ms === null ? null : expiryClock.format(ms)
 }
 
-/**
- * How far the search for `"auth"` / `"ping"` moves on, by the last byte of the 6-byte window it
- * looks at (Horspool's rule): 6 past a byte neither word holds, less past one that could be part
- * of one. Most bytes of a message are the first kind: the search reads about one byte in five.
- */
-const SKIP = new Uint8Array(256).fill(6)
-for (const word of ['"auth"', '"ping"']) {
-  for (let k = 0; k < 5; k++) SKIP[word.charCodeAt(k)] = Math.min(SKIP[word.charCodeAt(k)], 5 - k)
-}
-
-/**
- * Whether a frame holds the string `"auth"` (or, with `appPing`, `"ping"`), or an escape that could
- * spell one of their letters: only then can it be a control message, worth parsing. The search is
- * in JS: for the short frames of chat and dashboards a call into C++ (`Buffer#indexOf`) costs more
- * than the whole search; the one for a backslash is made only when the search found nothing.
- */
-function mentionsControl (data: Buffer, appPing: boolean): boolean {
-  const length = data.length
-  for (let end = 5; end < length; end += SKIP[data[end]!]!) {
-    if (data[end] !== QUOTE || data[end - 5] !== QUOTE) continue
-    const c = data[end - 4]
-    if (c === 0x61 && data[end - 3] === 0x75 && data[end - 2] === 0x74 && data[end - 1] === 0x68) return true // auth
-    if (appPing && c === 0x70 && data[end - 3] === 0x69 && data[end - 2] === 0x6e && data[end - 1] === 0x67) return true // ping
-  }
-  return hasLetterEscape(data)
-}
-
-/**
- * Whether a frame holds `\u006x` or `\u007x`: JSON may spell any letter of "auth" and "ping" so
- * (`{"type":"\u0061uth"}` is an auth message). Serializers never escape letters, so app frames
- * with such an escape are rare; a false alarm costs one parse.
- */
-function hasLetterEscape (data: Buffer): boolean {
-  let at = data.indexOf(BACKSLASH)
-  while (at !== -1 && at + 4 < data.length) {
-    if (data[at + 1] === 0x75 && data[at + 2] === 0x30 && data[at + 3] === 0x30 && (data[at + 4] === 0x36 || data[at + 4] === 0x37)) return true
-    // Past the escaped character: `\\` is one escape, and what follows it is plain text.
-    at = data.indexOf(BACKSLASH, at + 2)
-  }
-  return false
-}
-
-function firstNonSpace (data: Buffer): number | undefined {
-  let i = 0
-  while (i < data.length && (data[i] === 0x20 || data[i] === 0x0a || data[i] === 0x0d || data[i] === 0x09)) i++
-  return data[i]
-}
-
 function byteLength (data: unknown): number {
   if (Buffer.isBuffer(data)) return data.length
   if (data instanceof ArrayBuffer) return data.byteLength
   if (Array.isArray(data)) return data.reduce((n: number, b: Buffer) => n + b.length, 0)
   return 0
-}
-
-/** A JSON object from a text frame, or `undefined` for anything else. */
-function parseJsonObject (data: Buffer): Record<string, unknown> | undefined {
-  let message: unknown
-  try {
-    message = JSON.parse(data.toString('utf8'))
-  } catch {
-    return undefined
-  }
-  return message !== null && typeof message === 'object' && !Array.isArray(message) ? message as Record<string, unknown> : undefined
 }

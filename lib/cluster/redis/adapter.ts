@@ -1,8 +1,5 @@
 import type { Redis } from 'ioredis'
-import type { AcquireResult, ClusterAdapter, ClusterCommand, ClusterConnectionInfo, ClusterNode, ClusterStats, Slot } from '../adapter.ts'
-import { InvalidOptionError } from '../errors.ts'
-import type { UserId, WsAuthStats } from '../registry.ts'
-import type { RevocationEntry } from '../revocation.ts'
+import { InvalidOptionError } from '../../errors.ts'
 import { Health } from './health.ts'
 import { parseEnvelope, parseReply, Requests, revocationEntry, revocationMember, type Envelope, type Internal, type Reply } from './messages.ts'
 import type { RedisConfig } from './options.ts'
@@ -10,6 +7,7 @@ import { Keyspace } from './scripts.ts'
 import { LocalSlots, Store, within } from './store.ts'
 import { sumStats } from './stats.ts'
 import { quit, waitFor, type Connections, type Listener } from './connections.ts'
+import type { AcquireResult, ClusterAdapter, ClusterCommand, ClusterConnectionInfo, ClusterNode, ClusterStats, RevocationEntry, Slot, UserId, WsAuthStats } from '../../types.ts'
 
 /**
  * The Redis cluster adapter (see docs/cluster.md): connection slots in Redis under one Lua

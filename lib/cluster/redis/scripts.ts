@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import type { UserId } from '../registry.ts'
+import type { UserId } from '../../types.ts'
 
 /**
  * Every Redis key and channel of the adapter, under one namespace (`<prefix>:ws-auth:`).

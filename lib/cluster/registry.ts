@@ -1,71 +1,26 @@
 import type { WebSocket } from 'ws'
-import type { FailureClass } from './close-codes.ts'
-import type { Session } from './session.ts'
-import type { WsAuthUser } from './types.ts'
+import type { FailureClass } from '../protocol/close-codes.ts'
+import type { BroadcastFilter, BroadcastPredicate, ConnectionInfo, UserId, WsAuthStats, WsAuthUser } from '../types.ts'
 
-/** A user id as the registry keys it: the `id` of the loaded user. */
-export type UserId = string | number
-
-/** Which sessions a broadcast reaches: all of the named criteria must hold, or a predicate on the user. */
-export interface BroadcastFilter {
-  /** The user has at least one of these roles. */
-  roles?: readonly string[]
-  /** The user has all of these permissions (after `rolePermissions` expansion). */
-  permissions?: readonly string[]
-  /** The route URL pattern, exactly as declared (e.g. `/ws/entries/:id`). */
-  route?: string
-  /** Route parameters the connection was opened with, e.g. `{ station_id: '3' }` (all must match). */
-  params?: Readonly<Record<string, string>>
-  /** A predicate on the user and the connection. Cannot cross processes: with a cluster adapter it applies locally only. */
-  user?: BroadcastPredicate
-}
-
-/** What a broadcast predicate sees of a connection besides its user. */
-export interface ConnectionFacts {
-  clientId: string
-  route: string
-  params: Readonly<Record<string, string>>
-}
-
-/** A broadcast predicate: `true` to send to this connection. */
-export type BroadcastPredicate = (user: WsAuthUser, connection: ConnectionFacts) => boolean
-
-/** One live session, as `connections()` reports it. */
-export interface ConnectionInfo {
-  clientId: string
-  userId: UserId | undefined
-  /** The route URL pattern. */
-  route: string
-  /** ISO time of the upgrade. */
-  connectedAt: string
-  /** ISO time of the token's `exp`, or `null`. */
-  expiresAt: string | null
-}
-
-/** Counters since the plugin started, and what is live now. */
-export interface WsAuthStats {
-  /** Established sessions open now. */
-  active: number
-  /** Handshakes still authenticating: upgrade requests whose checks have not answered yet, and sockets upgraded and waiting. */
-  authenticating: number
-  /** Distinct users with an open session. */
-  users: number
-  /** Upgrade requests that reached a protected route. */
-  attempts: number
-  /** Sessions established. */
-  established: number
-  /** Refused handshakes and refreshes, by close code. */
-  failures: Record<number, number>
-  /** Established sessions the plugin closed (expiry, lifetime, eviction, revalidation...), by close code. */
-  ended: Record<number, number>
-  /** Revocation entries kept (until their tokens' expiry). */
-  revocations: number
-}
-
-/** What to close a disconnected user's sockets with. */
-export interface DisconnectOptions {
-  code?: number
-  reason?: string
+/**
+ * What the registry needs of a session (the server's `Session` is one): the registry is written
+ * against this role, so that it is tested and reused without the server.
+ */
+export interface Member {
+  readonly clientId: string
+  /** ms since the epoch. */
+  readonly connectedAt: number
+  readonly userId: UserId | undefined
+  readonly user: WsAuthUser | undefined
+  /** When the token expires (ms since the epoch), or `null`. */
+  readonly expiresAt: number | null
+  readonly ws: WebSocket
+  readonly policy: { readonly url: string }
+  readonly request: { readonly params: unknown }
+  /** Set by a pong; cleared by each heartbeat sweep. */
+  alive: boolean
+  /** Closes the socket with a row of the close-code table; `report: false` leaves it out of the ended counts and logs. */
+  close (failure: FailureClass, report?: boolean): void
 }
 
 /**
@@ -73,7 +28,7 @@ export interface DisconnectOptions {
  * sessions by user, counters, and the sweeps that visit them all (heartbeat, revalidation).
  * A cluster adapter fans the same calls out to the registries of other instances.
  */
-export class LocalRegistry {
+export class LocalRegistry<Session extends Member = Member> {
   /** Sessions still authenticating after their upgrade (waiting for the auth message or a hook). */
   private readonly pending = new Set<Session>()
   /** Established sessions, oldest first. */
@@ -222,7 +177,7 @@ export class LocalRegistry {
 
   /** Closes every live socket with `failure` (shutdown). */
   closeAll (failure: FailureClass): void {
-    for (const session of [...this.pending, ...this.open]) session.close(failure)
+    for (const session of [...this.pending, ...this.open]) session.close(failure, false)
   }
 
   private matches (session: Session, filter: BroadcastFilter): boolean {
@@ -255,7 +210,7 @@ export function encode (data: unknown): string | Buffer | ArrayBuffer | ArrayBuf
 }
 
 /** Terminates a socket that missed the last ping; pings it otherwise. */
-function beat (session: Session): void {
+function beat (session: Member): void {
   if (!session.alive) {
     session.ws.terminate()
     return

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import type { Config } from './options.ts'
-import type { TokenSource } from './types.ts'
+import type { TokenSource } from '../types.ts'
 
 /** A token as found, with where it came from. An empty `token` means "present but unusable". */
 export interface FoundToken {

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import { InvalidOptionError } from '../errors.ts'
+import { InvalidOptionError } from '../../errors.ts'
 
 /** What to do with a limited user's new connection while Redis cannot be reached. */
 export type OnRedisError = 'fail-open' | 'fail-closed'

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify'
+import { pinoSerializers } from './internals.ts'
 
 /** What stands in a log line where a token was. */
 export const REDACTED = '[REDACTED]'
@@ -59,10 +60,8 @@ const kRedacted = Symbol.for('fastify-ws-auth.redacted-params')
  * clean that line. Returns `false` when the logger is not pino (a custom `loggerInstance`).
  */
 export function redactRequestLogs (log: object, param: string): boolean {
-  const sym = findSymbol(log, 'pino.serializers')
-  if (sym === undefined) return false
-  const serializers = (log as Record<symbol, unknown>)[sym] as Record<string, unknown> & { [kRedacted]?: Set<string> } | null
-  if (serializers === null || typeof serializers !== 'object' || Object.isFrozen(serializers)) return false
+  const serializers = pinoSerializers(log) as Record<string, unknown> & { [kRedacted]?: Set<string> } | undefined
+  if (serializers === undefined) return false
   const params = serializers[kRedacted]
   if (params !== undefined) {
     params.add(param)
@@ -80,14 +79,6 @@ export function redactRequestLogs (log: object, param: string): boolean {
   }
   serializers[kRedacted] = redacted
   return true
-}
-
-function findSymbol (target: object, description: string): symbol | undefined {
-  for (let o: object | null = target; o !== null; o = Object.getPrototypeOf(o)) {
-    const found = Object.getOwnPropertySymbols(o).find(s => s.description === description)
-    if (found !== undefined) return found
-  }
-  return undefined
 }
 
 /**

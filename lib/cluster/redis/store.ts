@@ -1,7 +1,5 @@
 import type { Redis } from 'ioredis'
-import type { Slot } from '../adapter.ts'
-import type { UserId } from '../registry.ts'
-import type { RevocationEntry } from '../revocation.ts'
+import type { RevocationEntry, Slot, UserId } from '../../types.ts'
 import { ScriptQueue } from './batch.ts'
 import { revocationEntry, revocationMember } from './messages.ts'
 import { ACQUIRE, HEARTBEAT, Keyspace, LEAVE, RELEASE, RESYNC, userPart, type Script } from './scripts.ts'

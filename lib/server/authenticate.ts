@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify'
-import type { FailureClass } from './close-codes.ts'
+import type { FailureClass } from '../protocol/close-codes.ts'
 import type { Config, RoutePolicy } from './options.ts'
-import type { WsAuthClaims, WsAuthUser } from './types.ts'
+import type { WsAuthClaims, WsAuthUser } from '../types.ts'
 
 /** Verifies a token and returns its claims; `null`/`false`/`undefined` mean an invalid token. */
 export type Verifier = (token: string, request: FastifyRequest) => unknown

@@ -1,16 +1,14 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { isThenable, Verified, type Verifier } from './authenticate.ts'
-import { InvalidTokenError, NoVerifierError } from './errors.ts'
+import { InvalidTokenError, NoVerifierError } from '../errors.ts'
+import { callJwtVerify, type JwtRequest } from './internals.ts'
 import { checkShape, claimsProblem, tokenShapeProblem } from './token-shape.ts'
-import type { WsAuthClaims } from './types.ts'
+import type { WsAuthClaims } from '../types.ts'
 
 interface JwtDecorator {
   verify?: (token: string) => unknown
   options?: { verify?: { extractToken?: unknown, onlyCookie?: unknown }, decoratorName?: unknown }
 }
-
-type VerifyCallback = (err: Error | null, user?: unknown) => void
-type JwtRequest = FastifyRequest & { jwtVerify: (options: undefined, callback: VerifyCallback) => void }
 
 /**
  * The verifier when no `verify` option is given: `@fastify/jwt`, as an HTTP route uses it.
@@ -90,54 +88,18 @@ function parsePayload (payload: Buffer): unknown {
   }
 }
 
-/**
- * Calls `request.jwtVerify(undefined, callback)` with the token in `Authorization`, where
- * @fastify/jwt looks first, and returns its answer (or a promise of it when it answers later).
- *
- * The header is lent on the raw request's headers for the call only: @fastify/jwt reads it at
- * once, and it is taken back as soon as the call returns, before anything else runs. (Fastify's
- * `request.headers` setter would do too, but then every read of `request.headers` copies all the
- * headers, and @fastify/jwt reads it three times.) An app that assigned `request.headers` itself
- * (a hook adding a header, a validator returning a copy) made Fastify merge its copy over the raw
- * headers, and the copy's `authorization` would be the one verified: then `request.headers` is
- * shadowed, for the call only, by a copy carrying the token. Either way the token @fastify/jwt
- * reads is checked to be exactly the one the plugin reads its facts from.
- *
- * @fastify/jwt sets `request[decoratorName]` to what it verified: the value it had before is put
- * back at once, so that identity never switches while a refresh (maybe another user's) is checked.
- * The session sets the user it establishes.
- */
+/** `callJwtVerify`'s answer: at once when @fastify/jwt answers at once, else a promise of it. */
 function jwtVerify (request: JwtRequest, token: string, decoratorName: string): unknown {
-  const headers = request.raw.headers
-  const bearer = 'Bearer ' + token
-  const had = headers.authorization
-  const lent = had !== bearer
-  const holder = request as unknown as Record<string, unknown>
-  const identity = holder[decoratorName]
-  let shadow: PropertyDescriptor | undefined | null = null
   let answered = false
   let failure: Error | null = null
   let value: unknown
-  let later: VerifyCallback | undefined
-  if (lent) headers.authorization = bearer
-  try {
-    if (request.headers.authorization !== bearer) shadow = shadowHeaders(request, bearer)
-    // `undefined` options, not the callback alone: with a function first, @fastify/jwt takes it as
-    // options given, and builds a new verifier per call (no cache) instead of its global one.
-    request.jwtVerify(undefined, (err, user) => {
-      if (identity !== null && identity !== undefined) holder[decoratorName] = identity
-      if (later !== undefined) return later(err, user)
-      answered = true
-      failure = err
-      value = user
-    })
-  } finally {
-    if (lent) {
-      if (had === undefined) delete headers.authorization
-      else headers.authorization = had
-    }
-    if (shadow !== null) unshadowHeaders(request, shadow)
-  }
+  let later: ((err: Error | null, user?: unknown) => void) | undefined
+  callJwtVerify(request, token, decoratorName, (err, user) => {
+    if (later !== undefined) return later(err, user)
+    answered = true
+    failure = err
+    value = user
+  })
   if (answered) {
     if (failure !== null) throw failure
     return value
@@ -145,24 +107,4 @@ function jwtVerify (request: JwtRequest, token: string, decoratorName: string): 
   return new Promise((resolve, reject) => {
     later = (err, user) => err ? reject(err) : resolve(user)
   })
-}
-
-/**
- * Gives the request an own `headers` property (over Fastify's accessor) whose `authorization` is
- * `bearer`; returns what the request had as its own `headers` before, for `unshadowHeaders`.
- */
-function shadowHeaders (request: FastifyRequest, bearer: string): PropertyDescriptor | undefined {
-  const before = Object.getOwnPropertyDescriptor(request, 'headers')
-  Object.defineProperty(request, 'headers', { value: { ...request.headers, authorization: bearer }, configurable: true, enumerable: true, writable: true })
-  // Whatever the app made of `request.headers`, a token other than this one must never be verified.
-  if (request.headers.authorization !== bearer) {
-    unshadowHeaders(request, before)
-    throw new Error('fastify-ws-auth: request.headers cannot be given the token to verify')
-  }
-  return before
-}
-
-function unshadowHeaders (request: FastifyRequest, before: PropertyDescriptor | undefined): void {
-  if (before === undefined) delete (request as { headers?: unknown }).headers
-  else Object.defineProperty(request, 'headers', before)
 }

@@ -1,6 +1,4 @@
-import type { ClusterCommand } from '../adapter.ts'
-import type { UserId } from '../registry.ts'
-import type { RevocationEntry } from '../revocation.ts'
+import type { ClusterCommand, RevocationEntry, UserId } from '../../types.ts'
 
 /** Questions an instance asks the others (answered with data, not a count). */
 export type Query = { op: 'connections', userId?: UserId } | { op: 'stats' }

@@ -1,5 +1,4 @@
-import type { ClusterStats } from '../adapter.ts'
-import type { WsAuthStats } from '../registry.ts'
+import type { ClusterStats, WsAuthStats } from '../../types.ts'
 
 /**
  * `stats({ cluster: true })`: counters and live counts summed over the instances that answered;

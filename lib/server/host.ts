@@ -2,18 +2,17 @@ import { STATUS_CODES } from 'node:http'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
 import { randomUUID } from 'node:crypto'
-import type { AcquireResult, ClusterCommand, ClusterNode, Slot } from './adapter.ts'
 import { authenticate, hasRoleAndPermissions, idOf, permissionsOf, type AuthContext, type Outcome, type Verifier } from './authenticate.ts'
-import type { FailureClass } from './close-codes.ts'
+import { closeCodes, type FailureClass } from '../protocol/close-codes.ts'
 import { Deadlines } from './deadlines.ts'
-import { NoVerifierError } from './errors.ts'
+import { NoVerifierError } from '../errors.ts'
 import type { Config, RoutePolicy } from './options.ts'
 import { scrubError } from './redact.ts'
 import { findToken } from './sources.ts'
-import { LocalRegistry, type UserId } from './registry.ts'
-import { covers, RevocationList, type RevocationEntry } from './revocation.ts'
-import type { Session, SessionHost } from './session.ts'
-import type { AuthAttempt, WsAuthClaims, WsAuthPluginOptions, WsAuthUser } from './types.ts'
+import { LocalRegistry } from '../cluster/registry.ts'
+import { covers, RevocationList } from '../cluster/revocation.ts'
+import type { AppClose, Session, SessionHost } from './session.ts'
+import type { AcquireResult, AuthAttempt, ClusterCommand, ClusterNode, RevocationEntry, Slot, UserId, WsAuthClaims, WsAuthPluginOptions, WsAuthUser } from '../types.ts'
 
 type Failure = Extract<Outcome, { ok: false }>
 
@@ -32,7 +31,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
   readonly appPing: boolean
   readonly keepsClaims: boolean
   readonly expiryWarning: number | null
-  readonly registry: LocalRegistry
+  readonly registry: LocalRegistry<Session>
   /** Session deadlines fire within this many ms after they are due. */
   readonly deadlines = new Deadlines(200)
   verifier: Verifier = () => { throw new NoVerifierError() }
@@ -67,7 +66,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     const sessions = this.registry.sessionsOf(session.userId)
     if (sessions.length < max) return true
     if (this.config.onLimit === 'reject') return false
-    for (let i = 0; i <= sessions.length - max; i++) sessions[i].end('too_many_connections')
+    for (let i = 0; i <= sessions.length - max; i++) sessions[i].close('too_many_connections')
     return true
   }
 
@@ -140,11 +139,9 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     return reply.code(status).send({ statusCode: status, error: STATUS_CODES[status], message: entry.reason, failure: outcome.failure })
   }
 
-  ended (session: Session, failure: FailureClass): void {
-    this.endedWith(session, this.config.table[failure].code, failure)
-  }
-
-  endedWith (session: Session, code: number, failure?: FailureClass): void {
+  ended (session: Session, how: FailureClass | AppClose): void {
+    const failure = typeof how === 'object' ? undefined : how
+    const code = typeof how === 'object' ? how.code : this.config.table[how].code
     this.registry.countEnded(code)
     session.request.log.info({ route: session.policy.url, userId: session.userId, clientId: session.clientId, code, failure },
       'websocket session ended')
@@ -177,7 +174,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     let closed = 0
     for (const session of this.registry.openSessions()) {
       if (covers(entry, session)) {
-        session.end('token_revoked')
+        session.close('token_revoked')
         closed++
       }
     }
@@ -195,7 +192,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
       case 'closeClient': {
         const session = this.registry.byClientId(command.clientId)
         if (session === undefined) return 0
-        session.end(command.failure)
+        session.close(command.failure)
         return 1
       }
       default: return 0
@@ -246,11 +243,11 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     for (const session of group) {
       if (!session.isOpen) continue
       if (!user || idOf(user) !== session.userId) {
-        session.end('user_not_found')
+        session.close('user_not_found')
         continue
       }
       session.replaceUser(user)
-      if (!hasRoleAndPermissions(user, session.policy, this.config)) session.end('forbidden')
+      if (!hasRoleAndPermissions(user, session.policy, this.config)) session.close('forbidden')
     }
   }
 
@@ -278,8 +275,10 @@ function decodeData (data: string, binary: boolean | undefined): string | Buffer
 
 /** How a disconnected session closes: 4001 `Token revoked` unless a code is given. */
 function closerFor (code: number | undefined, reason: string | undefined): (session: Session) => void {
-  if (code === undefined && reason === undefined) return session => session.end('token_revoked')
-  return session => session.endWith(code ?? 4001, reason ?? '')
+  if (code === undefined && reason === undefined) return session => session.close('token_revoked')
+  // A reason alone closes with the code of `token_revoked` as the table has it by default.
+  const how: AppClose = { code: code ?? closeCodes.token_revoked.code, reason: reason ?? '' }
+  return session => session.close(how)
 }
 
 /**

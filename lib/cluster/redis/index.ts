@@ -1,8 +1,8 @@
 import { Redis, type RedisOptions } from 'ioredis'
-import type { ClusterAdapter } from './adapter.ts'
-import { RedisAdapter } from './redis/adapter.ts'
-import type { Connections } from './redis/connections.ts'
-import { buildRedisConfig, type RedisAdapterOptions, type RedisConfig } from './redis/options.ts'
+import { RedisAdapter } from './adapter.ts'
+import type { Connections } from './connections.ts'
+import { buildRedisConfig, type RedisAdapterOptions, type RedisConfig } from './options.ts'
+import type { ClusterAdapter } from '../../types.ts'
 
 /**
  * A cluster adapter on Redis (`fastify-ws-auth/redis`): `sendToUser`, `broadcast`,
@@ -46,4 +46,4 @@ function connections (config: RedisConfig): Connections {
   return { command, subscriber, ownsCommand: own }
 }
 
-export type { RedisAdapterOptions, OnRedisError } from './redis/options.ts'
+export type { RedisAdapterOptions, OnRedisError } from './options.ts'
