@@ -1,4 +1,5 @@
-import { mergeCloseCodes } from '../protocol/close-codes.ts'
+import { CloseCodesError, mergeCloseCodes } from '../protocol/close-codes.ts'
+import { OptionChecker } from '../protocol/options.ts'
 import type { CloseCodeTable } from '../protocol/close-codes.ts'
 import type { Backoff } from './backoff.ts'
 import { ClientError } from './errors.ts'
@@ -29,7 +30,7 @@ const TRANSPORTS: readonly Transport[] = ['protocol', 'message', 'query']
 const TOKEN_CHARS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 
 function invalid (name: string, problem: string, ...value: [unknown?]): ClientError {
-  const got = value.length > 0 ? `, got ${describe(value[0])}` : ''
+  const got = value.length > 0 && value[0] !== undefined ? `, got ${describe(value[0])}` : ''
   return new ClientError('FST_WS_AUTH_CLIENT_INVALID_OPTION', `option "${name}" ${problem}${got}`)
 }
 
@@ -40,19 +41,7 @@ function describe (value: unknown): string {
   return Array.isArray(value) ? 'an array' : 'an object'
 }
 
-function number (name: string, value: unknown, fallback: number, min: number, integer = false): number {
-  if (value === undefined) return fallback
-  const ok = typeof value === 'number' && !Number.isNaN(value) && value >= min &&
-    (!integer || Number.isInteger(value) || value === Infinity)
-  if (!ok) throw invalid(name, `must be ${integer ? 'an integer' : 'a number'} >= ${min}`, value)
-  return value
-}
-
-function boolean (name: string, value: unknown, fallback: boolean): boolean {
-  if (value === undefined) return fallback
-  if (typeof value !== 'boolean') throw invalid(name, 'must be a boolean', value)
-  return value
-}
+const check = new OptionChecker(invalid)
 
 function word (name: string, value: unknown, fallback: string): string {
   if (value === undefined) return fallback
@@ -63,11 +52,8 @@ function word (name: string, value: unknown, fallback: string): string {
 /** Validates `options` (without changing them) and fills in the defaults. Throws on the first problem. */
 export function normalize (options: ClientOptions): Config {
   if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object', options)
-  for (const key of Object.keys(options)) {
-    if (!KNOWN.has(key)) throw invalid(key, `is not a client option (known: ${[...KNOWN].join(', ')})`)
-  }
-  const transport = options.transport ?? 'protocol'
-  if (!TRANSPORTS.includes(transport)) throw invalid('transport', `must be one of ${TRANSPORTS.join(', ')}`, transport)
+  check.knownKeys(options, KNOWN, 'the client')
+  const transport = check.oneOf('transport', options.transport, TRANSPORTS, 'protocol')
   const token = options.token
   if (typeof token !== 'function' && typeof token !== 'string') throw invalid('token', 'must be a string or a function returning one', token)
   const protocols = options.protocols ?? []
@@ -78,7 +64,8 @@ export function normalize (options: ClientOptions): Config {
   try {
     closeCodes = mergeCloseCodes(options.closeCodes)
   } catch (err) {
-    throw invalid('closeCodes', `is invalid: ${(err as Error).message}`)
+    if (!(err instanceof CloseCodesError)) throw err
+    throw invalid(err.option, err.problem)
   }
   return Object.freeze({
     url: url(options.url),
@@ -87,11 +74,11 @@ export function normalize (options: ClientOptions): Config {
     WebSocket: webSocket(options.WebSocket),
     protocols: Object.freeze([...protocols]),
     reconnect: reconnect(options.reconnect),
-    refresh: boolean('refresh', options.refresh, true),
-    refreshMargin: number('refreshMargin', options.refreshMargin, 30_000, 0),
-    queue: number('queue', options.queue, 100, 0, true),
+    refresh: check.boolean('refresh', options.refresh, true),
+    refreshMargin: check.number('refreshMargin', options.refreshMargin, 30_000, 0),
+    queue: check.number('queue', options.queue, 100, 0, true),
     table: closeCodes,
-    established: boolean('established', options.established, true),
+    established: check.boolean('established', options.established, true),
     queryParam: queryParam(options.queryParam),
     protocolPrefix: word('protocolPrefix', options.protocolPrefix, 'bearer')
   })
@@ -115,9 +102,7 @@ function url (value: unknown): string {
 }
 
 function queryParam (value: unknown): string {
-  if (value === undefined) return 'token'
-  if (typeof value !== 'string' || value === '') throw invalid('queryParam', 'must be a non-empty string', value)
-  return value
+  return check.string('queryParam', value, 'token')
 }
 
 function webSocket (value: unknown): WebSocketConstructor {
@@ -135,18 +120,18 @@ function reconnect (value: unknown): Backoff {
   if (value === undefined) return reconnect({})
   if (value === null || typeof value !== 'object') throw invalid('reconnect', 'must be an object or false', value)
   for (const key of Object.keys(value)) {
-    if (!RECONNECT_KNOWN.has(key)) throw invalid(`reconnect.${key}`, `is not a reconnect option (known: ${[...RECONNECT_KNOWN].join(', ')})`)
+    if (!RECONNECT_KNOWN.has(key)) throw invalid(`reconnect.${key}`, `is not an option of reconnect (known: ${[...RECONNECT_KNOWN].join(', ')})`)
   }
   const o = value as Record<string, unknown>
-  const initialDelay = number('reconnect.initialDelay', o.initialDelay, 500, 0)
-  const maxDelay = number('reconnect.maxDelay', o.maxDelay, 30_000, 0)
+  const initialDelay = check.number('reconnect.initialDelay', o.initialDelay, 500, 0)
+  const maxDelay = check.number('reconnect.maxDelay', o.maxDelay, 30_000, 0)
   if (maxDelay < initialDelay) throw invalid('reconnect.maxDelay', `must be >= reconnect.initialDelay (${initialDelay})`, maxDelay)
   return Object.freeze({
     initialDelay,
     maxDelay,
-    factor: number('reconnect.factor', o.factor, 2, 1),
-    jitter: boolean('reconnect.jitter', o.jitter, true),
-    maxAttempts: number('reconnect.maxAttempts', o.maxAttempts, Infinity, 0, true),
-    stableAfter: number('reconnect.stableAfter', o.stableAfter, 5000, 0)
+    factor: check.number('reconnect.factor', o.factor, 2, 1),
+    jitter: check.boolean('reconnect.jitter', o.jitter, true),
+    maxAttempts: check.number('reconnect.maxAttempts', o.maxAttempts, Infinity, 0, true),
+    stableAfter: check.number('reconnect.stableAfter', o.stableAfter, 5000, 0)
   })
 }

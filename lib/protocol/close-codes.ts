@@ -123,16 +123,23 @@ function isLowSurrogate (c: number): boolean {
   return c >= 0xdc00 && c <= 0xdfff
 }
 
+/** A `closeCodes` override that is refused: `option` names the class and field, e.g. `closeCodes.forbidden.code`. */
+export class CloseCodesError extends TypeError {
+  constructor (readonly option: string, readonly problem: string) {
+    super(`${option}: ${problem}`)
+  }
+}
+
 /**
  * Applies overrides to the table and returns a new frozen table; the input is not changed.
- * Throws a `TypeError` naming the class and field for an unknown class, a code that cannot be
+ * Throws a `CloseCodesError` (a `TypeError`) naming the class and field for an unknown class, a code that cannot be
  * sent, or a reason over 123 bytes.
  */
 export function mergeCloseCodes (overrides: CloseCodeOverrides = {}): CloseCodeTable {
   const merged: Record<string, CloseCodeEntry> = {}
   for (const [name, override] of Object.entries(overrides) as [string, unknown][]) {
     if (!Object.hasOwn(closeCodes, name)) {
-      throw new TypeError(`closeCodes.${name}: unknown failure class (known: ${Object.keys(closeCodes).join(', ')})`)
+      throw new CloseCodesError(`closeCodes.${name}`, `is not a failure class (known: ${Object.keys(closeCodes).join(', ')})`)
     }
     checkOverrideShape(name, override)
   }
@@ -151,25 +158,25 @@ const OVERRIDE_FIELDS = ['code', 'reason', 'status']
 function checkOverrideShape (name: string, override: unknown): void {
   if (override === undefined) return
   if (override === null || typeof override !== 'object' || Array.isArray(override)) {
-    throw new TypeError(`closeCodes.${name}: must be an object of ${OVERRIDE_FIELDS.join(', ')}`)
+    throw new CloseCodesError(`closeCodes.${name}`, `must be an object of ${OVERRIDE_FIELDS.join(', ')}`)
   }
   for (const field of Object.keys(override)) {
     if (!OVERRIDE_FIELDS.includes(field)) {
-      throw new TypeError(`closeCodes.${name}.${field}: unknown field (known: ${OVERRIDE_FIELDS.join(', ')})`)
+      throw new CloseCodesError(`closeCodes.${name}.${field}`, `is not a field of an override (known: ${OVERRIDE_FIELDS.join(', ')})`)
     }
   }
 }
 
 function checkEntry (name: string, row: CloseCodeEntry): void {
   if (!isSendableCloseCode(row.code)) {
-    throw new TypeError(`closeCodes.${name}.code: ${String(row.code)} cannot be sent in a close frame (use 1000-1003, 1007-1014 or 3000-4999)`)
+    throw new CloseCodesError(`closeCodes.${name}.code`, `is ${String(row.code)}, which cannot be sent in a close frame (use 1000-1003, 1007-1014 or 3000-4999)`)
   }
   if (typeof row.reason !== 'string' || utf8Length(row.reason) > MAX_REASON_BYTES) {
-    throw new TypeError(`closeCodes.${name}.reason: must be a string of at most ${MAX_REASON_BYTES} bytes`)
+    throw new CloseCodesError(`closeCodes.${name}.reason`, `must be a string of at most ${MAX_REASON_BYTES} bytes`)
   }
-  if (typeof row.description !== 'string') throw new TypeError(`closeCodes.${name}.description: must be a string`)
+  if (typeof row.description !== 'string') throw new CloseCodesError(`closeCodes.${name}.description`, 'must be a string')
   if (row.status !== null && !(Number.isInteger(row.status) && row.status >= 400 && row.status <= 599)) {
-    throw new TypeError(`closeCodes.${name}.status: must be an HTTP error status (400-599) or null`)
+    throw new CloseCodesError(`closeCodes.${name}.status`, 'must be an HTTP error status (400-599) or null')
   }
 }
 

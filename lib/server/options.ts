@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify'
-import { mergeCloseCodes, type CloseCodeTable } from '../protocol/close-codes.ts'
+import { CloseCodesError, mergeCloseCodes, type CloseCodeTable } from '../protocol/close-codes.ts'
+import { OptionChecker } from '../protocol/options.ts'
 import { InvalidOptionError, InvalidRouteOptionError } from '../errors.ts'
 import type {
   ClusterAdapter, AuthorizeFn, DefaultWsAuthUser, RejectMode, TokenSource, WsAuthClaims, WsAuthPluginOptions,
@@ -8,8 +9,6 @@ import type {
 
 const SOURCES: readonly TokenSource[] = ['query', 'header', 'cookie', 'protocol', 'message']
 const DEFAULT_SOURCES: readonly TokenSource[] = ['query', 'header', 'protocol', 'message']
-/** Longest delay `setTimeout` honours; above it Node fires at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1
 /** RFC 7230 `token` characters, which a subprotocol name must be made of. */
 const TCHARS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 /** Keys Fastify itself reads from register options; they may reach the plugin. */
@@ -68,41 +67,39 @@ export interface RoutePolicy {
 
 export function buildConfig (opts: WsAuthPluginOptions): Config {
   if (opts === null || typeof opts !== 'object') throw new InvalidOptionError('options', 'must be an object')
-  for (const key of Object.keys(opts)) {
-    if (!KNOWN_OPTIONS.has(key) && !REGISTER_KEYS.has(key)) throw new InvalidOptionError(key, 'is not an option of fastify-ws-auth')
-  }
-  const fail = (name: string) => (problem: string) => new InvalidOptionError(name, problem)
-  const protocolPrefix = string(opts.protocolPrefix, 'bearer', fail('protocolPrefix'))
+  const c = new OptionChecker((name, problem) => new InvalidOptionError(name, problem))
+  c.knownKeys(opts, KNOWN_OPTIONS, 'fastify-ws-auth', REGISTER_KEYS)
+  const protocolPrefix = c.string('protocolPrefix', opts.protocolPrefix, 'bearer')
   if (!TCHARS.test(protocolPrefix)) throw new InvalidOptionError('protocolPrefix', 'must be a valid subprotocol name (RFC 7230 token characters)')
   const config: Config = {
-    sources: sources(opts.sources, DEFAULT_SOURCES, fail('sources')),
-    queryParam: string(opts.queryParam, 'token', fail('queryParam')),
-    cookieName: string(opts.cookieName, 'token', fail('cookieName')),
+    sources: sources(c, 'sources', opts.sources, DEFAULT_SOURCES),
+    queryParam: c.string('queryParam', opts.queryParam, 'token'),
+    cookieName: c.string('cookieName', opts.cookieName, 'token'),
     protocolPrefix,
     protocolTokenPrefix: protocolPrefix + '.',
-    authTimeout: duration(opts.authTimeout, 5000, fail('authTimeout')),
-    maxAuthMessageBytes: count(opts.maxAuthMessageBytes, 16384, fail('maxAuthMessageBytes')),
-    maxPendingMessages: count(opts.maxPendingMessages, 100, fail('maxPendingMessages')),
-    maxPendingBytes: count(opts.maxPendingBytes, 1024 * 1024, fail('maxPendingBytes')),
-    reject: rejectMode(opts.reject, 'close', fail('reject')),
-    established: bool(opts.established, true, fail('established')),
-    verify: fn(opts.verify, fail('verify')),
-    loadUser: fn(opts.loadUser, fail('loadUser')) ?? defaultLoadUser,
+    authTimeout: c.milliseconds('authTimeout', opts.authTimeout, 5000),
+    maxAuthMessageBytes: c.count('maxAuthMessageBytes', opts.maxAuthMessageBytes, 16384),
+    maxPendingMessages: c.count('maxPendingMessages', opts.maxPendingMessages, 100),
+    maxPendingBytes: c.count('maxPendingBytes', opts.maxPendingBytes, 1024 * 1024),
+    reject: c.oneOf('reject', opts.reject, REJECT_MODES, 'close'),
+    established: c.boolean('established', opts.established, true),
+    verify: c.func('verify', opts.verify),
+    loadUser: c.func('loadUser', opts.loadUser) ?? defaultLoadUser,
     rolePermissions: rolePermissions(opts.rolePermissions),
     originAllowed: originPredicate(opts.allowedOrigins),
-    publicUser: fn(opts.publicUser, fail('publicUser')) ?? defaultPublicUser,
+    publicUser: c.func('publicUser', opts.publicUser) ?? defaultPublicUser,
     table: closeCodeTable(opts.closeCodes),
-    onAuthSuccess: fn(opts.onAuthSuccess, fail('onAuthSuccess')),
-    onAuthFailure: fn(opts.onAuthFailure, fail('onAuthFailure')),
+    onAuthSuccess: c.func('onAuthSuccess', opts.onAuthSuccess),
+    onAuthFailure: c.func('onAuthFailure', opts.onAuthFailure),
     websocket: opts.websocket,
-    expiryWarning: optional(opts.expiryWarning, v => duration(v, 0, fail('expiryWarning'))),
-    revalidateInterval: optional(opts.revalidateInterval, v => duration(v, 0, fail('revalidateInterval'))),
-    maxConnectionsPerUser: optional(opts.maxConnectionsPerUser, v => count(v, 0, fail('maxConnectionsPerUser'))),
-    onLimit: oneOf(opts.onLimit, ['reject', 'evict-oldest'] as const, 'reject', fail('onLimit')),
-    maxLifetime: optional(opts.maxLifetime, v => longDuration(v, fail('maxLifetime'))),
-    heartbeatInterval: opts.heartbeatInterval === false ? null : duration(opts.heartbeatInterval, 30000, fail('heartbeatInterval')),
-    appPing: bool(opts.appPing, false, fail('appPing')),
-    maxTokenLifetime: opts.maxTokenLifetime === undefined ? 24 * 3600 * 1000 : longDuration(opts.maxTokenLifetime, fail('maxTokenLifetime')),
+    expiryWarning: optional(opts.expiryWarning, v => c.milliseconds('expiryWarning', v, 0)),
+    revalidateInterval: optional(opts.revalidateInterval, v => c.milliseconds('revalidateInterval', v, 0)),
+    maxConnectionsPerUser: optional(opts.maxConnectionsPerUser, v => c.count('maxConnectionsPerUser', v, 0)),
+    onLimit: c.oneOf('onLimit', opts.onLimit, ['reject', 'evict-oldest'] as const, 'reject'),
+    maxLifetime: optional(opts.maxLifetime, v => c.longMilliseconds('maxLifetime', v, 0)),
+    heartbeatInterval: opts.heartbeatInterval === false ? null : c.milliseconds('heartbeatInterval', opts.heartbeatInterval, 30000),
+    appPing: c.boolean('appPing', opts.appPing, false),
+    maxTokenLifetime: c.longMilliseconds('maxTokenLifetime', opts.maxTokenLifetime, 24 * 3600 * 1000),
     adapter: adapter(opts.adapter)
   }
   if (opts.websocket !== undefined && (opts.websocket === null || typeof opts.websocket !== 'object')) {
@@ -113,6 +110,10 @@ export function buildConfig (opts: WsAuthPluginOptions): Config {
   }
   return config
 }
+
+const REJECT_MODES: readonly RejectMode[] = ['close', 'http']
+/** Checks of plugin options outside `buildConfig` (nested ones). */
+const serverOptions = new OptionChecker((name, problem) => new InvalidOptionError(name, problem))
 
 const KNOWN_OPTIONS = new Set<string>([
   'sources', 'queryParam', 'cookieName', 'protocolPrefix', 'authTimeout', 'maxAuthMessageBytes',
@@ -132,19 +133,17 @@ const ROUTE_OPTIONS = new Set<string>([
  */
 export function buildRoutePolicy (config: Config, url: string, setting: unknown): RoutePolicy | null {
   if (setting === false) return null
-  const fail = (name: string) => (problem: string) => new InvalidRouteOptionError(url, 'wsAuth.' + name, problem)
+  const c = new OptionChecker((name, problem) => new InvalidRouteOptionError(url, 'wsAuth.' + name, problem))
   let opts: WsAuthRouteOptions = {}
   if (setting !== undefined && setting !== true) {
     if (setting === null || typeof setting !== 'object' || Array.isArray(setting)) {
       throw new InvalidRouteOptionError(url, 'wsAuth', 'must be true, false or an object')
     }
     opts = setting as WsAuthRouteOptions
-    for (const key of Object.keys(opts)) {
-      if (!ROUTE_OPTIONS.has(key)) throw new InvalidRouteOptionError(url, 'wsAuth.' + key, 'is not a route option of fastify-ws-auth')
-    }
+    c.knownKeys(opts, ROUTE_OPTIONS, 'a route of fastify-ws-auth')
   }
-  const reject = rejectMode(opts.reject, config.reject, fail('reject'))
-  const routeSources = sources(opts.sources, config.sources, fail('sources'))
+  const reject = c.oneOf('reject', opts.reject, REJECT_MODES, config.reject)
+  const routeSources = sources(c, 'sources', opts.sources, config.sources)
   const requestSources = routeSources.filter(s => s !== 'message')
   if (reject === 'http' && requestSources.length === 0) {
     throw new InvalidRouteOptionError(url, 'wsAuth.sources', 'needs a source other than "message" with reject: "http"')
@@ -154,12 +153,12 @@ export function buildRoutePolicy (config: Config, url: string, setting: unknown)
     reject,
     requestSources,
     awaitsMessage: reject === 'close' && routeSources.includes('message'),
-    authTimeout: duration(opts.authTimeout, config.authTimeout, fail('authTimeout')),
-    established: bool(opts.established, config.established, fail('established')),
-    roles: opts.roles === undefined ? null : new Set(stringList(opts.roles, fail('roles'))),
-    permissions: opts.permissions === undefined ? null : stringList(opts.permissions, fail('permissions')),
-    authorize: fn(opts.authorize, fail('authorize')) ?? null,
-    maxLifetime: opts.maxLifetime === undefined ? config.maxLifetime : longDuration(opts.maxLifetime, fail('maxLifetime'))
+    authTimeout: c.milliseconds('authTimeout', opts.authTimeout, config.authTimeout),
+    established: c.boolean('established', opts.established, config.established),
+    roles: opts.roles === undefined ? null : new Set(c.stringList('roles', opts.roles)),
+    permissions: opts.permissions === undefined ? null : c.stringList('permissions', opts.permissions),
+    authorize: c.func('authorize', opts.authorize) ?? null,
+    maxLifetime: opts.maxLifetime === undefined ? config.maxLifetime : c.longMilliseconds('maxLifetime', opts.maxLifetime, 0)
   }
 }
 
@@ -185,77 +184,19 @@ function defaultPublicUser (user: WsAuthUser, granted: { permissions: string[] }
   return { id: u.id, username: u.username, roles: u.roles ?? [], permissions: granted.permissions }
 }
 
-type Fail = (problem: string) => Error
-
-function string (value: unknown, fallback: string, fail: Fail): string {
-  if (value === undefined) return fallback
-  if (typeof value !== 'string' || value.length === 0) throw fail('must be a non-empty string')
-  return value
-}
-
-function bool (value: unknown, fallback: boolean, fail: Fail): boolean {
-  if (value === undefined) return fallback
-  if (typeof value !== 'boolean') throw fail('must be a boolean')
-  return value
-}
-
-function duration (value: unknown, fallback: number, fail: Fail): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0 || value > MAX_TIMER_MS) {
-    throw fail(`must be a whole number of milliseconds from 1 to ${MAX_TIMER_MS}`)
-  }
-  return value
-}
-
-/** A duration that may exceed what one `setTimeout` can wait (sessions reach it in steps). */
-function longDuration (value: unknown, fail: Fail): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) throw fail('must be a whole, positive number of milliseconds')
-  return value
-}
-
 function optional<T> (value: unknown, check: (value: unknown) => T): T | null {
   return value === undefined ? null : check(value)
 }
 
-function oneOf<T extends string> (value: unknown, allowed: readonly T[], fallback: T, fail: Fail): T {
+function sources (c: OptionChecker, name: string, value: unknown, fallback: readonly TokenSource[]): readonly TokenSource[] {
   if (value === undefined) return fallback
-  if (!allowed.includes(value as T)) throw fail(`must be one of ${allowed.map(a => JSON.stringify(a)).join(', ')}`)
-  return value as T
-}
-
-function count (value: unknown, fallback: number, fail: Fail): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) throw fail('must be a positive whole number')
-  return value
-}
-
-function fn<T> (value: T | undefined, fail: Fail): T | undefined {
-  if (value === undefined) return undefined
-  if (typeof value !== 'function') throw fail('must be a function')
-  return value
-}
-
-function rejectMode (value: unknown, fallback: RejectMode, fail: Fail): RejectMode {
-  if (value === undefined) return fallback
-  if (value !== 'close' && value !== 'http') throw fail('must be "close" or "http"')
-  return value
-}
-
-function stringList (value: unknown, fail: Fail): string[] {
-  if (!Array.isArray(value) || value.some(v => typeof v !== 'string' || v.length === 0)) {
-    throw fail('must be an array of non-empty strings')
+  const list = c.stringList(name, value, `a non-empty array of ${SOURCES.join(', ')}`)
+  if (list.length === 0) throw c.problem(name, `must be a non-empty array of ${SOURCES.join(', ')}`)
+  for (const s of list) {
+    if (!SOURCES.includes(s as TokenSource)) throw c.problem(name, `has an unknown source ${JSON.stringify(s)} (known: ${SOURCES.join(', ')})`)
   }
-  return [...value]
-}
-
-function sources (value: unknown, fallback: readonly TokenSource[], fail: Fail): readonly TokenSource[] {
-  if (value === undefined) return fallback
-  if (!Array.isArray(value) || value.length === 0) throw fail(`must be a non-empty array of ${SOURCES.join(', ')}`)
-  for (const s of value) {
-    if (!SOURCES.includes(s)) throw fail(`has an unknown source ${JSON.stringify(s)} (known: ${SOURCES.join(', ')})`)
-  }
-  if (new Set(value).size !== value.length) throw fail('lists a source twice')
-  return Object.freeze([...value])
+  if (new Set(list).size !== list.length) throw c.problem(name, 'lists a source twice')
+  return Object.freeze(list as TokenSource[])
 }
 
 function rolePermissions (value: unknown): ReadonlyMap<string, readonly string[]> | null {
@@ -265,7 +206,7 @@ function rolePermissions (value: unknown): ReadonlyMap<string, readonly string[]
   }
   const map = new Map<string, readonly string[]>()
   for (const [role, perms] of Object.entries(value)) {
-    map.set(role, stringList(perms, problem => new InvalidOptionError(`rolePermissions.${role}`, problem)))
+    map.set(role, serverOptions.stringList(`rolePermissions.${role}`, perms))
   }
   return map
 }
@@ -273,7 +214,7 @@ function rolePermissions (value: unknown): ReadonlyMap<string, readonly string[]
 function originPredicate (value: unknown): Config['originAllowed'] {
   if (value === undefined) return null
   if (typeof value === 'function') return value as Config['originAllowed']
-  const list = new Set(stringList(value, problem => new InvalidOptionError('allowedOrigins', `${problem}, or a function`)))
+  const list = new Set(serverOptions.stringList('allowedOrigins', value, 'an array of non-empty strings, or a function'))
   return (origin) => list.has(origin)
 }
 
@@ -293,8 +234,7 @@ function closeCodeTable (value: unknown): CloseCodeTable {
   try {
     return mergeCloseCodes(value as Parameters<typeof mergeCloseCodes>[0])
   } catch (err) {
-    const message = (err as Error).message
-    const name = message.slice(0, message.indexOf(':'))
-    throw new InvalidOptionError(name, message.slice(message.indexOf(':') + 2), { cause: err })
+    if (!(err instanceof CloseCodesError)) throw err
+    throw new InvalidOptionError(err.option, err.problem, { cause: err })
   }
 }

@@ -3,13 +3,14 @@ import { EventEmitter } from 'node:events'
 import type { FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
 import { idOf, isThenable, type Outcome } from './authenticate.ts'
-import { closeCodes, type FailureClass } from '../protocol/close-codes.ts'
-import { MessageType, parseJsonObject } from '../protocol/messages.ts'
+import type { FailureClass } from '../protocol/close-codes.ts'
+import { MessageType } from '../protocol/messages.ts'
 import { readControl } from './control.ts'
 import type { Deadlines, Timed } from './deadlines.ts'
 import type { RoutePolicy } from './options.ts'
 import { IsoClock } from './iso.ts'
-import { capFramePayload, catchOverCapClose, interceptEmit, quietEnds, releaseOverCapClose, restoreFramePayload } from './internals.ts'
+import { interceptEmit, quietEnds } from './internals.ts'
+import { authMessageToken, Waiting } from './waiting.ts'
 import type { WsAuthClaims, WsAuthUser } from '../types.ts'
 
 type Failure = Extract<Outcome, { ok: false }>
@@ -65,18 +66,6 @@ const nowClock = new IsoClock()
 const expiryClock = new IsoClock()
 
 type SessionSocket = WebSocket & { [kSession]: Session }
-
-/** What a session holds only while it waits: for the auth message, or for the handler to listen. */
-interface Waiting {
-  /** The auth-message timeout, while one runs. */
-  timer: NodeJS.Timeout | undefined
-  authStarted: boolean
-  /** ws's own frame limit, lowered until the session is authenticated. */
-  savedMaxPayload: number | undefined
-  /** Client messages held until the handler listens, and their bytes. */
-  held: Array<[unknown, unknown]> | null
-  heldBytes: number
-}
 
 /**
  * A random UUID as one flat string. Node builds it by concatenation: kept as it comes, each
@@ -153,39 +142,19 @@ export class Session implements Timed {
   /** Waits for `{"type":"auth","token":"..."}` as the first message, for `authTimeout` ms. */
   awaitAuthMessage (): void {
     const waiting = this.wait()
-    waiting.timer = setTimeout(() => this.refuse({ ok: false, failure: 'auth_timeout' }), this.policy.authTimeout)
-    this.capPayload(waiting)
-  }
-
-  private wait (): Waiting {
-    this.waiting ??= { timer: undefined, authStarted: false, savedMaxPayload: undefined, held: null, heldBytes: 0 }
-    return this.waiting
-  }
-
-  /**
-   * Until authenticated, no frame may be larger than what the hold buffer takes: ws would otherwise
-   * buffer up to its `maxPayload` (100 MiB by default) for an unauthenticated client. A larger
-   * frame makes ws close with 1009 itself (its own reason). ws keeps the limit in its receiver;
-   * where that is not found, the hold buffer's byte limit still applies after the fact.
-   */
-  private capPayload (waiting: Waiting): void {
-    waiting.savedMaxPayload = capFramePayload(this.ws, Math.max(this.host.maxAuthMessageBytes, this.host.maxPendingBytes))
-    if (waiting.savedMaxPayload === undefined) return
-    // ws answers an over-cap frame with close(1009) and no reason, before buffering it: make that
-    // a refusal like any other (the table's code and reason, a log line, the audit hook).
-    catchOverCapClose(this.ws, closeCodes.message_too_big.code, () => {
+    waiting.startTimer(this.policy.authTimeout, () => this.refuse({ ok: false, failure: 'auth_timeout' }))
+    // An over-cap frame closed by ws itself becomes a refusal like any other (the table's code and
+    // reason, a log line, the audit hook).
+    waiting.capFrames(this.ws, Math.max(this.host.maxAuthMessageBytes, this.host.maxPendingBytes), () => {
       if (this.state !== AUTHENTICATING) return false
       this.refuse({ ok: false, failure: 'message_too_big' })
       return true
     })
   }
 
-  private restorePayloadLimit (): void {
-    const waiting = this.waiting
-    if (waiting?.savedMaxPayload === undefined) return
-    restoreFramePayload(this.ws, waiting.savedMaxPayload)
-    waiting.savedMaxPayload = undefined
-    releaseOverCapClose(this.ws)
+  private wait (): Waiting {
+    this.waiting ??= new Waiting()
+    return this.waiting
   }
 
   /** Verification succeeded: take a connection slot, then establish. */
@@ -292,7 +261,7 @@ export class Session implements Timed {
 
   /** Hands the socket to the route handler and releases held messages once it listens. */
   private open (): void {
-    this.restorePayloadLimit()
+    this.waiting?.restoreFrames(this.ws)
     this.state = HOLDING
     this.host.established(this)
     this.schedule()
@@ -333,7 +302,7 @@ export class Session implements Timed {
   release (): void {
     if (this.state !== HOLDING) return
     this.ws.removeListener('newListener', onNewListener)
-    const held = this.waiting?.held ?? null
+    const held = this.waiting?.take() ?? null
     this.waiting = undefined
     this.state = OPEN
     if (held === null) return
@@ -347,7 +316,7 @@ export class Session implements Timed {
     if (this.state === OPEN) return this.deliver(data, isBinary)
     if (this.state === CLOSED) return false
     const waiting = this.waiting
-    if (this.state === AUTHENTICATING && waiting !== undefined && !waiting.authStarted && waiting.timer !== undefined) {
+    if (this.state === AUTHENTICATING && waiting !== undefined && !waiting.authStarted && waiting.timing) {
       waiting.authStarted = true
       this.onAuthMessage(data, isBinary === true)
       return true
@@ -401,22 +370,17 @@ export class Session implements Timed {
 
   private hold (data: unknown, isBinary: unknown): void {
     const waiting = this.wait()
-    const held = waiting.held ??= []
-    held.push([data, isBinary])
-    waiting.heldBytes += byteLength(data)
-    if (held.length <= this.host.maxPendingMessages && waiting.heldBytes <= this.host.maxPendingBytes) return
+    if (waiting.hold(data, isBinary, this.host.maxPendingMessages, this.host.maxPendingBytes)) return
     if (this.state === AUTHENTICATING) return this.refuse({ ok: false, failure: 'policy_violation', userId: this.userId })
-    this.request.log.warn({ route: this.policy.url, clientId: this.clientId, held: held.length },
+    this.request.log.warn({ route: this.policy.url, clientId: this.clientId, held: waiting.count },
       'websocket closed: the route handler did not listen for messages before the hold buffer filled')
     this.close('policy_violation')
   }
 
   private onAuthMessage (data: unknown, isBinary: boolean): void {
-    if (isBinary || !Buffer.isBuffer(data)) return this.refuse({ ok: false, failure: 'policy_violation' })
-    if (data.length > this.host.maxAuthMessageBytes) return this.refuse({ ok: false, failure: 'message_too_big' })
-    const message = parseJsonObject(data.toString('utf8'))
-    const token = message?.type === MessageType.Auth && typeof message.token === 'string' && message.token.length > 0 ? message.token : undefined
-    if (token === undefined) return this.refuse({ ok: false, failure: 'invalid_auth_message' })
+    const found = authMessageToken(data, isBinary, this.host.maxAuthMessageBytes)
+    if (typeof found === 'string') return this.refuse({ ok: false, failure: found })
+    const token = found.token
     Promise.resolve(this.host.authenticate(token, this.request, this.policy)).then(outcome => {
       if (outcome.ok) this.admit(outcome)
       else this.refuse(outcome, token)
@@ -424,10 +388,7 @@ export class Session implements Timed {
   }
 
   private stopAuthTimer (): void {
-    const waiting = this.waiting
-    if (waiting === undefined || waiting.timer === undefined) return
-    clearTimeout(waiting.timer)
-    waiting.timer = undefined
+    this.waiting?.stopTimer()
   }
 
   private isClosed (): boolean {
@@ -437,7 +398,7 @@ export class Session implements Timed {
   private finish (): void {
     if (this.state === CLOSED) return
     this.state = CLOSED
-    this.restorePayloadLimit()
+    this.waiting?.restoreFrames(this.ws)
     this.stopAuthTimer()
     this.host.deadlines.delete(this)
     this.waiting = undefined
@@ -479,11 +440,4 @@ function onNewListener (this: SessionSocket, event: string | symbol): void {
 
 function isoOrNull (ms: number | null): string | null {
   return ms === null ? null : expiryClock.format(ms)
-}
-
-function byteLength (data: unknown): number {
-  if (Buffer.isBuffer(data)) return data.length
-  if (data instanceof ArrayBuffer) return data.byteLength
-  if (Array.isArray(data)) return data.reduce((n: number, b: Buffer) => n + b.length, 0)
-  return 0
 }

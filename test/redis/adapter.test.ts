@@ -20,9 +20,9 @@ t.test('options are checked at creation; errors name the option', async t => {
     [{ client: { isCluster: true } }, /option "redisAdapter.client" is a Redis Cluster client: not supported/],
     [{ url: 'redis://x', prefix: '' }, /option "redisAdapter.prefix" must be a string of 1 to 100 characters/],
     [{ url: 'redis://x', prefix: 'a b' }, /option "redisAdapter.prefix"/],
-    [{ url: 'redis://x', requestTimeout: 0 }, /option "redisAdapter.requestTimeout" must be an integer number of ms from 1/],
+    [{ url: 'redis://x', requestTimeout: 0 }, /option "redisAdapter.requestTimeout" must be a whole number of milliseconds from 1/],
     [{ url: 'redis://x', requestTimeout: 1.5 }, /option "redisAdapter.requestTimeout"/],
-    [{ url: 'redis://x', instanceTtl: 100 }, /option "redisAdapter.instanceTtl" must be an integer number of ms from 300/],
+    [{ url: 'redis://x', instanceTtl: 100 }, /option "redisAdapter.instanceTtl" must be a whole number of milliseconds from 300/],
     [{ url: 'redis://x', onRedisError: 'ignore' }, /option "redisAdapter.onRedisError" must be "fail-open" or "fail-closed"/],
     [{ url: 'redis://x', keyPrefix: 'a' }, /option "redisAdapter.keyPrefix" is not an option of redisAdapter/]
   ]

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis'
+import { OptionChecker } from '../../protocol/options.ts'
 import { InvalidOptionError } from '../../errors.ts'
 
 /** What to do with a limited user's new connection while Redis cannot be reached. */
@@ -60,24 +61,24 @@ const KNOWN = new Set<string>(['url', 'client', 'prefix', 'requestTimeout', 'ins
 /** Checks the options once, at creation; every error names the option at fault. */
 export function buildRedisConfig (opts: RedisAdapterOptions): RedisConfig {
   if (opts === null || typeof opts !== 'object') throw new InvalidOptionError('redisAdapter', 'takes an object: { url } or { client }')
-  for (const key of Object.keys(opts)) {
-    if (!KNOWN.has(key)) throw fail(key, `is not an option of redisAdapter (known: ${[...KNOWN].join(', ')})`)
-  }
+  check.knownKeys(opts, KNOWN, 'redisAdapter')
   if (opts.url !== undefined && opts.client !== undefined) throw fail('client', 'cannot be combined with "url": give one of them')
   if (opts.url === undefined && opts.client === undefined) throw fail('url', 'is required (or "client": an ioredis instance)')
   return {
     url: opts.url === undefined ? undefined : redisUrl(opts.url),
     client: opts.client === undefined ? undefined : ioredisClient(opts.client),
     namespace: namespace(opts.prefix),
-    requestTimeout: milliseconds(opts.requestTimeout, 1000, 1, 'requestTimeout'),
-    instanceTtl: milliseconds(opts.instanceTtl, 30_000, 300, 'instanceTtl'),
-    onRedisError: onRedisError(opts.onRedisError)
+    requestTimeout: check.milliseconds('requestTimeout', opts.requestTimeout, 1000, 1),
+    instanceTtl: check.milliseconds('instanceTtl', opts.instanceTtl, 30_000, 300),
+    onRedisError: check.oneOf('onRedisError', opts.onRedisError, ['fail-open', 'fail-closed'] as const, 'fail-open')
   }
 }
 
 function fail (name: string, problem: string) {
   return new InvalidOptionError(`redisAdapter.${name}`, problem)
 }
+
+const check = new OptionChecker(fail)
 
 function redisUrl (value: unknown): string {
   if (typeof value !== 'string') throw fail('url', 'must be a string such as "redis://127.0.0.1:6379"')
@@ -106,18 +107,4 @@ function namespace (value: unknown): string {
     throw fail('prefix', 'must be a string of 1 to 100 characters without spaces or braces')
   }
   return `${value}:ws-auth:`
-}
-
-function milliseconds (value: unknown, fallback: number, min: number, name: string): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > 2 ** 31 - 1) {
-    throw fail(name, `must be an integer number of ms from ${min} to 2147483647`)
-  }
-  return value
-}
-
-function onRedisError (value: unknown): OnRedisError {
-  if (value === undefined) return 'fail-open'
-  if (value !== 'fail-open' && value !== 'fail-closed') throw fail('onRedisError', 'must be "fail-open" or "fail-closed"')
-  return value
 }
