@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import {
-  closeCodes, isSendableCloseCode, mergeCloseCodes, utf8Length, MAX_REASON_BYTES,
+  closeCodes, entryForCode, isSendableCloseCode, mergeCloseCodes, utf8Length, MAX_REASON_BYTES,
   type CloseCodeEntry, type CloseCodeOverrides, type FailureClass
 } from '../lib/protocol/close-codes.ts'
 import { buildApp, connect, refusal, spyRoute, type Closed, type RouteSpy } from './helpers/index.ts'
@@ -214,4 +214,14 @@ t.test('closeCodes option: a remapped row is what the client sees', async t => {
         { code: 'FST_WS_AUTH_INVALID_OPTION', message }, JSON.stringify(closeCodes))
     }
   })
+})
+
+t.test('entryForCode: the first class listed with a code, undefined for a code the table does not know', async t => {
+  t.match(entryForCode(4001), { failure: 'no_token', code: 4001, reason: 'No token provided' }, 'the first of the 4001 rows')
+  t.match(entryForCode(4003), { failure: 'forbidden', reason: 'Forbidden', status: 403 })
+  t.equal(entryForCode(4999), undefined, 'a code in the application range the table does not use')
+  t.equal(entryForCode(1006 + 3000), undefined)
+  const remapped = mergeCloseCodes({ forbidden: { code: 4403 } })
+  t.match(entryForCode(4403, remapped), { failure: 'forbidden', code: 4403 }, 'a remapped table is searched when given')
+  t.equal(entryForCode(4003, remapped), undefined, 'the old code is gone from the remapped table')
 })

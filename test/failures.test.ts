@@ -557,3 +557,14 @@ t.test('a frame over the pre-authentication frame cap closes with a row of the t
   t.same(failures, ['message_too_big', 'message_too_big', 'message_too_big'], 'every refusal logged and audited')
   t.same(spy.users.map(u => (u as { id: unknown }).id), ['u1'], 'only the good client reached the handler')
 })
+
+t.test('publicUser returning what JSON cannot encode (a BigInt) -> 1011 Internal error, handler never runs', async t => {
+  let spy!: RouteSpy
+  const { url, sign } = await buildApp(t, {
+    auth: { publicUser: (user) => ({ id: (user as { id: string }).id, balance: 10n }) },
+    routes: (app) => { spy = spyRoute(app, '/ws') }
+  })
+  const c = connect(url('/ws?token=' + sign({ sub: 'u1' })))
+  t.same(await refusal(c), { code: 1011, reason: 'Internal error' })
+  t.equal(spy.calls, 0)
+})

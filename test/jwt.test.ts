@@ -4,7 +4,7 @@
 import { createHmac } from 'node:crypto'
 import t from 'tap'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { buildApp, connect, logCapture, SECRET } from './helpers/index.ts'
+import { buildApp, connect, logCapture, refusal, SECRET } from './helpers/index.ts'
 
 const nowSec = () => Math.floor(Date.now() / 1000)
 
@@ -152,4 +152,40 @@ t.test('@fastify/jwt reading tokens with extractToken: fastify.jwt.verify is use
   const client = connect(url('/ws?token=' + sign({ sub: 'u1' })))
   t.match(await client.message(1), { type: 'connection_established' }, 'trusted is not applied: the app was told')
   client.ws.close()
+})
+
+t.test('the fastify.jwt.verify fallback refuses, with 4001 Invalid token, what request.jwtVerify would refuse', async t => {
+  const { url, sign } = await buildApp(t, {
+    jwt: { verify: { extractToken: (request: FastifyRequest) => (request.query as { t?: string }).t } },
+    routes: app => echoRoute(app)
+  })
+  // Signed over a payload segment with a non-zero unused bit in its last character: it decodes to
+  // the same bytes (fastify.jwt.verify accepts it), but it is a second spelling of the token.
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+  const json = JSON.stringify({ sub: 'u1', pad: 'x'.repeat(3 - (JSON.stringify({ sub: 'u1', pad: '' }).length % 3) + 1) })
+  const canonical = Buffer.from(json).toString('base64url')
+  t.equal(json.length % 3, 1, 'two characters for the last byte: four unused bits')
+  const loose = canonical.slice(0, -1) + alphabet[alphabet.indexOf(canonical.slice(-1)) | 1]
+  t.equal(Buffer.from(loose, 'base64url').toString(), json, 'the same bytes')
+  const header = Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'JWT' })).toString('base64url')
+  const input = header + '.' + loose
+  const token = input + '.' + createHmac('sha256', SECRET).update(input).digest('base64url')
+  const nonCanonical = connect(url('/ws?token=' + token))
+  t.same(await refusal(nonCanonical), { code: 4001, reason: 'Invalid token' })
+  const good = connect(url('/ws?token=' + sign({ sub: 'u1' })))
+  t.match(await good.message(1), { type: 'connection_established' }, 'a canonical token is accepted')
+  good.ws.close()
+  // Signed and verified, but a claim of the wrong type: refused after fastify.jwt.verify.
+  const badClaims = connect(url('/ws?token=' + sign({ sub: 'u1', jti: 42 })))
+  t.same(await refusal(badClaims), { code: 4001, reason: 'Invalid token' })
+})
+
+t.test('a signed token whose header or payload is not JSON -> 4001 Invalid token', async t => {
+  const { url } = await buildApp(t, { routes: app => echoRoute(app) })
+  const b64 = (text: string) => Buffer.from(text).toString('base64url')
+  const signed = (input: string) => input + '.' + createHmac('sha256', SECRET).update(input).digest('base64url')
+  const badPayload = signed(b64(JSON.stringify({ alg: 'HS256', typ: 'JWT' })) + '.' + b64('not json'))
+  t.same(await refusal(connect(url('/ws?token=' + badPayload))), { code: 4001, reason: 'Invalid token' }, 'payload')
+  const badHeader = signed(b64('{alg: HS256}') + '.' + b64(JSON.stringify({ sub: 'u1' })))
+  t.same(await refusal(connect(url('/ws?token=' + badHeader))), { code: 4001, reason: 'Invalid token' }, 'header')
 })

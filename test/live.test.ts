@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { buildApp, connect, eventually } from './helpers/index.ts'
+import { buildApp, connect, deferred, eventually, logCapture } from './helpers/index.ts'
 
 type Msg = Record<string, unknown>
 const nowSec = () => Math.floor(Date.now() / 1000)
@@ -220,4 +220,31 @@ t.test('fastify.close() closes every authenticated socket with 1001, whatever th
     t.same(await authenticated.closed, { code: 1001, reason: 'Server shutting down' }, `websocketFirst: ${websocketFirst}`)
     t.same(await waiting.closed, { code: 1001, reason: 'Server shutting down' })
   }
+})
+
+t.test('revalidateInterval: a user store that fails is logged at error and the sessions stay open', async t => {
+  const logs = logCapture()
+  const failed = deferred()
+  let down = false
+  const { url, sign } = await buildApp(t, {
+    fastify: { logger: { level: 'error', stream: logs.stream } },
+    auth: {
+      revalidateInterval: 20,
+      loadUser: (claims) => {
+        if (!down) return { id: claims.sub as string, roles: [], permissions: [] }
+        failed.resolve()
+        throw new Error('user store down')
+      }
+    },
+    routes: echoRoutes([])
+  })
+  const c = connect(url('/ws?token=' + sign({ sub: 'u1' })))
+  await c.message(1)
+  down = true
+  await failed.promise
+  await eventually(() => logs.records().some(r => r.msg === 'fastify-ws-auth: revalidation failed; sessions kept'))
+  t.match(logs.records().find(r => r.msg === 'fastify-ws-auth: revalidation failed; sessions kept'), { level: 50, userId: 'u1', err: { message: 'user store down' } })
+  c.send('still here')
+  t.equal(await c.message(2), 'still here', 'the session was kept')
+  c.ws.close()
 })

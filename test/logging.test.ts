@@ -304,3 +304,78 @@ t.test('a token sent to a path with no route (a stray trailing slash) is not log
   const leaking = log.lines.filter(line => line.includes(token.split('.')[2]))
   t.same(leaking, [], 'no log line carries the token')
 })
+
+t.test('a parameter name that is not valid percent-encoding is kept as written; the token is still redacted', async t => {
+  const log = await loggedApp(t)
+  const token = log.sign({ sub: 'u1' })
+  const c = connect(log.url('/ws?%E0%A4%A=1&token=' + token))
+  t.match(await established(c), { type: 'connection_established' })
+  c.ws.close()
+  await c.closed
+  t.equal((log.withMsg('incoming request')[0].req as { url: string }).url, '/ws?%E0%A4%A=1&token=[REDACTED]')
+  assertNoToken(t, log.lines, token, 'malformed neighbour')
+})
+
+/**
+ * A logger that is not pino (a custom `loggerInstance`): it keeps every call and applies the
+ * serializers Fastify hands to `child()`, as pino-compatible loggers do.
+ */
+function recordingLogger () {
+  const records: Array<Record<string, unknown>> = []
+  type Serializers = Record<string, (value: unknown) => unknown>
+  const make = (bindings: object, serializers: Serializers): Record<string, unknown> => {
+    const write = (level: string) => (obj: unknown, msg?: string) => {
+      const fields: Record<string, unknown> = {}
+      if (typeof obj === 'object' && obj !== null) {
+        for (const [key, value] of Object.entries(obj)) fields[key] = serializers[key] === undefined ? value : serializers[key](value)
+      }
+      records.push({ level, ...bindings, ...fields, msg: typeof obj === 'string' ? obj : msg })
+    }
+    return {
+      level: 'trace',
+      info: write('info'),
+      warn: write('warn'),
+      error: write('error'),
+      debug: write('debug'),
+      trace: write('trace'),
+      fatal: write('fatal'),
+      silent: () => {},
+      child: (more: object, options?: { serializers?: Serializers }) => make({ ...bindings, ...more }, { ...serializers, ...options?.serializers })
+    }
+  }
+  return { logger: make({}, {}), records }
+}
+
+t.test('with a logger that is not pino, the route-level req serializer redacts `incoming request`', async t => {
+  const { logger, records } = recordingLogger()
+  const { url, sign } = await buildApp(t, { fastify: { loggerInstance: logger as never } })
+  const token = sign({ sub: 'u1' })
+  const c = connect(url('/ws?token=' + token))
+  t.match(await established(c), { type: 'connection_established' })
+  c.ws.close()
+  await c.closed
+  const incoming = records.find(r => r.msg === 'incoming request')
+  t.match(incoming?.req, { method: 'GET', url: '/ws?token=[REDACTED]', host: /^127\.0\.0\.1:\d+$/, remoteAddress: '127.0.0.1', remotePort: Number })
+  t.notOk(JSON.stringify(incoming?.req).includes(token.split('.')[2]), 'no signature in the line')
+})
+
+t.test('what a hook throws that is not an Error is logged too, scrubbed', async t => {
+  t.test('verify throws a string quoting the token: 1011, the string logged without the token', async t => {
+    const log = await loggedApp(t, { verify: (tok) => { throw `refused ${tok}` } }) // eslint-disable-line no-throw-literal
+    const token = log.sign({ sub: 'u1' })
+    const c = connect(log.url('/ws?token=' + token))
+    t.same(await c.closed, { code: 1011, reason: 'Internal error' })
+    const errors = log.records().filter(r => r.level === ERROR)
+    t.equal(errors.length, 1, 'one error line')
+    t.match(errors[0], { failure: 'internal_error', err: 'refused [REDACTED]' })
+    assertNoToken(t, log.lines, token, 'a thrown string')
+  })
+  t.test('loadUser throws at once (not a rejection): 1011, logged with the user id', async t => {
+    const log = await loggedApp(t, { loadUser: () => { throw new Error('user store down') } })
+    const c = connect(log.url('/ws?token=' + log.sign({ sub: 'u1' })))
+    t.same(await c.closed, { code: 1011, reason: 'Internal error' })
+    const errors = log.records().filter(r => r.level === ERROR)
+    t.equal(errors.length, 1, 'one error line')
+    t.match(errors[0], { failure: 'internal_error', err: { message: 'user store down' } })
+  })
+})

@@ -1,6 +1,7 @@
 import { once } from 'node:events'
 import t from 'tap'
 import type { WebSocket } from 'ws'
+import { authMessage } from '../lib/protocol/messages.ts'
 import { buildApp, connect, type Client } from './helpers/index.ts'
 
 function deferred<T = void> () {
@@ -246,6 +247,22 @@ t.test('a handler that never listens: the hold buffer overflows -> 1008 Policy v
   t.same(await c.closed, { code: 1008, reason: 'Policy violation' })
 })
 
+t.test('a handler that switched to binaryType "fragments" and never listens: held bytes still count -> 1008 Policy violation', async t => {
+  const { url, sign } = await buildApp(t, {
+    auth: { maxPendingMessages: 100, maxPendingBytes: 1024 },
+    routes (app) {
+      app.get('/ws', { websocket: true }, (socket) => { socket.binaryType = 'fragments' })
+    }
+  })
+  const c = connect(url('/ws?token=' + sign({ sub: 'u1' })))
+  await c.message(1)
+  c.ws.send(Buffer.alloc(600), { binary: true })
+  await flushed(c)
+  t.equal(c.ws.readyState, c.ws.OPEN, '600 bytes held: under the limit')
+  c.ws.send(Buffer.alloc(600), { binary: true })
+  t.same(await c.closed, { code: 1008, reason: 'Policy violation' }, '1200 bytes held: over maxPendingBytes')
+})
+
 t.test('connection_established arrives before anything the handler sends on connect', async t => {
   const { url, sign } = await buildApp(t, {
     routes (app) {
@@ -271,4 +288,18 @@ t.test('connection_established arrives before anything the handler sends on conn
     c.ws.close()
     await c.closed
   }
+})
+
+t.test('the auth message built by authMessage (what the client library sends) opens a session', async t => {
+  const { url, sign } = await buildApp(t, { auth: { sources: ['message'] } })
+  const token = sign({ sub: 'u1' })
+  t.same(JSON.parse(authMessage(token)), { type: 'auth', token })
+  const c = connect(url('/ws'))
+  await c.opened
+  c.send(authMessage(token))
+  t.match(await c.message(1), { type: 'connection_established', user: { id: 'u1' } })
+  c.send('after')
+  t.equal(await c.message(2), 'after')
+  c.ws.close()
+  await c.closed
 })

@@ -75,6 +75,7 @@ t.test('plugin options: registration fails loudly, naming the option', async t =
     ['closeCodes 124-byte reason', { closeCodes: { forbidden: { reason: 'é'.repeat(62) } } }, 'closeCodes.forbidden.reason'],
     ['closeCodes status 200', { closeCodes: { forbidden: { status: 200 } } }, 'closeCodes.forbidden.status'],
     ['websocket not an object', { websocket: 'yes' }, 'websocket'],
+    ['adapter missing methods', { adapter: { publish: () => 0 } }, 'adapter', 'missing: start, close, acquire, release, revoke, connections, stats'],
     ['reject http with only message', { reject: 'http', sources: ['message'] }, 'sources', 'reject', 'message']
   ]
   for (const [label, opts, ...names] of cases) {

@@ -1,7 +1,10 @@
 import { connect as tcpConnect } from 'node:net'
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
+import { once } from 'node:events'
+import WebSocket from 'ws'
 import { buildApp, connect, eventually, type Client } from './helpers/index.ts'
+import { LocalRegistry, type Member } from '../lib/cluster/registry.ts'
 
 type Msg = Record<string, unknown>
 
@@ -188,4 +191,48 @@ t.test('connection_established shows the permissions rolePermissions grants; pub
   const d = connect(custom.url('/ws/a?token=' + custom.sign({ sub: 'm', roles: ['manager'] })))
   t.match(await d.message(1), { user: { id: 'm', can: ['stock.manage'] } })
   d.ws.close()
+})
+
+t.test('LocalRegistry.countOf counts the open sessions of a user, as they open and go', async t => {
+  const registry = new LocalRegistry(() => new Set(), () => 0)
+  const member = (clientId: string, userId: string | undefined) => ({ clientId, userId }) as unknown as Member
+  const [a, b, c, anon] = [member('a', 'u1'), member('b', 'u1'), member('c', 'u2'), member('d', undefined)]
+  for (const m of [a, b, c, anon]) registry.opened(m)
+  t.same([registry.countOf('u1'), registry.countOf('u2'), registry.countOf('nobody')], [2, 1, 0])
+  registry.gone(a)
+  t.equal(registry.countOf('u1'), 1)
+  registry.gone(b)
+  registry.gone(c)
+  t.same([registry.countOf('u1'), registry.countOf('u2')], [0, 0])
+  t.equal(registry.stats().active, 1, 'the session without a user id is still open')
+})
+
+t.test('LocalRegistry.openGroups groups open sessions by user, each session without a user id alone', async t => {
+  const registry = new LocalRegistry(() => new Set(), () => 0)
+  const member = (clientId: string, userId: string | undefined) => ({ clientId, userId }) as unknown as Member
+  const [a, b, c, anon1, anon2, pending] = [member('a', 'u1'), member('b', 'u1'), member('c', 'u2'), member('d', undefined),
+    member('e', undefined), member('f', 'u3')]
+  for (const m of [a, c, anon1, b, anon2]) registry.opened(m)
+  registry.track(pending)
+  const ids = (groups: Member[][]) => groups.map(g => g.map(m => m.clientId))
+  t.same(ids(registry.openGroups()), [['a', 'b'], ['c'], ['d'], ['e']], 'a session still authenticating is in no group')
+  registry.gone(a)
+  t.same(ids(registry.openGroups()), [['b'], ['c'], ['d'], ['e']])
+})
+
+t.test('LocalRegistry.heartbeat: a socket whose ping throws (still connecting) is marked, then terminated at the next beat', async t => {
+  const { url } = await buildApp(t, { routes })
+  const ws = new WebSocket(url('/ws/a'))
+  const errored = once(ws, 'error')
+  // once(ws, 'close') would reject at the 'error' event: record the close by hand.
+  const closed = new Promise<number>(resolve => ws.on('close', (code: number) => resolve(code)))
+  const registry = new LocalRegistry(() => new Set(), () => 0)
+  const session = { clientId: 'x', userId: 'u1', ws, alive: true } as unknown as Member
+  registry.track(session)
+  t.equal(ws.readyState, ws.CONNECTING)
+  t.doesNotThrow(() => registry.heartbeat(), 'ping on a connecting socket throws inside; the sweep goes on')
+  t.equal(session.alive, false)
+  registry.heartbeat()
+  t.match((await errored)[0], { message: /closed before the connection was established/ })
+  t.equal(await closed, 1006, 'terminated')
 })

@@ -1,6 +1,7 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { buildApp, connect, eventually } from './helpers/index.ts'
+import { RevocationList } from '../lib/cluster/revocation.ts'
 
 const nowSec = () => Math.floor(Date.now() / 1000)
 
@@ -83,4 +84,59 @@ t.test('bad arguments are refused with FST_WS_AUTH_INVALID_ARGUMENT', async t =>
   for (const target of bad) {
     t.throws(() => app.wsAuth.revoke(target as never), { code: 'FST_WS_AUTH_INVALID_ARGUMENT' }, JSON.stringify(target))
   }
+})
+
+t.test('RevocationList: add() merges entries for the same jti or user, keeping the later time and expiry', async t => {
+  const list = new RevocationList()
+  const now = 1_000_000
+  list.add({ jti: 'a', expiresAt: now + 5000 }, now)
+  list.add({ jti: 'a', expiresAt: now + 1000 }, now)
+  list.add({ userId: 'u1', issuedBefore: 2000, expiresAt: now + 1000 }, now)
+  list.add({ userId: 'u1', issuedBefore: 1500, expiresAt: now + 9000 }, now)
+  list.add({ jti: 'late', expiresAt: now }, now)
+  t.same(list.entries(now), [
+    { jti: 'a', expiresAt: now + 5000 },
+    { userId: 'u1', issuedBefore: 2000, expiresAt: now + 9000 }
+  ], 'the longer expiry and the later issuedBefore win; an already expired entry is not added')
+  t.equal(list.isRevoked({ jti: 'a' }, undefined, now + 4000), true, 'the shorter expiry did not shorten the entry')
+  t.equal(list.isRevoked({ iat: 1999 }, 'u1', now + 8000), true, 'the later issuedBefore covers iat 1999')
+  t.equal(list.isRevoked({ iat: 2000 }, 'u1', now + 8000), false)
+  t.equal(list.isRevoked({}, 'u1', now + 8000), true, 'no iat: covered (fail closed)')
+})
+
+t.test('RevocationList: isRevoked() drops the expired entries it meets', async t => {
+  const list = new RevocationList()
+  const now = 1_000_000
+  list.add({ jti: 'a', expiresAt: now + 1000 }, now)
+  list.add({ userId: 'u1', issuedBefore: 2000, expiresAt: now + 1000 }, now)
+  list.add({ jti: 'kept', expiresAt: now + 60_000 }, now)
+  t.equal(list.isRevoked({ jti: 'a', iat: 1 }, 'u1', now + 999), true)
+  t.equal(list.isRevoked({ jti: 'a', iat: 1 }, 'u1', now + 1000), false, 'both entries expired at the same ms')
+  t.same(list.entries(now), [{ jti: 'kept', expiresAt: now + 60_000 }], 'the expired entries are gone, even for an earlier clock')
+  t.equal(list.isRevoked({ jti: 'other' }, undefined, now), false, 'no user id: only the jti is looked up')
+  t.equal(list.isRevoked({ iat: 1 }, 'u2', now), false, 'a user without an entry')
+})
+
+t.test('RevocationList: sweep() and count() drop expired entries; entries() lists the live ones', async t => {
+  const list = new RevocationList()
+  const now = 1_000_000
+  list.add({ jti: 'short', expiresAt: now + 10 }, now)
+  list.add({ jti: 'long', expiresAt: now + 100 }, now)
+  list.add({ userId: 7, issuedBefore: 50, expiresAt: now + 10 }, now)
+  list.add({ userId: 'u1', issuedBefore: 60, expiresAt: now + 100 }, now)
+  t.equal(list.count(now), 4)
+  list.sweep(now + 10)
+  t.same(list.entries(now), [
+    { jti: 'long', expiresAt: now + 100 },
+    { userId: 'u1', issuedBefore: 60, expiresAt: now + 100 }
+  ], 'swept at +10 ms: the short entries are gone for good')
+  t.equal(list.count(now + 100), 0)
+  t.same(list.entries(now), [])
+})
+
+t.test('RevocationList.entryFor: exp in seconds, as a Date, or bounded by maxTokenLifetime', async t => {
+  const now = 1_000_000
+  t.same(RevocationList.entryFor({ jti: 'a', exp: 2000 }, 60_000, now), { jti: 'a', expiresAt: 2_000_000 }, 'a JWT exp counts seconds')
+  t.same(RevocationList.entryFor({ jti: 'a', exp: new Date(5000) }, 60_000, now), { jti: 'a', expiresAt: 5000 })
+  t.same(RevocationList.entryFor({ jti: 'a' }, 60_000, now), { jti: 'a', expiresAt: 1_060_000 }, 'no exp: now + maxTokenLifetime')
 })

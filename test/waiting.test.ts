@@ -20,6 +20,7 @@ t.test('the hold buffer keeps order and says when a limit is passed', async t =>
   t.equal(waiting.hold([Buffer.from('c'), Buffer.from('d')], true, 3, 5), true, 'fragments counted by their bytes')
   t.equal(waiting.count, 2)
   t.equal(waiting.hold(new ArrayBuffer(2), true, 3, 5), false, '6 bytes > 5')
+  t.equal(new Waiting().hold(new Blob(['abcdef']), true, 3, 5), false, 'a Blob (binaryType "blob") counts its bytes')
   t.same(waiting.take()?.map(([, binary]) => binary), [false, true, true])
   t.equal(waiting.count, 0)
   t.equal(waiting.take(), null)

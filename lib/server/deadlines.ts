@@ -54,12 +54,6 @@ export class Deadlines {
     this.armedFor = Infinity
   }
 
-  get size (): number {
-    let n = 0
-    for (const items of this.slots.values()) n += items.size
-    return n
-  }
-
   private arm (slot: number): void {
     clearTimeout(this.timer)
     this.armedFor = slot

@@ -95,5 +95,7 @@ function byteLength (data: unknown): number {
   if (Buffer.isBuffer(data)) return data.length
   if (data instanceof ArrayBuffer) return data.byteLength
   if (Array.isArray(data)) return data.reduce((n: number, b: Buffer) => n + b.length, 0)
+  // ws 8.18+ delivers a Blob to a handler that set binaryType = 'blob'.
+  if (data instanceof Blob) return data.size
   return 0
 }

@@ -46,6 +46,14 @@ for (const transport of ['protocol', 'message', 'query'] as Transport[]) {
   })
 }
 
+t.test('protocolPrefix: the server and the client agree on another prefix, and the client reports it', async t => {
+  const served = await serve(t, { auth: { sources: ['protocol'], protocolPrefix: 'jwt' } })
+  const { client, events } = start(t, served, { transport: 'protocol', protocolPrefix: 'jwt' })
+  t.match(await events.next('established'), { type: 'connection_established', user: { id: 'u1' } })
+  t.equal(client.protocol, 'jwt', 'the plain prefix is selected, never the token entry')
+  t.same(events.all('close'), [])
+})
+
 t.test('protocol transport with app protocols: the server selects the app protocol, never the token entry', async t => {
   const served = await serve(t)
   const { client, events } = start(t, served, { protocols: ['chat.v2'] })

@@ -18,6 +18,7 @@ t.test('options are checked at creation; errors name the option', async t => {
     [{ url: 'http://127.0.0.1:6379' }, /option "redisAdapter.url" must use redis: or rediss:/],
     [{ client: { on () {} } }, /option "redisAdapter.client" must be an ioredis client .*missing: duplicate/],
     [{ client: { isCluster: true } }, /option "redisAdapter.client" is a Redis Cluster client: not supported/],
+    [{ client: 'redis://127.0.0.1:6379' }, /option "redisAdapter.client" must be an ioredis client \(new Redis\(\.\.\.\)\)$/],
     [{ url: 'redis://x', prefix: '' }, /option "redisAdapter.prefix" must be a string of 1 to 100 characters/],
     [{ url: 'redis://x', prefix: 'a b' }, /option "redisAdapter.prefix"/],
     [{ url: 'redis://x', requestTimeout: 0 }, /option "redisAdapter.requestTimeout" must be a whole number of milliseconds from 1/],

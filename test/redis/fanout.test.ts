@@ -1,7 +1,7 @@
 import t from 'tap'
 import { connect, type Client } from '../helpers/index.ts'
 import { startRedis, type RedisServer } from './server.ts'
-import { cluster } from './helpers.ts'
+import { cluster, inspector, instance, prefix } from './helpers.ts'
 
 type Msg = Record<string, unknown>
 
@@ -103,4 +103,69 @@ t.test('a fan-out does not wait for the timeout when every instance answered', a
   t.equal(await a.app.wsAuth.sendToUser('nobody', 'x'), 0)
   await a.app.wsAuth.stats({ cluster: true })
   t.ok(Date.now() - started < 1000, `answered in ${Date.now() - started} ms`)
+})
+
+t.test('a malformed command from another instance is logged and answered with count 0; the instance works on', async t => {
+  const namespace = prefix()
+  const a = await instance(t, redis.url, namespace)
+  const onA = connect(a.url('/ws/a?token=' + a.sign({ sub: 'u1', roles: ['admin'] })))
+  await onA.message(1)
+
+  const listener = inspector(t, redis.url)
+  const replies: Array<Record<string, unknown>> = []
+  let replied: () => void = () => {}
+  listener.on('message', (_channel: string, message: string) => { replies.push(JSON.parse(message)); replied() })
+  await listener.subscribe(`${namespace}:ws-auth:replies:foreign`)
+  const answered = (n: number) => new Promise<void>(resolve => {
+    replied = () => { if (replies.length >= n) resolve() }
+    replied()
+  })
+  const publisher = inspector(t, redis.url)
+  const send = (id: number, command: unknown) =>
+    publisher.publish(`${namespace}:ws-auth:commands`, JSON.stringify({ id, from: 'foreign', command }))
+
+  t.equal(await send(1, { op: 'broadcast', data: 'x', filter: { roles: 'admin' } }), 1, 'the one instance receives it')
+  await answered(1)
+  t.match(replies[0], { id: 1, count: 0 })
+  t.match(a.logged('a cluster command failed on this instance'), [{ level: 50, op: 'broadcast', err: { type: 'TypeError' } }])
+
+  await send(2, { op: 'revoke', entry: { expiresAt: Date.now() + 60_000 } })
+  await answered(2)
+  t.match(replies[1], { id: 2, count: 0 }, 'a revoke whose entry is neither a jti nor a user: nothing revoked')
+  t.equal(a.app.wsAuth.stats().revocations, 0)
+
+  t.equal(await a.app.wsAuth.broadcast('still here'), 1, 'the instance works on')
+  t.equal(await onA.message(2), 'still here')
+  t.equal(onA.messages.length, 2, 'the malformed broadcast reached nobody')
+  onA.ws.close()
+})
+
+t.test('stats({ cluster: true }) counts a field another instance sent malformed as 0', async t => {
+  const namespace = prefix()
+  const a = await instance(t, redis.url, namespace)
+  const own = connect(a.url('/ws/a?token=bad'))
+  await own.closed
+  const foreign = inspector(t, redis.url)
+  const publisher = inspector(t, redis.url)
+  foreign.on('message', (_channel: string, message: string) => {
+    const { id, from, command } = JSON.parse(message)
+    if (command.op !== 'stats') return
+    const data = { active: 2, authenticating: 'x', users: Infinity, attempts: 3, established: 3, failures: null, ended: { 1000: 2, 4001: 'many' }, revocations: 0 }
+    publisher.publish(`${namespace}:ws-auth:replies:${from}`, JSON.stringify({ id, from: 'foreign', data })).catch(() => {})
+  })
+  await foreign.subscribe(`${namespace}:ws-auth:commands`)
+
+  const local = a.app.wsAuth.stats()
+  t.equal(local.attempts, 1)
+  const stats = await a.app.wsAuth.stats({ cluster: true })
+  t.same(stats.failures, local.failures, 'failures: null adds nothing')
+  t.match(stats, {
+    active: 2,
+    authenticating: 0,
+    users: 0,
+    attempts: 4,
+    established: 3,
+    ended: { 1000: 2, 4001: 0 }
+  }, 'the malformed counts add nothing; the well-formed ones are summed')
+  t.same(Object.keys(stats.instances).length, 2)
 })

@@ -164,3 +164,20 @@ t.test('a Redis that hangs: a limited handshake waits requestTimeout at most, on
   held.ws.close()
   first.ws.close()
 })
+
+t.test('closing an instance while Redis hangs: QUIT is given up after requestTimeout, and close() resolves', async t => {
+  const redis: RedisServer = await startRedis(t)
+  const a = await instance(t, redis.url, prefix(), { redis: { requestTimeout: 300 } })
+  const redisView = inspector(t, redis.url)
+  const before = Number(/connected_clients:(\d+)/.exec(await redisView.info('clients'))![1])
+  redis.pause()
+  t.teardown(() => redis.resume())
+  const started = Date.now()
+  await a.app.close()
+  const waited = Date.now() - started
+  // A floor only (it cannot be met early); that close() resolves at all is what the await proves.
+  t.ok(waited >= 250, `close() waited for requestTimeout (took ${waited} ms)`)
+  redis.resume()
+  await until(async () => Number(/connected_clients:(\d+)/.exec(await redisView.info('clients'))![1]) === before - 2)
+  t.pass('both connections of the instance were cut')
+})

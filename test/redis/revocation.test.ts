@@ -97,3 +97,20 @@ t.test('an instance cut off from Redis during a revoke closes the sockets it cov
   t.same(await holder.closed, { code: 4001, reason: 'Token revoked' }, 'closed once b resynced and found the stored entry')
   t.equal(b.logged('Redis recovered').length, 1)
 })
+
+t.test('members of the revocation set that are not entries are passed over when an instance loads them', async t => {
+  const namespace = prefix()
+  const redisView = inspector(t, redis.url)
+  const expiresAt = Date.now() + 60_000
+  const key = `${namespace}:ws-auth:revoked`
+  await redisView.zadd(key, expiresAt, 'not json', expiresAt, JSON.stringify({ expiresAt }),
+    expiresAt, JSON.stringify({ jti: 'stored', expiresAt }))
+
+  const a = await instance(t, redis.url, namespace)
+  t.equal(a.app.wsAuth.stats().revocations, 1, 'only the valid entry is loaded')
+  const refused = connect(a.url('/ws/a?token=' + a.sign({ sub: 'u1', jti: 'stored' })))
+  t.same(await refused.closed, { code: 4001, reason: 'Token revoked' })
+  const accepted = connect(a.url('/ws/a?token=' + a.sign({ sub: 'u1', jti: 'other' })))
+  t.match(await accepted.message(1), { type: 'connection_established' }, 'the instance works on')
+  accepted.ws.close()
+})
