@@ -1,4 +1,4 @@
-import { MAX_REASON_BYTES, isSendableCloseCode, utf8Length } from '../protocol/close-codes.ts'
+import { MAX_REASON_BYTES, closeCodes, isSendableCloseCode, utf8Length } from '../protocol/close-codes.ts'
 import { backoffDelay, setLongTimeout } from './backoff.ts'
 import { Emitter } from './emitter.ts'
 import { ClientError, WsAuthError, kindForAdvice } from './errors.ts'
@@ -10,6 +10,9 @@ import type {
   ClientEvents, ClientOptions, ClientState, CloseInfo, EstablishedInfo, PublicUser, RefreshedInfo,
   TokenContext, WebSocketLike
 } from './types.ts'
+
+/** The code of a normal close, the app's own: the table's `normal_closure` row. */
+const NORMAL_CLOSURE = closeCodes.normal_closure.code
 
 const EVENTS = ['established', 'message', 'refreshed', 'close', 'error'] as const
 const noop = (): void => {}
@@ -114,8 +117,8 @@ export class WsAuthClient<User = PublicUser> {
    * @param code 1000 or 3000-4999 @default 1000
    * @param reason at most 123 bytes @default ''
    */
-  close (code = 1000, reason = ''): void {
-    if (code !== 1000 && !(code >= 3000 && code <= 4999 && isSendableCloseCode(code))) {
+  close (code: number = NORMAL_CLOSURE, reason = ''): void {
+    if (code !== NORMAL_CLOSURE && !(code >= 3000 && code <= 4999 && isSendableCloseCode(code))) {
       throw new ClientError('FST_WS_AUTH_CLIENT_INVALID_CLOSE', `close(${code}): the code must be 1000 or 3000-4999`)
     }
     if (typeof reason !== 'string' || utf8Length(reason) > MAX_REASON_BYTES) {
