@@ -16,3 +16,4 @@ await app.register(wsAuth, { sources: ['body'] })
 app.get('/ws', { websocket: true, wsAuth: { roles: ['admin'] } }, (socket) => { socket.send('hi') })
 // @ts-expect-error: roles is a list
 app.get('/ws/bad', { websocket: true, wsAuth: { roles: 'admin' } }, () => {})
+app.get('/ws/user', { websocket: true }, (socket) => { socket.send(String(socket.user?.id)) })
