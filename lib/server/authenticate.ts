@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import type { FailureClass } from '../protocol/close-codes.ts'
+import { isNumericDate } from './token-shape.ts'
 import type { Config, RoutePolicy } from './options.ts'
 import type { WsAuthClaims, WsAuthUser } from '../types.ts'
 
@@ -74,12 +75,9 @@ function afterVerify (verified: unknown, request: FastifyRequest, policy: RouteP
   return afterLoad(user, claims, payload, request, policy, ctx)
 }
 
-/** The largest `exp` (in seconds) a JavaScript Date can hold: 8.64e15 ms. */
-const MAX_DATE_SECONDS = 8.64e12
-
 /** Whether an `exp` can be a session's deadline: absent or not a number (then ignored), or a time a Date holds. */
 function expiryFits (exp: unknown): boolean {
-  return typeof exp !== 'number' || Math.abs(exp) <= MAX_DATE_SECONDS
+  return typeof exp !== 'number' || isNumericDate(exp)
 }
 
 function isObject (value: unknown): value is WsAuthClaims {

@@ -96,7 +96,7 @@ export function claimsProblem (claims: unknown): string | undefined {
 }
 
 /** A number of seconds that a JavaScript Date can hold (±8.64e12). */
-function isNumericDate (value: unknown): boolean {
+export function isNumericDate (value: unknown): boolean {
   return typeof value === 'number' && Math.abs(value) <= 8.64e12
 }
 

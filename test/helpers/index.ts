@@ -199,9 +199,10 @@ export async function eventually (condition: () => boolean, timeoutMs = 5000): P
 }
 
 /**
- * The close event, or the first message if one arrives before it: a client that should have been
- * refused but was accepted fails an assertion at once instead of waiting for a close that never comes.
+ * The close event, or the n-th message (the first by default) if it arrives before it: a client
+ * that should have been refused but was accepted fails an assertion at once instead of waiting
+ * for a close that never comes.
  */
-export function refusal (client: Client): Promise<Closed | { message: unknown }> {
-  return Promise.race([client.closed, client.message(1).then(message => ({ message }))])
+export function refusal (client: Client, n = 1): Promise<Closed | { message: unknown }> {
+  return Promise.race([client.closed, client.message(n).then(message => ({ message }))])
 }

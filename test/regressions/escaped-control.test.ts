@@ -1,7 +1,7 @@
 // Finding 8: a refresh written with JSON escapes (`{"type":"\u0061uth",...}`) was handed to the
 // handler. By JSON's rules it is an auth message; the same holds for `ping` with `appPing`.
 import t from 'tap'
-import { buildApp, connect } from '../helpers/index.ts'
+import { buildApp, connect, refusal } from '../helpers/index.ts'
 
 const escape = (word: string, at: number): string =>
   word.slice(0, at) + '\\u' + word.charCodeAt(at).toString(16).padStart(4, '0') + word.slice(at + 1)
@@ -31,7 +31,7 @@ t.test('an escaped refresh with a foreign token is refused like any refresh', as
   const client = connect(server.url('/ws?token=' + server.sign({ sub: 'u1' }, { expiresIn: '1h' })))
   t.equal((await client.message(1) as { type: string }).type, 'connection_established')
   client.send('{"type":"\\u0061\\u0075\\u0074\\u0068","token":"not-a-token"}')
-  t.same(await Promise.race([client.closed, client.message(2).then(message => ({ message }))]), { code: 4001, reason: 'Invalid token' })
+  t.same(await refusal(client, 2), { code: 4001, reason: 'Invalid token' })
 })
 
 t.test('"ping" with an escaped letter is answered with pong under appPing', async (t) => {

@@ -15,17 +15,24 @@ async function listen (app: ReturnType<typeof Fastify>): Promise<(path: string) 
   return (path) => `ws://127.0.0.1:${port}${path}`
 }
 
+/** An app with a logger whose warnings the test reads, and @fastify/jwt; closed at teardown. */
+async function loggedApp (t: { teardown (fn: () => unknown): void }) {
+  const logs = logCapture()
+  const app = Fastify({ logger: { level: 'warn', stream: logs.stream } })
+  t.teardown(() => app.close())
+  await app.register(jwt, { secret: SECRET })
+  const sign = (payload: object) => (app as unknown as { jwt: { sign: (p: object) => string } }).jwt.sign(payload)
+  return { app, logs, sign }
+}
+
 function unguardedWarnings (records: Array<Record<string, unknown>>, route: string): number {
   return records.filter(r => r.msg === 'fastify-ws-auth: refused an unguarded WebSocket upgrade' &&
     (r.err as { message?: string } | undefined)?.message?.includes(route) === true).length
 }
 
 t.test('a sibling scope with its own @fastify/websocket: its routes are refused, the plugin\'s still work', async (t) => {
-  const logs = logCapture()
-  const app = Fastify({ logger: { level: 'warn', stream: logs.stream } })
-  t.teardown(() => app.close())
+  const { app, logs, sign } = await loggedApp(t)
   let handled = 0
-  await app.register(jwt, { secret: SECRET })
   await app.register(async (scope) => {
     await scope.register(wsAuth)
     scope.get('/guarded', { websocket: true }, (socket) => { socket.send('hello') })
@@ -40,18 +47,15 @@ t.test('a sibling scope with its own @fastify/websocket: its routes are refused,
   t.equal(handled, 0, 'the handler never ran')
   t.equal(unguardedWarnings(logs.records(), '/sibling'), 1, 'one warning naming the route')
 
-  const token = (app as unknown as { jwt: { sign: (p: object) => string } }).jwt.sign({ sub: 'u1' })
+  const token = sign({ sub: 'u1' })
   const guarded = connect(url('/guarded?token=' + token))
   t.equal((await guarded.message(1) as { type: string }).type, 'connection_established')
   guarded.ws.close()
 })
 
 t.test('a child scope that registered @fastify/websocket before the plugin was registered at the root', async (t) => {
-  const logs = logCapture()
-  const app = Fastify({ logger: { level: 'warn', stream: logs.stream } })
-  t.teardown(() => app.close())
+  const { app, logs, sign } = await loggedApp(t)
   let handled = 0
-  await app.register(jwt, { secret: SECRET })
   await app.register(async (child) => {
     await child.register(websocket)
     child.get('/early', { websocket: true }, (socket) => { handled++; socket.send('open door') })
@@ -64,7 +68,7 @@ t.test('a child scope that registered @fastify/websocket before the plugin was r
   t.equal(handled, 0, 'the handler never ran')
   t.ok(unguardedWarnings(logs.records(), '/early') >= 1, 'a warning naming the route')
 
-  const token = (app as unknown as { jwt: { sign: (p: object) => string } }).jwt.sign({ sub: 'u1' })
+  const token = sign({ sub: 'u1' })
   const stranger = connect(url('/early?token=' + token))
   t.equal(await stranger.refusedStatus, 500, 'refused with a token too: the plugin never saw the route')
   const late = connect(url('/late?token=' + token))
