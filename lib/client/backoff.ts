@@ -1,3 +1,5 @@
+import { clock, type Cancel, type Clock } from '../protocol/clock.ts'
+
 /** Reconnection settings with every default filled in. */
 export interface Backoff {
   readonly initialDelay: number
@@ -21,25 +23,17 @@ export function backoffDelay (step: number, backoff: Pick<Backoff, 'initialDelay
 /** The longest delay `setTimeout` honours; past it, timers fire at once. */
 export const MAX_TIMEOUT = 2 ** 31 - 1
 
-/** The timer functions `setLongTimeout` uses (injectable for tests). */
-export interface Timers {
-  setTimeout: (fn: () => void, ms: number) => unknown
-  clearTimeout: (handle: any) => void
-}
-
-const platform: Timers = { setTimeout: (fn, ms) => setTimeout(fn, ms), clearTimeout: (handle) => clearTimeout(handle) }
-
 /**
- * Like `setTimeout`, for delays of any length (a token may live longer than 24.8 days).
- * Returns a function that cancels it.
+ * Like `setTimeout`, for delays of any length (a token may live longer than 24.8 days), on the
+ * library's clock. Returns a function that cancels it.
  */
-export function setLongTimeout (fn: () => void, ms: number, timers: Timers = platform): () => void {
-  let handle: unknown
+export function setLongTimeout (fn: () => void, ms: number, time: Pick<Clock, 'after'> = clock): () => void {
+  let cancel: Cancel
   const arm = (left: number): void => {
-    handle = left > MAX_TIMEOUT
-      ? timers.setTimeout(() => arm(left - MAX_TIMEOUT), MAX_TIMEOUT)
-      : timers.setTimeout(fn, Math.max(0, left))
+    cancel = left > MAX_TIMEOUT
+      ? time.after(MAX_TIMEOUT, () => arm(left - MAX_TIMEOUT))
+      : time.after(Math.max(0, left), fn)
   }
   arm(ms)
-  return () => timers.clearTimeout(handle)
+  return () => cancel()
 }

@@ -1,4 +1,5 @@
 import { MAX_REASON_BYTES, closeCodes, isSendableCloseCode, utf8Length } from '../protocol/close-codes.ts'
+import { clock } from '../protocol/clock.ts'
 import { backoffDelay, setLongTimeout } from './backoff.ts'
 import { Emitter } from './emitter.ts'
 import { ClientError, WsAuthError, kindForAdvice } from './errors.ts'
@@ -201,10 +202,10 @@ export class WsAuthClient<User = PublicUser> {
   #establish (info: EstablishedInfo<User> | null): void {
     this.#setState('open')
     this.#attempts = 0
-    this.#establishedAt = Date.now()
+    this.#establishedAt = clock.now()
     if (info !== null) {
       const serverNow = Date.parse(info.timestamp)
-      this.#skew = Number.isNaN(serverNow) ? 0 : serverNow - Date.now()
+      this.#skew = Number.isNaN(serverNow) ? 0 : serverNow - clock.now()
       this.#scheduleRefresh(info.expires_at)
     }
     const socket = this.#socket as WebSocketLike
@@ -214,7 +215,7 @@ export class WsAuthClient<User = PublicUser> {
 
   #onClose (code: number, reason: string, rejection: HttpRejection | undefined): void {
     this.#detach()
-    if (this.#establishedAt !== null && Date.now() - this.#establishedAt >= this.#config.reconnect.stableAfter) {
+    if (this.#establishedAt !== null && clock.now() - this.#establishedAt >= this.#config.reconnect.stableAfter) {
       this.#backoffStep = 0
       this.#reauthenticated = false
       this.#restarted = false
@@ -288,7 +289,7 @@ export class WsAuthClient<User = PublicUser> {
     this.#cancelRefresh?.()
     this.#cancelRefresh = null
     if (!this.#refreshable() || typeof expiresAt !== 'string') return
-    const remaining = Date.parse(expiresAt) - (Date.now() + this.#skew)
+    const remaining = Date.parse(expiresAt) - (clock.now() + this.#skew)
     if (Number.isNaN(remaining)) return
     const delay = remaining - Math.min(this.#config.refreshMargin, remaining / 2)
     this.#cancelRefresh = setLongTimeout(() => {

@@ -1,3 +1,4 @@
+import { clock } from '../protocol/clock.ts'
 import type { RevocationEntry, RevokeTarget, UserId, WsAuthClaims } from '../types.ts'
 
 /**
@@ -10,7 +11,7 @@ export class RevocationList {
   private readonly byUser = new Map<UserId, { issuedBefore: number, expiresAt: number }>()
 
   /** Turns a `revoke()` argument into an entry; `maxTokenLifetime` (ms) bounds entries without `exp`. */
-  static entryFor (target: RevokeTarget, maxTokenLifetime: number, now = Date.now()): RevocationEntry {
+  static entryFor (target: RevokeTarget, maxTokenLifetime: number, now = clock.now()): RevocationEntry {
     const exp = target.exp
     const expiresAt = exp === undefined ? now + maxTokenLifetime : (exp instanceof Date ? exp.getTime() : exp * 1000)
     if ('jti' in target) return { jti: target.jti, expiresAt }
@@ -21,7 +22,7 @@ export class RevocationList {
     return { userId: target.userId, issuedBefore, expiresAt }
   }
 
-  add (entry: RevocationEntry, now = Date.now()): void {
+  add (entry: RevocationEntry, now = clock.now()): void {
     if (entry.expiresAt <= now) return
     if ('jti' in entry) {
       this.byJti.set(entry.jti, Math.max(entry.expiresAt, this.byJti.get(entry.jti) ?? 0))
@@ -38,7 +39,7 @@ export class RevocationList {
    * Whether a token with these claims, held by this user, is revoked. A token without `iat` is
    * treated as issued at the beginning of time: a user-wide revocation covers it (fail closed).
    */
-  isRevoked (claims: WsAuthClaims | undefined, userId: UserId | undefined, now = Date.now()): boolean {
+  isRevoked (claims: WsAuthClaims | undefined, userId: UserId | undefined, now = clock.now()): boolean {
     if (this.byJti.size === 0 && this.byUser.size === 0) return false
     const jti = (claims as { jti?: unknown } | undefined)?.jti
     if (typeof jti === 'string') {
@@ -60,19 +61,19 @@ export class RevocationList {
   }
 
   /** Drops entries whose tokens have expired. */
-  sweep (now = Date.now()): void {
+  sweep (now = clock.now()): void {
     for (const [jti, until] of this.byJti) if (until <= now) this.byJti.delete(jti)
     for (const [userId, entry] of this.byUser) if (entry.expiresAt <= now) this.byUser.delete(userId)
   }
 
   /** Live entries (expired ones are dropped first). */
-  count (now = Date.now()): number {
+  count (now = clock.now()): number {
     this.sweep(now)
     return this.byJti.size + this.byUser.size
   }
 
   /** Every live entry, for a new instance or a cluster adapter to load. */
-  entries (now = Date.now()): RevocationEntry[] {
+  entries (now = clock.now()): RevocationEntry[] {
     this.sweep(now)
     const out: RevocationEntry[] = []
     for (const [jti, expiresAt] of this.byJti) out.push({ jti, expiresAt })

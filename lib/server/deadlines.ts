@@ -1,3 +1,5 @@
+import { clock, type Cancel } from '../protocol/clock.ts'
+
 /** Longest delay `setTimeout` honours; later deadlines are reached in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1
 
@@ -17,8 +19,8 @@ export interface Timed {
 export class Deadlines {
   private readonly slots = new Map<number, Set<Timed>>()
   /** Slots count from here, so that they stay small integers (no heap number per session). */
-  private readonly origin = Date.now()
-  private timer: NodeJS.Timeout | undefined = undefined
+  private readonly origin = clock.now()
+  private cancelTimer: Cancel | undefined = undefined
   private armedFor = Infinity
 
   constructor (private readonly resolution: number) {}
@@ -49,23 +51,22 @@ export class Deadlines {
 
   /** Stops the timer; filed items stay filed but will not fire. */
   stop (): void {
-    clearTimeout(this.timer)
-    this.timer = undefined
+    this.cancelTimer?.()
+    this.cancelTimer = undefined
     this.armedFor = Infinity
   }
 
   private arm (slot: number): void {
-    clearTimeout(this.timer)
+    this.cancelTimer?.()
     this.armedFor = slot
-    const delay = Math.min(Math.max(this.origin + slot * this.resolution - Date.now(), 0), MAX_TIMER_MS)
-    this.timer = setTimeout(() => this.fire(), delay)
-    this.timer.unref()
+    const delay = Math.min(Math.max(this.origin + slot * this.resolution - clock.now(), 0), MAX_TIMER_MS)
+    this.cancelTimer = clock.after(delay, () => this.fire(), true)
   }
 
   private fire (): void {
-    this.timer = undefined
+    this.cancelTimer = undefined
     this.armedFor = Infinity
-    const now = Date.now()
+    const now = clock.now()
     const due = Math.floor((now - this.origin) / this.resolution)
     for (const [slot, items] of [...this.slots]) {
       if (slot > due) continue

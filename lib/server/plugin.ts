@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest,
 import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
 import { CookiePluginMissingError, InvalidRouteOptionError } from '../errors.ts'
+import { clock, type Cancel } from '../protocol/clock.ts'
 import type { WsAuthPluginOptions, WsAuthRouteSetting } from '../types.ts'
 import type { Verifier } from './authenticate.ts'
 import { buildDecorator } from './decorator.ts'
@@ -82,19 +83,19 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
   failClosed(fastify.websocketServer, fastify.server, fastify.log)
   scrubClientErrors(fastify.server)
 
-  const timers: NodeJS.Timeout[] = []
+  const timers: Cancel[] = []
   fastify.addHook('onReady', async function start () {
     if (usesCookie && !fastify.hasRequestDecorator('cookies')) throw new CookiePluginMissingError()
     host.verifier = config.verify === undefined ? jwtVerifier(fastify) : config.verify as Verifier
-    if (config.heartbeatInterval !== null) timers.push(setInterval(() => host.registry.heartbeat(), config.heartbeatInterval).unref())
-    if (config.revalidateInterval !== null) timers.push(setInterval(() => { host.revalidate() }, config.revalidateInterval).unref())
-    timers.push(setInterval(() => host.revocations.sweep(), 60_000).unref())
+    if (config.heartbeatInterval !== null) timers.push(clock.every(config.heartbeatInterval, () => host.registry.heartbeat()))
+    if (config.revalidateInterval !== null) timers.push(clock.every(config.revalidateInterval, () => { host.revalidate() }))
+    timers.push(clock.every(60_000, () => host.revocations.sweep()))
     if (config.adapter !== null) await config.adapter.start(host)
     // Added once Fastify has added its own close handler: onClose handlers run last-added first,
     // so this one runs before every preClose hook, and sockets see 1001 whatever the order of
     // registration (@fastify/websocket's preClose closes them without a code).
     fastify.addHook('onClose', async function goingAway () {
-      for (const timer of timers) clearInterval(timer)
+      for (const cancel of timers) cancel()
       host.registry.closeAll('going_away')
       host.deadlines.stop()
       if (config.adapter !== null) await config.adapter.close()

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { clock } from '../protocol/clock.ts'
 import { authenticate, isThenable, type Outcome } from './authenticate.ts'
 import type { Host } from './host.ts'
 import type { RoutePolicy } from './options.ts'
@@ -75,9 +76,9 @@ function decide (host: Host, outcome: Outcome | undefined, request: FastifyReque
 /** Resolves with the outcome, or with `auth_timeout` once `ms` have passed without one. */
 function within (outcome: Promise<Outcome | undefined>, ms: number): Promise<Outcome | undefined> {
   return new Promise(resolve => {
-    const timer = setTimeout(resolve, ms, TIMED_OUT)
+    const cancel = clock.after(ms, () => resolve(TIMED_OUT))
     outcome.then(settled => {
-      clearTimeout(timer)
+      cancel()
       resolve(settled)
     })
   })

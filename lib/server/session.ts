@@ -4,6 +4,7 @@ import type { FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
 import { idOf, isThenable, type Outcome } from './authenticate.ts'
 import type { FailureClass } from '../protocol/close-codes.ts'
+import { clock } from '../protocol/clock.ts'
 import { MessageType } from '../protocol/messages.ts'
 import { readControl } from './control.ts'
 import type { Deadlines, Timed } from './deadlines.ts'
@@ -87,7 +88,7 @@ export class Session implements Timed {
   // Thousands of these live at once: fields that only the auth-message phase or the hold buffer
   // need live in `waiting`, made when needed; times that derive from others are getters.
   readonly clientId = flatUUID()
-  readonly connectedAt = Date.now()
+  readonly connectedAt = clock.now()
   user: WsAuthUser | undefined = undefined
   userId: string | number | undefined = undefined
   /** What `loadUser` was given, kept only when sessions are revalidated. */
@@ -255,7 +256,7 @@ export class Session implements Timed {
     // client_id is a UUID and the times are ISO strings: nothing in them needs escaping.
     const expires = this.expiresAt === null ? 'null' : '"' + expiryClock.format(this.expiresAt) + '"'
     this.ws.send('{"type":"' + MessageType.ConnectionEstablished + '","client_id":"' + this.clientId + '","user":' + (user ?? 'null') +
-      ',"timestamp":"' + nowClock.format(Date.now()) + '","expires_at":' + expires + '}')
+      ',"timestamp":"' + nowClock.format(clock.now()) + '","expires_at":' + expires + '}')
     this.open()
   }
 
@@ -341,7 +342,7 @@ export class Session implements Timed {
     const message = readControl(data, this.host.appPing)
     if (message === undefined) return false
     if (message.type === MessageType.Ping) {
-      this.send(JSON.stringify({ type: MessageType.Pong, timestamp: nowClock.format(Date.now()) }))
+      this.send(JSON.stringify({ type: MessageType.Pong, timestamp: nowClock.format(clock.now()) }))
       return true
     }
     if (data.length > this.host.maxAuthMessageBytes) {

@@ -1,5 +1,6 @@
 import type { WebSocket } from 'ws'
 import { closeCodes, type FailureClass } from '../protocol/close-codes.ts'
+import { clock, type Cancel } from '../protocol/clock.ts'
 import { MessageType, parseJsonObject } from '../protocol/messages.ts'
 import { capFramePayload, catchOverCapClose, releaseOverCapClose, restoreFramePayload } from './internals.ts'
 
@@ -13,8 +14,8 @@ import { capFramePayload, catchOverCapClose, releaseOverCapClose, restoreFramePa
 export type Held = Array<[unknown, unknown]>
 
 export class Waiting {
-  /** The auth-message timeout, while one runs. */
-  private timer: NodeJS.Timeout | undefined = undefined
+  /** Cancels the auth-message timeout, while one runs. */
+  private cancelTimer: Cancel | undefined = undefined
   /** Whether the first message (the auth message) has arrived. */
   authStarted = false
   /** ws's own frame limit, lowered until the session is authenticated. */
@@ -24,17 +25,17 @@ export class Waiting {
 
   /** Whether the auth timeout runs (the session waits for its first message). */
   get timing (): boolean {
-    return this.timer !== undefined
+    return this.cancelTimer !== undefined
   }
 
   startTimer (ms: number, onTimeout: () => void): void {
-    this.timer = setTimeout(onTimeout, ms)
+    this.cancelTimer = clock.after(ms, onTimeout)
   }
 
   stopTimer (): void {
-    if (this.timer === undefined) return
-    clearTimeout(this.timer)
-    this.timer = undefined
+    if (this.cancelTimer === undefined) return
+    this.cancelTimer()
+    this.cancelTimer = undefined
   }
 
   /**

@@ -30,8 +30,12 @@ t.test('setLongTimeout splits delays past 2^31-1 ms', async t => {
   let fire: () => void = () => {}
   let cleared: unknown
   const timers = {
-    setTimeout: (fn: () => void, ms: number) => { armed.push(ms); fire = fn; return armed.length },
-    clearTimeout: (handle: unknown) => { cleared = handle }
+    after: (ms: number, fn: () => void) => {
+      armed.push(ms)
+      fire = fn
+      const handle = armed.length
+      return () => { cleared = handle }
+    }
   }
   let fired = false
   const cancel = setLongTimeout(() => { fired = true }, MAX_TIMEOUT * 2 + 5, timers)

@@ -6,7 +6,7 @@ import jwt, { type FastifyJWTOptions } from '@fastify/jwt'
 import websocket from '@fastify/websocket'
 import WebSocket, { type ClientOptions } from 'ws'
 import wsAuth from '../../lib/index.ts'
-import type { WsAuthPluginOptions } from '../../lib/types.ts'
+import type { TokenSource, WsAuthPluginOptions } from '../../lib/types.ts'
 
 export const SECRET = 'a-test-secret-that-is-long-enough-for-hs256'
 
@@ -61,28 +61,54 @@ export async function buildApp (t: Teardown, opts: BuildOptions = {}): Promise<T
 
 export interface Closed { code: number, reason: string }
 
-/** A `ws` client that records everything from construction on, so no event is missed. */
+/**
+ * How long a test waits for something a client expects (a message, the close, the open) before
+ * the wait fails with what the client saw instead. Generous, so that a busy machine does not
+ * fail a good run; bounded, so that a broken one fails in seconds with a message rather than at
+ * tap's timeout. `TEST_WAIT_MS` overrides it.
+ */
+export const WAIT_MS = Number(process.env.TEST_WAIT_MS ?? 20_000)
+
+/**
+ * The suite's one `ws` client. It records every event from construction on, so no event is
+ * missed, and every wait on it is bounded: it rejects with what happened instead (the close code
+ * and reason, the messages so far) when the socket closes first or `expire` ms pass.
+ */
 export interface Client {
   ws: WebSocket
-  /** Every message received, as text (JSON-parsed where it parses). */
+  /** Every message received, as text (JSON-parsed where it parses); binary messages as Buffers. */
   messages: unknown[]
-  /** Resolves with code and reason at the close event (1006 when the connection failed). */
-  closed: Promise<Closed>
-  /** Resolves at open; rejects when the handshake fails. */
-  opened: Promise<void>
+  /** The close code and reason, once the socket has closed (1006 when the connection failed). */
+  readonly closedWith: Closed | undefined
+  /** Resolves with code and reason at the close event; rejects after `WAIT_MS` (use `waitForClose` for another bound). */
+  readonly closed: Promise<Closed>
+  /** Resolves at open; rejects when the socket closes first (a refused handshake) or after `WAIT_MS`. */
+  readonly opened: Promise<void>
   /** Resolves with the HTTP status of a refused upgrade, or `undefined` once the socket opened or closed. */
   refusedStatus: Promise<number | undefined>
   /** The protocol the server selected. */
   protocol (): string
-  /** Waits for the n-th message (1-based) and returns it. */
-  message (n: number): Promise<unknown>
+  /** The n-th message (1-based); rejects when the socket closes before it arrives, or after `expire` ms. */
+  message (n: number, expire?: number): Promise<unknown>
+  /** The first message, received or to come, for which `test` holds; rejects like `message`. */
+  messageWhere (test: (message: unknown) => boolean, expire?: number): Promise<unknown>
+  /** The close code and reason; rejects after `expire` ms. */
+  waitForClose (expire?: number): Promise<Closed>
   send (data: unknown): void
+}
+
+function describe (messages: unknown[]): string {
+  const shown = messages.slice(-3).map(m => Buffer.isBuffer(m) ? `<${m.length} bytes>` : JSON.stringify(m))
+  return `${messages.length} message(s)${shown.length > 0 ? ', last: ' + shown.join(' ') : ''}`
 }
 
 export function connect (url: string, protocols?: string | string[], options?: ClientOptions): Client {
   const ws = new WebSocket(url, protocols, options)
   const messages: unknown[] = []
-  const waiters: Array<{ n: number, resolve: (m: unknown) => void }> = []
+  let closedWith: Closed | undefined
+  let isOpen = false
+  /** Waits that end at a message or at the close: each gets a look at every event. */
+  const watchers = new Set<{ onMessage: () => void, onClose: () => void }>()
   let resolveStatus: (s: number | undefined) => void = () => {}
   const refusedStatus = new Promise<number | undefined>((resolve) => { resolveStatus = resolve })
   ws.on('unexpected-response', (_req, res) => {
@@ -91,37 +117,91 @@ export function connect (url: string, protocols?: string | string[], options?: C
     ws.terminate()
   })
   ws.on('error', () => {})
-  const closed = new Promise<Closed>((resolve) => {
-    ws.on('close', (code, reason) => {
-      resolveStatus(undefined)
-      resolve({ code, reason: reason.toString() })
-    })
+  ws.on('open', () => {
+    isOpen = true
+    resolveStatus(undefined)
+    for (const w of [...watchers]) w.onMessage()
   })
-  const opened = new Promise<void>((resolve, reject) => {
-    ws.once('open', () => { resolveStatus(undefined); resolve() })
-    ws.once('close', () => reject(new Error('closed before open')))
+  ws.on('close', (code, reason) => {
+    closedWith = { code, reason: reason.toString() }
+    resolveStatus(undefined)
+    for (const w of [...watchers]) w.onClose()
   })
-  opened.catch(() => {})
   ws.on('message', (data, isBinary) => {
-    const text = isBinary ? data : data.toString()
-    let value: unknown = text
-    if (typeof text === 'string') {
+    let value: unknown = data
+    if (!isBinary) {
+      const text = data.toString()
       try { value = JSON.parse(text) } catch { value = text }
     }
     messages.push(value)
-    for (const w of waiters.filter(w => w.n === messages.length)) w.resolve(value)
+    for (const w of [...watchers]) w.onMessage()
   })
-  return {
+
+  /**
+   * Settles with `done()` once it returns something other than `undefined` (checked now and at
+   * every event), rejects with `closedError()` at the close and after `expire` ms.
+   */
+  function wait<T> (what: string, expire: number, done: () => T | undefined, atClose: (closed: Closed) => T | Error): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const settle = (value: T | Error): void => {
+        clearTimeout(timer)
+        watchers.delete(watcher)
+        if (value instanceof Error) reject(value)
+        else resolve(value)
+      }
+      const watcher = {
+        onMessage: () => { const v = done(); if (v !== undefined) settle(v) },
+        onClose: () => { const v = done(); settle(v !== undefined ? v : atClose(closedWith as Closed)) }
+      }
+      const timer = setTimeout(() => settle(new Error(`${what}: nothing after ${expire} ms (socket ${closedWith === undefined ? (isOpen ? 'open' : 'connecting') : 'closed'}; ${describe(messages)})`)), expire)
+      timer.unref()
+      watchers.add(watcher)
+      if (closedWith !== undefined) watcher.onClose()
+      else watcher.onMessage()
+    })
+  }
+  const closedBefore = (what: string) => (c: Closed): Error =>
+    new Error(`${what}: the socket closed first with ${c.code} ${JSON.stringify(c.reason)} (${describe(messages)})`)
+
+  const client: Client = {
     ws,
     messages,
-    closed,
-    opened,
+    get closedWith () { return closedWith },
+    get closed () { return client.waitForClose() },
+    get opened () {
+      const opened = wait<true>('open', WAIT_MS, () => isOpen ? true : undefined, closedBefore('open')).then(() => {})
+      return opened
+    },
     refusedStatus,
     protocol: () => ws.protocol,
-    message: (n) => n <= messages.length
-      ? Promise.resolve(messages[n - 1])
-      : new Promise(resolve => waiters.push({ n, resolve })),
+    message: (n, expire = WAIT_MS) =>
+      wait(`message ${n}`, expire, () => n <= messages.length ? { m: messages[n - 1] } : undefined, closedBefore(`message ${n}`)).then(x => x.m),
+    messageWhere: (test, expire = WAIT_MS) =>
+      wait('a matching message', expire, () => { const i = messages.findIndex(test); return i === -1 ? undefined : { m: messages[i] } }, closedBefore('a matching message')).then(x => x.m),
+    waitForClose: (expire = WAIT_MS) => wait('close', expire, () => closedWith, c => c),
     send: (data) => ws.send(typeof data === 'string' || Buffer.isBuffer(data) ? data : JSON.stringify(data))
+  }
+  return client
+}
+
+/**
+ * A client that presents `token` through `source`, as a real one does: `?token=` (appended to any
+ * query), `Authorization: Bearer`, the `token` cookie, the `bearer.<token>` subprotocol next to
+ * plain `bearer`, or the first message once the socket is open. `options` go to `ws` (merged
+ * headers).
+ */
+export function connectWith (url: string, source: TokenSource, token: string, options: ClientOptions = {}): Client {
+  const headers = (extra: Record<string, string>): ClientOptions => ({ ...options, headers: { ...options.headers as Record<string, string>, ...extra } })
+  switch (source) {
+    case 'query': return connect(`${url}${url.includes('?') ? '&' : '?'}token=${token}`, undefined, options)
+    case 'header': return connect(url, undefined, headers({ authorization: `Bearer ${token}` }))
+    case 'cookie': return connect(url, undefined, headers({ cookie: `token=${token}` }))
+    case 'protocol': return connect(url, [`bearer.${token}`, 'bearer'], options)
+    case 'message': {
+      const c = connect(url, undefined, options)
+      c.ws.once('open', () => c.send({ type: 'auth', token }))
+      return c
+    }
   }
 }
 
@@ -204,5 +284,8 @@ export async function eventually (condition: () => boolean, timeoutMs = 5000): P
  * for a close that never comes.
  */
 export function refusal (client: Client, n = 1): Promise<Closed | { message: unknown }> {
-  return Promise.race([client.closed, client.message(n).then(message => ({ message }))])
+  return client.message(n).then(message => ({ message }), async (err: Error) => {
+    if (client.closedWith !== undefined) return client.closedWith
+    throw err
+  })
 }
