@@ -1,17 +1,15 @@
 // The demo page in a real headless Chromium (Debian's /usr/bin/chromium, never a downloaded
 // browser): every token source, the close codes with their meaning, refresh, expiry. Leaves a
 // screenshot in test-artifacts/demo.png.
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { chromium, type Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
+import { chromiumMissing, launchChromium } from '../test/helpers/browser.ts'
+import { manualClockOfBuilt as manualClock } from '../test/helpers/index.ts'
 import { build } from './app.ts'
 
-const CHROMIUM = '/usr/bin/chromium'
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync']
 const ARTIFACTS = join(__dirname, '..', 'test-artifacts')
 
 interface Choice { user: string, kind: string, source: string, route: string }
@@ -44,23 +42,17 @@ async function disconnect (page: Page): Promise<void> {
 }
 
 t.test('the demo page in Chromium', async t => {
-  if (!existsSync(CHROMIUM)) {
-    t.fail(`${CHROMIUM} is missing: install the Debian package "chromium" (apt-get install chromium; .ci/run does it when missing)`)
-    return
-  }
-  const app = await build({ shortLivedMs: 2000, expiryWarning: 1500 })
+  const missing = chromiumMissing()
+  if (missing !== undefined) return t.fail(missing)
+  // The server's deadlines (expiry warning, expiry) wait for the test's clock: the short-lived
+  // token lives a minute, and the test moves time to its warning and its expiry.
+  const time = manualClock(t)
+  const app = await build({ shortLivedMs: 60_000, expiryWarning: 30_000 })
   t.teardown(() => app.close())
   await app.listen({ host: '127.0.0.1', port: 0 })
   const { port } = app.server.address() as AddressInfo
 
-  const profile = mkdtempSync(join(tmpdir(), 'ws-auth-demo-chromium-'))
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1280, height: 900 }
-  })
-  t.teardown(async () => {
-    await context.close()
-    rmSync(profile, { recursive: true, force: true })
-  })
+  const context = await launchChromium(t, { viewport: { width: 1280, height: 900 } })
   const page = await context.newPage()
   page.setDefaultTimeout(10_000)
   const errors: string[] = []
@@ -89,8 +81,17 @@ t.test('the demo page in Chromium', async t => {
   t.match(await line(page, from, 'close 4004'), /close 4004 Not found meaning: not_found/, 'authorize -> not_found: 4004')
 
   from = await connectWith(page, { user: 'bob', kind: 'short', source: 'message', route: '/ws/stream' })
-  await line(page, from, 'connection_established')
+  const expiresAt = Date.parse(/"expires_at":"([^"]+)"/.exec(await line(page, from, 'connection_established'))![1])
+  // The warning is due 30 s before exp (the shared timer fires within 200 ms after); the
+  // heartbeat's first ping goes out on the way.
+  await time.tick(expiresAt - 30_000 - time.now() + 1000)
   await line(page, from, 'token_expiring')
+  t.match(await page.textContent('#status'), 'authenticated as bob', 'warned, still open')
+  // The page's ping leaves behind the browser's answer to the heartbeat's: once its pong is here,
+  // the server knows the socket alive, and the next heartbeat does not end it.
+  await page.click('#ping')
+  await line(page, from, '"type":"pong"')
+  await time.tick(30_000)
   t.match(await line(page, from, 'close 4001'), /close 4001 Token expired meaning: token_expired/, 'the short-lived token expires: 4001')
 
   from = await connectWith(page, { user: 'alice', kind: 'valid', source: 'protocol', route: '/ws/stream' })

@@ -1,9 +1,12 @@
-// Test-only helpers shared by the example tests: a server on 127.0.0.1:0 closed at teardown, and a
-// `ws` client that records every message and its close from construction, so no event is missed.
-import { once } from 'node:events'
+// Test-only helpers of the example tests. The client is the suite's one test client
+// (test/helpers/index.ts: it records every event from construction, and every wait on it rejects
+// at the close or after a bound); what is here is example-specific: `listen` for an app the
+// example builds itself (buildApp builds its own), and waits by message `type`.
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import WebSocket, { type ClientOptions } from 'ws'
+import type { Client } from '../test/helpers/index.ts'
+
+export { barrier, connect, connectWith, deferred, type Client, type Closed } from '../test/helpers/index.ts'
 
 interface Teardown { teardown (fn: () => unknown): void }
 
@@ -26,88 +29,21 @@ export async function listen (t: Teardown, app: FastifyInstance): Promise<Served
   }
 }
 
-/** A close as the client saw it. */
-export interface Closed { code: number, reason: string }
+/** A JSON object message. */
+export type Message = Record<string, unknown>
 
-/** A message: JSON-parsed when it parses, else the text. */
-export type Message = Record<string, unknown> | string
-
-export interface Client {
-  ws: WebSocket
-  /** Every message received so far, in order. */
-  messages: Message[]
-  /** Resolves at the close event (1006 when the connection dropped or never opened). */
-  closed: Promise<Closed>
-  /**
-   * Resolves with the `nth` (default first) message, received or still to come, with `type` (or
-   * matching a predicate); rejects if the socket closes first, naming the close.
-   */
-  waitFor (match: string | ((message: Message) => boolean), nth?: number): Promise<Record<string, unknown>>
-  /** Sends objects as JSON, strings as they are. */
-  send (data: unknown): void
-  /**
-   * Resolves once the server answered a ping sent now. The server writes frames in order, so any
-   * message it sent before handling this ping has been received by then.
-   */
-  barrier (): Promise<void>
-}
-
-export function connect (url: string, protocols?: string | string[], options?: ClientOptions): Client {
-  const ws = new WebSocket(url, protocols, options)
-  const messages: Message[] = []
-  const waiters = new Set<{ test: (m: Message) => boolean, left: number, resolve: (m: Message) => void, reject: (e: Error) => void }>()
-  ws.on('error', () => {})
-  ws.on('message', (data) => {
-    const message = parse(data.toString())
-    messages.push(message)
-    for (const waiter of waiters) {
-      if (!waiter.test(message) || --waiter.left > 0) continue
-      waiters.delete(waiter)
-      waiter.resolve(message)
-    }
-  })
-  let isClosed = false
-  const closed = new Promise<Closed>((resolve) => {
-    ws.on('close', (code, reason) => {
-      isClosed = true
-      const info = { code, reason: reason.toString() }
-      for (const waiter of waiters) waiter.reject(new Error(`closed ${code} ${info.reason} before the awaited message`))
-      waiters.clear()
-      resolve(info)
-    })
-  })
-  return {
-    ws,
-    messages,
-    closed,
-    waitFor (match, nth = 1) {
-      const test = typeof match === 'function' ? match : (m: Message) => typeof m === 'object' && m.type === match
-      const found = messages.filter(test)
-      if (found.length >= nth) return Promise.resolve(found[nth - 1] as Record<string, unknown>)
-      if (isClosed) return Promise.reject(new Error('closed before the awaited message'))
-      return new Promise((resolve, reject) => {
-        waiters.add({ test, left: nth - found.length, resolve: resolve as (m: Message) => void, reject })
-      })
-    },
-    send: (data) => ws.send(typeof data === 'string' ? data : JSON.stringify(data)),
-    async barrier () {
-      const pong = once(ws, 'pong')
-      ws.ping()
-      await pong
-    }
-  }
-}
+const isObject = (m: unknown): m is Message => typeof m === 'object' && m !== null && !Buffer.isBuffer(m) && !Array.isArray(m)
 
 /** The messages of a type received so far. */
-export function ofType (client: Client, type: string): Array<Record<string, unknown>> {
-  return client.messages.filter((m): m is Record<string, unknown> => typeof m === 'object' && m.type === type)
+export function ofType (client: Client, type: string): Message[] {
+  return client.messages.filter((m): m is Message => isObject(m) && m.type === type)
 }
 
-function parse (text: string): Message {
-  try {
-    const value: unknown = JSON.parse(text)
-    return value !== null && typeof value === 'object' && !Array.isArray(value) ? value as Record<string, unknown> : text
-  } catch {
-    return text
-  }
+/**
+ * The `nth` (default first) message of `type`, received or still to come; rejects, naming the
+ * close, when the socket closes first (the kit's `messageWhere`).
+ */
+export async function waitFor (client: Client, type: string, nth = 1): Promise<Message> {
+  await client.messageWhere(() => ofType(client, type).length >= nth)
+  return ofType(client, type)[nth - 1]
 }

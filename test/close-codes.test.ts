@@ -1,11 +1,11 @@
 // THE failure table: what it holds, what `mergeCloseCodes` accepts, that README.md shows it, and
 // that a remapped row is what a client sees.
-import { existsSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import {
   closeCodes, entryForCode, isSendableCloseCode, mergeCloseCodes, utf8Length, MAX_REASON_BYTES,
-  type CloseCodeEntry, type CloseCodeOverrides, type FailureClass
+  type CloseCodeEntry, type CloseCodeOverrides, type FailureClass, type RetryAdvice
 } from '../lib/protocol/close-codes.ts'
 import { buildApp, connect, refusal, spyRoute, type Closed, type RouteSpy } from './helpers/index.ts'
 
@@ -138,28 +138,37 @@ t.test('mergeCloseCodes', async t => {
   })
 })
 
-/** The "Close codes" section of README.md (to the next heading of its level or higher), or `null`. */
-function readmeSection (): string | null {
-  const readme = join(__dirname, '..', 'README.md')
-  if (!existsSync(readme)) return null
-  const text = readFileSync(readme, 'utf8')
-  const heading = /^(#+) +Close codes\b.*$/im.exec(text)
-  if (heading === null) return null
-  const body = text.slice(heading.index + heading[0].length)
-  const end = body.search(new RegExp(`^#{1,${heading[1].length}} `, 'm'))
-  return end === -1 ? body : body.slice(0, end)
+/** The words README.md's "client should" column uses for each retry advice. */
+const ADVICE_WORDS: Record<RetryAdvice, string> = {
+  reauthenticate: 'reauthenticate',
+  never: 'never retry',
+  backoff: 'backoff',
+  immediately: 'reconnect immediately',
+  done: 'done'
 }
 
-const section = readmeSection()
-t.test('README.md has a row for every code of the table', {
-  skip: section === null ? 'README.md has no "Close codes" section yet' : false
-}, async t => {
-  const tableRows = section!.split('\n').filter(line => line.trim().startsWith('|'))
+/** The rows of the table under README.md's "## Close codes" heading, cells trimmed, by failure class. */
+function readmeRows (): Map<string, string[]> {
+  const text = readFileSync(join(__dirname, '..', 'README.md'), 'utf8')
+  const heading = /^## Close codes$/m.exec(text)
+  if (heading === null) throw new Error('README.md has no "## Close codes" heading: the table must stay where users look for it')
+  const body = text.slice(heading.index + heading[0].length)
+  const end = body.search(/^#{1,2} /m)
+  const cells = (end === -1 ? body : body.slice(0, end)).split('\n')
+    .filter(line => /^\| `/.test(line))
+    .map(line => line.split('|').slice(1, -1).map(cell => cell.trim()))
+  return new Map(cells.map(row => [row[0].replace(/`/g, ''), row.slice(1)]))
+}
+
+t.test('README.md shows the table as it is: every class, code, reason, HTTP status and advice, and no other row', async t => {
+  const readme = readmeRows()
+  t.same([...readme.keys()].sort(), [...rows.map(([name]) => name)].sort(), 'the same failure classes')
   for (const [name, row] of rows) {
-    t.ok(tableRows.some(line => new RegExp(`\\b${row.code}\\b`).test(line)), `${name}: a row with ${row.code}`)
-    if (row.emitted && row.reason !== '') {
-      t.ok(section!.includes(row.reason) || (name === 'token_expired' && /expired/.test(section!)), `${name}: the reason "${row.reason}"`)
-    }
+    const [code, reason, status, advice] = readme.get(name) ?? []
+    t.equal(code, String(row.code), `${name}: code`)
+    if (row.emitted && row.reason !== '') t.equal(reason, '`' + row.reason + '`', `${name}: reason`)
+    t.equal(status, row.status === null ? '—' : String(row.status), `${name}: HTTP status`)
+    t.equal(advice, ADVICE_WORDS[row.retry], `${name}: what a client should do`)
   }
 })
 

@@ -11,14 +11,18 @@ t.test('connections and stats with { cluster: true } and no adapter: this instan
 
   const mine = await app.wsAuth.connections('u1', { cluster: true })
   t.equal(mine.length, 1)
-  t.type(mine[0].instanceId, 'string')
-  t.ok(mine[0].instanceId.length > 0, 'an instanceId')
   const { instanceId, ...rest } = mine[0]
+  t.match(instanceId, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'a random UUID')
+  // Another instance is another id: the id names this instance, it is not a constant.
+  const other = await buildApp(t)
+  const theirs = Object.keys((await other.app.wsAuth.stats({ cluster: true })).instances)
+  t.equal(theirs.length, 1)
+  t.not(theirs[0], instanceId, 'another app has another instanceId')
   t.same(rest, app.wsAuth.connections('u1')[0], 'the local entry, named by its instance')
 
   const everyone = await app.wsAuth.connections(undefined, { cluster: true })
   t.same(everyone.map(c => c.userId).sort(), ['u1', 'u2'])
-  t.ok(everyone.every(c => c.instanceId === instanceId), 'one instance')
+  t.same(everyone.map(c => c.instanceId), [instanceId, instanceId], 'one instance, the same id at every call')
 
   const stats = await app.wsAuth.stats({ cluster: true })
   const own = app.wsAuth.stats()

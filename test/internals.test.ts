@@ -14,7 +14,7 @@ import {
   releaseHead, releaseOverCapClose, replaceProtocolHandler, restoreFramePayload, shadowHeaders, unshadowHeaders,
   wrapEveryHandleUpgrade, wrapHandleUpgrade, type JwtRequest
 } from '../lib/server/internals.ts'
-import { SECRET } from './helpers/index.ts'
+import { SECRET, connect } from './helpers/index.ts'
 
 /** A bare ws server on 127.0.0.1:0 and a client connected to it: the server-side socket of that client. */
 async function pair (t: Test, options: ConstructorParameters<typeof WebSocketServer>[0] = {}) {
@@ -99,8 +99,7 @@ t.test('@fastify/websocket keeps the upgrade head on the raw request under a sym
     socket.close()
   })
   await app.listen({ host: '127.0.0.1', port: 0 })
-  const client = new WebSocket(`ws://127.0.0.1:${(app.server.address() as AddressInfo).port}/ws`)
-  await once(client, 'close')
+  await connect(`ws://127.0.0.1:${(app.server.address() as AddressInfo).port}/ws`).closed
   t.same(found, [true, true])
 })
 
@@ -119,11 +118,11 @@ t.test('@fastify/websocket calls wss.handleUpgrade, looked up at each upgrade; w
   })
   app.get('/ws', { websocket: true }, (socket) => { socket.close() })
   await app.listen({ host: '127.0.0.1', port: 0 })
-  const client = new WebSocket(`ws://127.0.0.1:${(app.server.address() as AddressInfo).port}/ws`, ['other', 'chosen'])
-  await once(client, 'open')
-  t.equal(client.protocol, 'chosen')
+  const client = connect(`ws://127.0.0.1:${(app.server.address() as AddressInfo).port}/ws`, ['other', 'chosen'])
+  await client.opened
+  t.equal(client.protocol(), 'chosen')
   t.equal(wrapped, 1)
-  await once(client, 'close')
+  await client.closed
 })
 
 t.test('another WebSocketServer of the same ws goes through its prototype\'s handleUpgrade', async t => {

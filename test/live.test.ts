@@ -1,62 +1,85 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { buildApp, connect, deferred, eventually, logCapture } from './helpers/index.ts'
+import { clock, useClock } from '../lib/protocol/clock.ts'
+import { barrier, buildApp, connect, eventually, type Client } from './helpers/index.ts'
+import { manualClock } from './helpers/clock.ts'
+
+// Expiry, warnings, lifetimes and the heartbeat run on the manual clock: each deadline is reached
+// by `tick`, so these tests take milliseconds and cannot race a busy machine. Where a test moves
+// time by more than `heartbeatInterval`, the heartbeat is off: a tick of minutes sends pings
+// faster than a real client can answer them.
 
 type Msg = Record<string, unknown>
 const nowSec = () => Math.floor(Date.now() / 1000)
+/** Deadlines fire within this many ms after they are due (lib/server/host.ts). */
+const RESOLUTION = 200
+const NO_HEARTBEAT = { heartbeatInterval: false } as const
 
-/** A route that echoes and records what its handler saw, and can say "still here" after a delay. */
-function echoRoutes (seen: unknown[], routeOptions: Record<string, unknown> = {}) {
+/** A route that echoes and records what its handler saw. */
+function echoRoutes (seen: unknown[], routeOptions: Record<string, unknown> = {}, path = '/ws') {
   return (app: FastifyInstance) => {
-    app.get('/ws', { websocket: true, ...routeOptions }, (socket) => {
+    app.get(path, { websocket: true, ...routeOptions }, (socket) => {
       socket.on('message', (data) => {
         const text = data.toString()
         seen.push(text)
-        if (text.startsWith('later:')) {
-          setTimeout(() => socket.send('still here'), Number(text.slice(6)))
-          return
-        }
         socket.send(text)
       })
     })
   }
 }
 
-t.test('a live socket closes with 4001 "Token expired" when exp passes', async t => {
-  const { url, sign } = await buildApp(t)
-  const exp = nowSec() + 1
+/** Sends `text` and resolves with its echo; rejects if the socket closes first. */
+function echo (client: Client, text: string): Promise<unknown> {
+  client.send(text)
+  return client.messageWhere(m => m === text)
+}
+
+t.test('a live socket closes with 4001 "Token expired" once exp passes, not before', async t => {
+  const time = manualClock(t)
+  const { url, sign } = await buildApp(t, { auth: NO_HEARTBEAT })
+  const exp = nowSec() + 60
   const c = connect(url('/ws?token=' + sign({ sub: 'u1', exp })))
   const established = await c.message(1) as Msg
   t.equal(established.expires_at, new Date(exp * 1000).toISOString())
-  const closed = await c.closed
-  t.equal(closed.code, 4001)
-  t.match(closed.reason, /expired/)
-  t.ok(Date.now() <= exp * 1000 + 1000, 'closed within a second of exp')
+  await time.tick(exp * 1000 - 1 - time.now())
+  t.equal(await echo(c, '1 ms before exp'), '1 ms before exp', 'open until exp')
+  await time.tick(RESOLUTION)
+  t.same(await c.closed, { code: 4001, reason: 'Token expired' })
 })
 
-t.test('expiryWarning sends token_expiring before exp', async t => {
-  const { url, sign } = await buildApp(t, { auth: { expiryWarning: 1500 } })
-  const exp = nowSec() + 2
+t.test('expiryWarning sends token_expiring that many ms before exp, and does not close', async t => {
+  const time = manualClock(t)
+  const { url, sign } = await buildApp(t, { auth: { ...NO_HEARTBEAT, expiryWarning: 10_000 } })
+  const exp = nowSec() + 60
   const c = connect(url('/ws?token=' + sign({ sub: 'u1', exp })))
-  const warning = await c.message(2) as Msg
-  t.same(warning, { type: 'token_expiring', expires_at: new Date(exp * 1000).toISOString() })
-  t.ok(Date.now() < exp * 1000, 'warned before exp')
-  c.ws.close()
+  await c.message(1)
+  await time.tick(exp * 1000 - 10_000 - 1 - time.now())
+  t.equal(await echo(c, 'early'), 'early')
+  t.equal(c.messages.length, 2, 'no warning before its time')
+  await time.tick(RESOLUTION)
+  t.same(await c.message(3), { type: 'token_expiring', expires_at: new Date(exp * 1000).toISOString() })
+  t.equal(await echo(c, 'warned'), 'warned', 'still open after the warning')
+  await time.tick(exp * 1000 + RESOLUTION - time.now())
+  t.same(await c.closed, { code: 4001, reason: 'Token expired' })
+  t.equal(c.messages.filter(m => (m as Msg)?.type === 'token_expiring').length, 1, 'warned once')
 })
 
 t.test('in-band refresh', async t => {
   t.test('same user: token_refreshed, the expiry timer moves, the handler never sees it', async t => {
+    const time = manualClock(t)
     const seen: unknown[] = []
-    const { url, sign } = await buildApp(t, { routes: echoRoutes(seen) })
-    const c = connect(url('/ws?token=' + sign({ sub: 'u1', exp: nowSec() + 1 })))
+    const { url, sign } = await buildApp(t, { auth: NO_HEARTBEAT, routes: echoRoutes(seen) })
+    const first = nowSec() + 60
+    const c = connect(url('/ws?token=' + sign({ sub: 'u1', exp: first })))
     await c.message(1)
-    const exp = nowSec() + 60
+    const exp = nowSec() + 120
     c.send({ type: 'auth', token: sign({ sub: 'u1', exp }) })
     t.same(await c.message(2), { type: 'token_refreshed', expires_at: new Date(exp * 1000).toISOString() })
-    c.send('later:2100')
-    t.equal(await c.message(3), 'still here', 'open past the first token\'s exp')
-    t.same(seen, ['later:2100'], 'the refresh message never reached the handler')
-    c.ws.close()
+    await time.tick(first * 1000 + RESOLUTION - time.now())
+    t.equal(await echo(c, 'past the first exp'), 'past the first exp', 'open past the first token\'s exp')
+    await time.tick(exp * 1000 + RESOLUTION - time.now())
+    t.same(await c.closed, { code: 4001, reason: 'Token expired' }, 'closed at the new exp')
+    t.same(seen, ['past the first exp'], 'the refresh message never reached the handler')
   })
 
   t.test('a refresh is found wherever "type" sits', async t => {
@@ -106,60 +129,95 @@ t.test('in-band refresh', async t => {
     c.send({ type: 'auth', token: sign({ sub: 'u1' }) })
     t.same(await c.closed, { code: 4003, reason: 'Forbidden' })
   })
-})
 
-t.test('revalidateInterval: a user now missing closes with 4002, one who lost a role with 4003', async t => {
-  const users = new Map<string, { id: string, roles: string[], permissions: string[] }>([
-    ['u1', { id: 'u1', roles: ['admin'], permissions: [] }],
-    ['u2', { id: 'u2', roles: ['admin'], permissions: [] }]
-  ])
-  let calls = 0
-  const { url, sign } = await buildApp(t, {
-    auth: { revalidateInterval: 50, loadUser: (claims) => { calls++; return users.get(claims.sub as string) ?? null } },
-    routes: echoRoutes([], { wsAuth: { roles: ['admin'] } })
+  // docs/live-sessions.md: "A refused refresh closes with its code (4001, 4002, 4003, 4004)".
+  t.test('loadUser answering no user for the new token closes with 4002, and nothing is refreshed', async t => {
+    const { url, sign } = await buildApp(t, {
+      auth: { loadUser: (claims) => claims.active === false ? null : { id: claims.sub as string, roles: [] } }
+    })
+    const c = connect(url('/ws?token=' + sign({ sub: 'u1' })))
+    await c.message(1)
+    c.send({ type: 'auth', token: sign({ sub: 'u1', active: false }) })
+    t.same(await c.closed, { code: 4002, reason: 'User not found or inactive' })
+    t.equal(c.messages.length, 1, 'no token_refreshed')
   })
-  const a = connect(url('/ws?token=' + sign({ sub: 'u1' })))
-  const b = connect(url('/ws?token=' + sign({ sub: 'u2' })))
-  await Promise.all([a.message(1), b.message(1)])
-  users.delete('u1')
-  users.set('u2', { id: 'u2', roles: ['viewer'], permissions: [] })
-  t.same(await a.closed, { code: 4002, reason: 'User not found or inactive' })
-  t.same(await b.closed, { code: 4003, reason: 'Forbidden' })
-  t.ok(calls >= 4)
+
+  t.test('authorize answering "not_found" at a refresh closes with 4004', async t => {
+    const entries = new Set(['e1'])
+    const authorize = (request: { params: unknown }) => entries.has((request.params as { id: string }).id) ? true : 'not_found' as const
+    const { url, sign } = await buildApp(t, { routes: echoRoutes([], { wsAuth: { authorize } }, '/ws/entries/:id') })
+    const c = connect(url('/ws/entries/e1?token=' + sign({ sub: 'u1' })))
+    await c.message(1)
+    entries.delete('e1')
+    c.send({ type: 'auth', token: sign({ sub: 'u1' }) })
+    t.same(await c.closed, { code: 4004, reason: 'Not found' })
+    t.equal(c.messages.length, 1, 'no token_refreshed')
+  })
 })
 
 t.test('maxLifetime', async t => {
-  t.test('ends the session with 4010', async t => {
-    const { url, sign } = await buildApp(t, { auth: { maxLifetime: 200 } })
+  t.test('ends the session with 4010 at maxLifetime, not before', async t => {
+    const time = manualClock(t)
+    const { url, sign } = await buildApp(t, { auth: { maxLifetime: 1000 } })
     const c = connect(url('/ws?token=' + sign({ sub: 'u1' })))
     await c.message(1)
+    await time.tick(999)
+    t.equal(await echo(c, 'at 999 ms'), 'at 999 ms')
+    await time.tick(RESOLUTION)
     t.same(await c.closed, { code: 4010, reason: 'Session lifetime exceeded' })
   })
 
   t.test('route level overrides the plugin', async t => {
+    const time = manualClock(t)
     const { url, sign } = await buildApp(t, { auth: { maxLifetime: 60_000 }, routes: echoRoutes([], { wsAuth: { maxLifetime: 100 } }) })
     const c = connect(url('/ws?token=' + sign({ sub: 'u1' })))
-    t.equal((await c.closed).code, 4010)
+    await c.message(1)
+    await time.tick(100 + RESOLUTION)
+    t.same(await c.closed, { code: 4010, reason: 'Session lifetime exceeded' }, 'long before the plugin\'s 60 s')
   })
 
-  t.test('deadlines past 2^31-1 ms do not fire at once', async t => {
-    const { url, sign } = await buildApp(t, { auth: { maxLifetime: 2 ** 31 + 5000 }, routes: echoRoutes([]) })
+  t.test('deadlines past 2^31-1 ms are reached in steps: none fires early, and none is asked of setTimeout', async t => {
+    const time = manualClock(t)
+    // setTimeout fires at once for a delay over 2^31-1 ms: record every delay the library asks for.
+    const delays: number[] = []
+    const manual = { ...clock }
+    t.teardown(useClock({ ...manual, after: (ms, fn, unref) => { delays.push(ms); return manual.after(ms, fn, unref) } }))
+    const lifetime = 2 ** 31 + 5000
+    const { url, sign } = await buildApp(t, { auth: { ...NO_HEARTBEAT, maxLifetime: lifetime }, routes: echoRoutes([]) })
     const c = connect(url('/ws?token=' + sign({ sub: 'u1', exp: nowSec() + 40 * 24 * 3600 })))
     await c.message(1)
-    c.send('later:150')
-    t.equal(await c.message(2), 'still here')
-    t.equal(c.ws.readyState, c.ws.OPEN)
-    c.ws.close()
+    await time.tick(2 ** 31 - 1)
+    t.equal(await echo(c, 'after 2^31-1 ms'), 'after 2^31-1 ms', 'open after the longest single timer')
+    await time.tick(lifetime - (2 ** 31 - 1) - 1)
+    t.equal(await echo(c, 'just before'), 'just before', 'open 1 ms before maxLifetime')
+    await time.tick(RESOLUTION)
+    t.same(await c.closed, { code: 4010, reason: 'Session lifetime exceeded' })
+    t.ok(delays.length > 0 && delays.every(ms => ms <= 2 ** 31 - 1), `every delay fits setTimeout (longest ${Math.max(...delays)} ms)`)
   })
 })
 
-t.test('heartbeat terminates a client that stops answering pings', async t => {
+/** Resolves at the client's next ping from the server; rejects if the socket closes first. */
+function pingOf (client: Client): Promise<void> {
+  return new Promise((resolve, reject) => {
+    client.ws.once('ping', () => resolve())
+    client.waitForClose().then(c => reject(new Error(`closed with ${c.code} before a ping`)), () => {})
+  })
+}
+
+t.test('heartbeat terminates a client that stops answering pings, and keeps one that answers', async t => {
+  const time = manualClock(t)
   const { app, url, sign } = await buildApp(t, { auth: { heartbeatInterval: 50 } })
   const answering = connect(url('/ws?token=' + sign({ sub: 'u1' })))
   const silent = connect(url('/ws?token=' + sign({ sub: 'u2' })), undefined, { autoPong: false })
   await Promise.all([answering.message(1), silent.message(1)])
-  t.equal((await silent.closed).code, 1006, 'terminated without a close frame')
-  t.equal(answering.ws.readyState, answering.ws.OPEN, 'the answering client stays')
+  const pinged = Promise.all([pingOf(answering), pingOf(silent)])
+  await time.tick(50)
+  await pinged
+  await barrier(answering) // the server has read the answering client's pong
+  t.equal(silent.closedWith, undefined, 'a missed pong is forgiven until the next beat')
+  await time.tick(50)
+  t.same(await silent.closed, { code: 1006, reason: '' }, 'terminated without a close frame')
+  t.equal(await echo(answering, 'still here'), 'still here', 'the answering client stays')
   await eventually(() => app.wsAuth.stats().active === 1)
   t.same(app.wsAuth.connections().map(c => c.userId), ['u1'])
   answering.ws.close()
@@ -220,31 +278,4 @@ t.test('fastify.close() closes every authenticated socket with 1001, whatever th
     t.same(await authenticated.closed, { code: 1001, reason: 'Server shutting down' }, `websocketFirst: ${websocketFirst}`)
     t.same(await waiting.closed, { code: 1001, reason: 'Server shutting down' })
   }
-})
-
-t.test('revalidateInterval: a user store that fails is logged at error and the sessions stay open', async t => {
-  const logs = logCapture()
-  const failed = deferred()
-  let down = false
-  const { url, sign } = await buildApp(t, {
-    fastify: { logger: { level: 'error', stream: logs.stream } },
-    auth: {
-      revalidateInterval: 20,
-      loadUser: (claims) => {
-        if (!down) return { id: claims.sub as string, roles: [], permissions: [] }
-        failed.resolve()
-        throw new Error('user store down')
-      }
-    },
-    routes: echoRoutes([])
-  })
-  const c = connect(url('/ws?token=' + sign({ sub: 'u1' })))
-  await c.message(1)
-  down = true
-  await failed.promise
-  await eventually(() => logs.records().some(r => r.msg === 'fastify-ws-auth: revalidation failed; sessions kept'))
-  t.match(logs.records().find(r => r.msg === 'fastify-ws-auth: revalidation failed; sessions kept'), { level: 50, userId: 'u1', err: { message: 'user store down' } })
-  c.send('still here')
-  t.equal(await c.message(2), 'still here', 'the session was kept')
-  c.ws.close()
 })

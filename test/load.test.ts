@@ -1,29 +1,18 @@
 import t from 'tap'
-import { buildApp, connect, type Client, type Closed } from './helpers/index.ts'
+import type { TokenSource } from '../lib/types.ts'
+import { buildApp, connect, connectWith, spyRoute, type Client, type Closed, type RouteSpy } from './helpers/index.ts'
 import { createSigner } from 'fast-jwt'
 
 const N = 200
 
-type Source = 'query' | 'header' | 'protocol' | 'message'
-const SOURCES: Source[] = ['query', 'header', 'protocol', 'message']
-
-/** Opens a client that presents `token` through `source` (the auth message is sent at open). */
-function open (url: (path: string) => string, path: string, source: Source, token: string): Client {
-  switch (source) {
-    case 'query': return connect(url(`${path}${path.includes('?') ? '&' : '?'}token=${token}`))
-    case 'header': return connect(url(path), undefined, { headers: { authorization: `Bearer ${token}` } })
-    case 'protocol': return connect(url(path), [`bearer.${token}`, 'bearer'])
-    case 'message': {
-      const c = connect(url(path))
-      c.opened.then(() => c.send({ type: 'auth', token }), () => {})
-      return c
-    }
-  }
-}
+const SOURCES: TokenSource[] = ['query', 'header', 'protocol', 'message']
 
 function isEstablished (m: unknown): m is { type: string, client_id: string, user: { id: string } } {
   return typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'connection_established'
 }
+
+/** The user ids the route handler saw. */
+const handled = (spy: RouteSpy): string[] => spy.users.map(u => String((u as { id?: unknown }).id))
 
 async function closeAll (clients: Client[]): Promise<Closed[]> {
   for (const c of clients) c.ws.close(1000)
@@ -31,16 +20,10 @@ async function closeAll (clients: Client[]): Promise<Closed[]> {
 }
 
 t.test(`${N} concurrent handshakes over query, header, protocol and message are all established`, async t => {
-  const handled: string[] = []
-  const { url, sign } = await buildApp(t, {
-    routes (app) {
-      app.get('/ws', { websocket: true }, (socket) => {
-        handled.push(String(socket.user?.id))
-      })
-    }
-  })
+  let spy!: RouteSpy
+  const { url, sign } = await buildApp(t, { routes (app) { spy = spyRoute(app, '/ws') } })
   const clients = Array.from({ length: N }, (_, i) =>
-    open(url, '/ws', SOURCES[i % SOURCES.length], sign({ sub: `u${i}`, roles: ['member'] })))
+    connectWith(url('/ws'), SOURCES[i % SOURCES.length], sign({ sub: `u${i}`, roles: ['member'] })))
 
   const firsts = await Promise.all(clients.map(c => c.message(1)))
 
@@ -48,15 +31,15 @@ t.test(`${N} concurrent handshakes over query, header, protocol and message are 
   t.same(firsts.map(m => (m as { user: { id: string } }).user.id), clients.map((_, i) => `u${i}`),
     'each client was authenticated as its own user')
   t.equal(new Set(firsts.map(m => (m as { client_id: string }).client_id)).size, N, 'client ids are unique')
-  t.equal(handled.length, N, 'the handler ran once per connection')
-  t.same([...handled].sort(), clients.map((_, i) => `u${i}`).sort(), 'the handler saw every user')
+  t.equal(spy.calls, N, 'the handler ran once per connection')
+  t.same(handled(spy).sort(), clients.map((_, i) => `u${i}`).sort(), 'the handler saw every user')
   const closes = await closeAll(clients)
   t.ok(closes.every(c => c.code === 1000), 'no client was closed by the server')
   t.ok(clients.every(c => c.messages.length === 1), 'no client received anything but connection_established')
 })
 
 t.test(`${N} concurrent mixed valid and invalid handshakes: each gets exactly its verdict`, async t => {
-  const handled: string[] = []
+  let spy!: RouteSpy
   const { url, sign } = await buildApp(t, {
     auth: {
       loadUser: (claims) => {
@@ -65,14 +48,9 @@ t.test(`${N} concurrent mixed valid and invalid handshakes: each gets exactly it
       }
     },
     routes (app) {
-      app.get('/ws/items/:id', {
-        websocket: true,
-        wsAuth: {
-          roles: ['member'],
-          authorize: (request) => (request.params as { id: string }).id === 'missing' ? 'not_found' : true
-        }
-      }, (socket) => {
-        handled.push(String(socket.user?.id))
+      spy = spyRoute(app, '/ws/items/:id', {
+        roles: ['member'],
+        authorize: (request) => (request.params as { id: string }).id === 'missing' ? 'not_found' : true
       })
     }
   })
@@ -82,19 +60,19 @@ t.test(`${N} concurrent mixed valid and invalid handshakes: each gets exactly it
   interface Case { client: Client, expect: Closed | 'established', id: string }
   const kinds: Array<(i: number) => Case> = [
     // valid, one per source
-    (i) => ({ client: open(url, '/ws/items/1', 'query', sign({ sub: `v${i}`, roles: ['member'] })), expect: 'established', id: `v${i}` }),
-    (i) => ({ client: open(url, '/ws/items/1', 'header', sign({ sub: `v${i}`, roles: ['member'] })), expect: 'established', id: `v${i}` }),
-    (i) => ({ client: open(url, '/ws/items/1', 'protocol', sign({ sub: `v${i}`, roles: ['member'] })), expect: 'established', id: `v${i}` }),
-    (i) => ({ client: open(url, '/ws/items/1', 'message', sign({ sub: `v${i}`, roles: ['member'] })), expect: 'established', id: `v${i}` }),
+    (i) => ({ client: connectWith(url('/ws/items/1'), 'query', sign({ sub: `v${i}`, roles: ['member'] })), expect: 'established', id: `v${i}` }),
+    (i) => ({ client: connectWith(url('/ws/items/1'), 'header', sign({ sub: `v${i}`, roles: ['member'] })), expect: 'established', id: `v${i}` }),
+    (i) => ({ client: connectWith(url('/ws/items/1'), 'protocol', sign({ sub: `v${i}`, roles: ['member'] })), expect: 'established', id: `v${i}` }),
+    (i) => ({ client: connectWith(url('/ws/items/1'), 'message', sign({ sub: `v${i}`, roles: ['member'] })), expect: 'established', id: `v${i}` }),
     // invalid, one per failure class, spread over the sources
-    (i) => ({ client: open(url, '/ws/items/1', 'query', forge({ sub: `x${i}`, roles: ['member'] })), expect: { code: 4001, reason: 'Invalid token' }, id: `x${i}` }),
-    (i) => ({ client: open(url, '/ws/items/1', 'header', sign({ sub: `x${i}`, roles: ['member'], exp: past })), expect: { code: 4001, reason: 'Token expired' }, id: `x${i}` }),
-    (i) => ({ client: open(url, '/ws/items/1', 'protocol', sign({ sub: `ghost${i}`, roles: ['member'] })), expect: { code: 4002, reason: 'User not found or inactive' }, id: `x${i}` }),
-    (i) => ({ client: open(url, '/ws/items/1', 'message', sign({ sub: `x${i}`, roles: ['guest'] })), expect: { code: 4003, reason: 'Forbidden' }, id: `x${i}` }),
-    (i) => ({ client: open(url, '/ws/items/missing', 'query', sign({ sub: `x${i}`, roles: ['member'] })), expect: { code: 4004, reason: 'Not found' }, id: `x${i}` }),
+    (i) => ({ client: connectWith(url('/ws/items/1'), 'query', forge({ sub: `x${i}`, roles: ['member'] })), expect: { code: 4001, reason: 'Invalid token' }, id: `x${i}` }),
+    (i) => ({ client: connectWith(url('/ws/items/1'), 'header', sign({ sub: `x${i}`, roles: ['member'], exp: past })), expect: { code: 4001, reason: 'Token expired' }, id: `x${i}` }),
+    (i) => ({ client: connectWith(url('/ws/items/1'), 'protocol', sign({ sub: `ghost${i}`, roles: ['member'] })), expect: { code: 4002, reason: 'User not found or inactive' }, id: `x${i}` }),
+    (i) => ({ client: connectWith(url('/ws/items/1'), 'message', sign({ sub: `x${i}`, roles: ['guest'] })), expect: { code: 4003, reason: 'Forbidden' }, id: `x${i}` }),
+    (i) => ({ client: connectWith(url('/ws/items/missing'), 'query', sign({ sub: `x${i}`, roles: ['member'] })), expect: { code: 4004, reason: 'Not found' }, id: `x${i}` }),
     (i) => {
       const client = connect(url('/ws/items/1'))
-      client.opened.then(() => client.send({ type: 'hello', token: 'x' }), () => {})
+      client.ws.once('open', () => client.send({ type: 'hello', token: 'x' }))
       return { client, expect: { code: 4001, reason: 'Invalid auth message' }, id: `x${i}` }
     }
   ]
@@ -112,7 +90,7 @@ t.test(`${N} concurrent mixed valid and invalid handshakes: each gets exactly it
   t.same(firsts.map(m => (m as { user: { id: string } }).user.id), valid.map(c => c.id), 'as its own user')
   t.same(refusals, invalid.map(c => c.expect), 'every invalid client was closed with the code and reason of its failure')
   t.ok(invalid.every(c => c.client.messages.length === 0), 'no invalid client received any message')
-  t.same([...handled].sort(), valid.map(c => c.id).sort(), 'the handler ran for the valid clients only')
+  t.same(handled(spy).sort(), valid.map(c => c.id).sort(), 'the handler ran for the valid clients only')
 
   const closes = await closeAll(valid.map(c => c.client))
   t.ok(closes.every(c => c.code === 1000), 'no valid client was closed by the server')

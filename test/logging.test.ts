@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { AuthAttempt, WsAuthPluginOptions } from '../lib/types.ts'
-import { buildApp, connect, logCapture, type Client } from './helpers/index.ts'
+import { buildApp, connect, connectWith, logCapture, type Client } from './helpers/index.ts'
 
 type LogRecord = Record<string, unknown> & { level: number, msg: string, reqId?: string }
 
@@ -55,12 +55,6 @@ function assertNoToken (t: Test, lines: string[], token: string, what: string): 
 
 function established (c: Client) {
   return c.message(1) as Promise<{ type: string, client_id: string }>
-}
-
-function viaMessage (url: string, token: string): Client {
-  const c = connect(url)
-  c.opened.then(() => c.send({ type: 'auth', token }), () => {})
-  return c
 }
 
 t.test('query token: no token in any line; `incoming request` shows token=[REDACTED]', async t => {
@@ -153,12 +147,8 @@ t.test('header, protocol and message sources: success and failure, no token logg
   const log = await loggedApp(t)
   const token = log.sign({ sub: 'u2' })
   const bad = tamper(token)
-  const open = {
-    header: (tok: string) => connect(log.url('/ws'), undefined, { headers: { authorization: 'Bearer ' + tok } }),
-    protocol: (tok: string) => connect(log.url('/ws'), ['bearer.' + tok, 'bearer']),
-    message: (tok: string) => viaMessage(log.url('/ws'), tok)
-  }
-  for (const [source, make] of Object.entries(open)) {
+  for (const source of ['header', 'protocol', 'message'] as const) {
+    const make = (tok: string) => connectWith(log.url('/ws'), source, tok)
     const ok = make(token)
     const hello = await established(ok)
     ok.ws.close()
@@ -178,13 +168,7 @@ t.test('header, protocol and message sources: success and failure, no token logg
 })
 
 t.test('a custom verify that throws an Error quoting the token: 1011, logged at error, scrubbed', async t => {
-  const sources = {
-    query: (url: string, tok: string) => connect(url + '?token=' + tok),
-    header: (url: string, tok: string) => connect(url, undefined, { headers: { authorization: 'Bearer ' + tok } }),
-    protocol: (url: string, tok: string) => connect(url, ['bearer.' + tok, 'bearer']),
-    message: viaMessage
-  }
-  for (const [source, make] of Object.entries(sources)) {
+  for (const source of ['query', 'header', 'protocol', 'message'] as const) {
     t.test(source, async t => {
       const log = await loggedApp(t, {
         verify: (tok) => {
@@ -192,7 +176,7 @@ t.test('a custom verify that throws an Error quoting the token: 1011, logged at 
         }
       })
       const token = log.sign({ sub: 'u1' })
-      const c = make(log.url('/ws'), token)
+      const c = connectWith(log.url('/ws'), source, token)
       t.same(await c.closed, { code: 1011, reason: 'Internal error' })
 
       const errors = log.records().filter(r => r.level === ERROR)
@@ -225,9 +209,7 @@ t.test('loadUser or authorize throwing with the token in the message is scrubbed
     }, () => {})
   })
   const token = log.sign({ sub: 'u1' })
-  const c = connect(log.url('/ws'), undefined, { headers: { 'x-token': token } })
-  await c.opened
-  c.send({ type: 'auth', token })
+  const c = connectWith(log.url('/ws'), 'message', token, { headers: { 'x-token': token } })
   t.same(await c.closed, { code: 1011, reason: 'Internal error' })
   const errors = log.records().filter(r => r.level === ERROR)
   t.equal(errors.length, 1)
@@ -246,9 +228,9 @@ t.test('onAuthSuccess / onAuthFailure receive the facts that are logged', async 
   const hello = await established(ok)
   ok.ws.close()
   await ok.closed
-  const forbidden = connect(log.url('/ws/admin'), ['bearer.' + token, 'bearer'])
+  const forbidden = connectWith(log.url('/ws/admin'), 'protocol', token)
   await forbidden.closed
-  const invalid = viaMessage(log.url('/ws'), tamper(token))
+  const invalid = connectWith(log.url('/ws'), 'message', tamper(token))
   await invalid.closed
 
   t.same(seen.map(s => s.kind), ['success', 'failure', 'failure'])

@@ -1,24 +1,7 @@
-import { once } from 'node:events'
 import t from 'tap'
 import type { WebSocket } from 'ws'
 import { authMessage } from '../lib/protocol/messages.ts'
-import { buildApp, connect, type Client } from './helpers/index.ts'
-
-function deferred<T = void> () {
-  let resolve!: (value: T) => void
-  const promise = new Promise<T>(_resolve => { resolve = _resolve })
-  return { promise, resolve }
-}
-
-/**
- * Resolves once the server has read every frame the client sent before this call: the server
- * answers a ping only after it has processed the frames in front of it.
- */
-async function flushed (c: Client): Promise<void> {
-  const pong = once(c.ws, 'pong')
-  c.ws.ping()
-  await pong
-}
+import { barrier, buildApp, connect, connectWith, deferred, spyRoute, type Client, type RouteSpy } from './helpers/index.ts'
 
 /** A route handler's view of the messages it received, resolving `done` at the n-th. */
 function recorder (n: number) {
@@ -40,47 +23,33 @@ const texts = (n: number, prefix = 'm') => Array.from({ length: n }, (_, i) => `
 
 t.test('first-message auth: a message before the auth message -> 4001 Invalid auth message, handler never runs', async t => {
   for (const first of ['hello', JSON.stringify({ type: 'subscribe', channel: 'x' })]) {
-    let runs = 0
-    const { url, sign } = await buildApp(t, {
-      routes (app) {
-        app.get('/ws', { websocket: true }, (socket) => {
-          runs++
-          socket.on('message', () => { runs++ })
-        })
-      }
-    })
+    let spy!: RouteSpy
+    const { url, sign } = await buildApp(t, { routes (app) { spy = spyRoute(app, '/ws') } })
     const c = connect(url('/ws'))
     await c.opened
     c.send(first)
     c.send({ type: 'auth', token: sign({ sub: 'u1' }) })
     c.send('after')
     t.same(await c.closed, { code: 4001, reason: 'Invalid auth message' }, `first message ${first}`)
-    t.equal(runs, 0, 'the handler never ran')
-    t.same(c.messages, [], 'nothing was sent to the client')
+    t.equal(spy.calls, 0, 'the handler never ran')
+    t.same(c.messages, [], 'nothing was sent to the client (the handler echoes what it gets)')
   }
 })
 
 t.test('messages behind a failing auth message never reach the handler', async t => {
-  let runs = 0
-  const { url } = await buildApp(t, {
-    routes (app) {
-      app.get('/ws', { websocket: true }, () => { runs++ })
-    }
-  })
-  const c = connect(url('/ws'))
-  await c.opened
-  c.send({ type: 'auth', token: 'not.a.jwt' })
-  for (const m of texts(10)) c.send(m)
+  let spy!: RouteSpy
+  const { url } = await buildApp(t, { routes (app) { spy = spyRoute(app, '/ws') } })
+  const c = connectWith(url('/ws'), 'message', 'not.a.jwt')
+  c.ws.once('open', () => { for (const m of texts(10)) c.send(m) })
   t.same(await c.closed, { code: 4001, reason: 'Invalid token' })
-  t.equal(runs, 0, 'the handler never ran')
+  t.equal(spy.calls, 0, 'the handler never ran')
   t.same(c.messages, [])
 })
 
 t.test('messages sent while verification is in progress are held, then delivered in order', async t => {
   const verifying = deferred()
   const verdict = deferred<Record<string, unknown>>()
-  const rec = recorder(3)
-  let runs = 0
+  let spy!: RouteSpy
   const { url } = await buildApp(t, {
     auth: {
       verify: () => {
@@ -88,38 +57,28 @@ t.test('messages sent while verification is in progress are held, then delivered
         return verdict.promise
       }
     },
-    routes (app) {
-      app.get('/ws', { websocket: true }, (socket) => {
-        runs++
-        rec.listen(socket)
-        socket.on('message', (data) => socket.send('echo:' + data.toString()))
-      })
-    }
+    routes (app) { spy = spyRoute(app, '/ws') }
   })
-  const c = connect(url('/ws'))
-  await c.opened
-  c.send({ type: 'auth', token: 'opaque-token' })
-  for (const m of ['a', 'b', 'c']) c.send(m)
+  const c = connectWith(url('/ws'), 'message', 'opaque-token')
+  c.ws.once('open', () => { for (const m of ['a', 'b', 'c']) c.send(m) })
   await verifying.promise
-  await flushed(c)
+  await barrier(c)
 
-  t.equal(runs, 0, 'the handler has not run while verification is pending')
-  t.same(rec.received, [], 'no message reached a handler')
+  t.equal(spy.calls, 0, 'the handler has not run while verification is pending')
   t.same(c.messages, [], 'the client got nothing yet')
 
   verdict.resolve({ sub: 'u1' })
-  await rec.done
-  t.same(rec.received, [['a', false], ['b', false], ['c', false]], 'held messages delivered in order')
   await c.message(4)
+  t.equal(spy.calls, 1)
   t.match(c.messages[0], { type: 'connection_established', user: { id: 'u1' } })
-  t.same(c.messages.slice(1), ['echo:a', 'echo:b', 'echo:c'])
+  t.same(c.messages.slice(1), ['a', 'b', 'c'], 'held messages delivered in order (the handler echoes them)')
   c.ws.close()
   await c.closed
 })
 
 t.test('held messages over maxPendingMessages during verification -> 1008 Policy violation, handler never runs', async t => {
   const verifying = deferred()
-  let runs = 0
+  let spy!: RouteSpy
   const { url } = await buildApp(t, {
     auth: {
       maxPendingMessages: 5,
@@ -128,17 +87,13 @@ t.test('held messages over maxPendingMessages during verification -> 1008 Policy
         return new Promise(() => {})
       }
     },
-    routes (app) {
-      app.get('/ws', { websocket: true }, () => { runs++ })
-    }
+    routes (app) { spy = spyRoute(app, '/ws') }
   })
-  const c = connect(url('/ws'))
-  await c.opened
-  c.send({ type: 'auth', token: 'opaque-token' })
-  for (const m of texts(6)) c.send(m)
+  const c = connectWith(url('/ws'), 'message', 'opaque-token')
+  c.ws.once('open', () => { for (const m of texts(6)) c.send(m) })
   t.same(await c.closed, { code: 1008, reason: 'Policy violation' })
   await verifying.promise
-  t.equal(runs, 0)
+  t.equal(spy.calls, 0)
   t.same(c.messages, [])
 })
 
@@ -166,11 +121,11 @@ t.test('an async handler that listens late still receives every message, in orde
   t.test('message auth: 50 messages right behind the auth message', async t => {
     const gate = deferred()
     const rec = recorder(50)
-    let runs = 0
+    let running = false
     const { url, sign } = await buildApp(t, {
       routes (app) {
         app.get('/ws', { websocket: true }, async (socket) => {
-          runs++
+          running = true
           await gate.promise
           rec.listen(socket)
         })
@@ -181,8 +136,9 @@ t.test('an async handler that listens late still receives every message, in orde
     const sent = texts(50)
     c.send({ type: 'auth', token: sign({ sub: 'u1' }) })
     for (const m of sent) c.send(m)
-    await flushed(c)
-    t.equal(runs, 1, 'the handler is running (and not listening) when every message has arrived')
+    await barrier(c)
+    t.ok(running, 'the handler is running when every message has arrived')
+    t.same(rec.received, [], 'and not listening yet')
     gate.resolve()
     await rec.done
     t.same(rec.received.map(([m]) => m), sent)
@@ -205,7 +161,7 @@ t.test('an async handler that listens late still receives every message, in orde
     t.match(await c.message(1), { type: 'connection_established' })
     const sent = texts(25)
     for (const m of sent) c.send(m)
-    await flushed(c)
+    await barrier(c)
     gate.resolve()
     await rec.done
     t.same(rec.received.map(([m]) => m), sent)
@@ -213,22 +169,28 @@ t.test('an async handler that listens late still receives every message, in orde
     await c.closed
   })
 
-  t.test('query token, handler awaiting a 50 ms timer before listening', async t => {
-    const rec = recorder(25)
+  t.test('query token: messages on both sides of the moment the handler starts listening, in order', async t => {
+    const gate = deferred()
+    const rec = recorder(50)
     const { url, sign } = await buildApp(t, {
       routes (app) {
         app.get('/ws', { websocket: true }, async (socket) => {
-          await new Promise(resolve => setTimeout(resolve, 50))
+          await gate.promise
           rec.listen(socket)
         })
       }
     })
     const c = connect(url('/ws?token=' + sign({ sub: 'u1' })))
     await c.message(1)
-    const sent = texts(25)
-    for (const m of sent) c.send(m)
+    const held = texts(25, 'held')
+    const live = texts(25, 'live')
+    for (const m of held) c.send(m)
+    await barrier(c)
+    // Released now: the handler listens at the next turn, while the rest are on their way.
+    gate.resolve()
+    for (const m of live) c.send(m)
     await rec.done
-    t.same(rec.received.map(([m]) => m), sent)
+    t.same(rec.received.map(([m]) => m), [...held, ...live])
     c.ws.close()
     await c.closed
   })
@@ -257,7 +219,7 @@ t.test('a handler that switched to binaryType "fragments" and never listens: hel
   const c = connect(url('/ws?token=' + sign({ sub: 'u1' })))
   await c.message(1)
   c.ws.send(Buffer.alloc(600), { binary: true })
-  await flushed(c)
+  await barrier(c)
   t.equal(c.ws.readyState, c.ws.OPEN, '600 bytes held: under the limit')
   c.ws.send(Buffer.alloc(600), { binary: true })
   t.same(await c.closed, { code: 1008, reason: 'Policy violation' }, '1200 bytes held: over maxPendingBytes')
@@ -273,15 +235,9 @@ t.test('connection_established arrives before anything the handler sends on conn
     }
   })
   const token = sign({ sub: 'u1' })
-  const viaMessage = connect(url('/ws'))
-  viaMessage.opened.then(() => viaMessage.send({ type: 'auth', token }), () => {})
-  const clients: Record<string, Client> = {
-    query: connect(url('/ws?token=' + token)),
-    header: connect(url('/ws'), undefined, { headers: { authorization: 'Bearer ' + token } }),
-    protocol: connect(url('/ws'), ['bearer.' + token, 'bearer']),
-    message: viaMessage
-  }
-  for (const [source, c] of Object.entries(clients)) {
+  const clients: Array<[string, Client]> = (['query', 'header', 'protocol', 'message'] as const)
+    .map(source => [source, connectWith(url('/ws'), source, token)])
+  for (const [source, c] of clients) {
     await c.message(3)
     t.match(c.messages[0], { type: 'connection_established', user: { id: 'u1' } }, `${source}: established first`)
     t.same(c.messages.slice(1), ['hello from the handler', { type: 'snapshot', items: [] }], `${source}: then the handler's messages`)

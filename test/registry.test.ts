@@ -3,7 +3,8 @@ import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { once } from 'node:events'
 import WebSocket from 'ws'
-import { buildApp, connect, eventually, type Client } from './helpers/index.ts'
+import { barrier, buildApp, connect, eventually, type Client } from './helpers/index.ts'
+import { manualClock } from './helpers/clock.ts'
 import { LocalRegistry, type Member } from '../lib/cluster/registry.ts'
 
 type Msg = Record<string, unknown>
@@ -25,7 +26,11 @@ t.test('sendToUser reaches every socket of that user, JSON-encoding objects', as
   t.equal(app.wsAuth.sendToUser('u2', 'plain text'), 1)
   t.equal(await b.message(2), 'plain text')
   t.equal(app.wsAuth.sendToUser('nobody', 'x'), 0)
-  t.equal(b.messages.length, 2, 'u2 got only its own message')
+  // The server has answered a ping sent after every call: anything misdirected has arrived by now.
+  await Promise.all([a1, a2, b].map(barrier))
+  t.same(a1.messages.slice(1), [{ type: 'note', n: 1 }], 'u1 got only its own message')
+  t.same(a2.messages.slice(1), [{ type: 'note', n: 1 }])
+  t.same(b.messages.slice(1), ['plain text'], 'u2 got only its own message')
   t.throws(() => app.wsAuth.sendToUser({} as unknown as string, 'x'), { code: 'FST_WS_AUTH_INVALID_ARGUMENT' })
   for (const c of [a1, a2, b]) c.ws.close()
 })
@@ -46,9 +51,7 @@ t.test('broadcast: all, by roles, by permissions, by route, by predicate', async
   t.equal(app.wsAuth.broadcast('route', { route: '/ws/a' }), 2)
   t.equal(app.wsAuth.broadcast('pred', (user) => user.id === 'v'), 1)
   t.equal(app.wsAuth.broadcast('both', { roles: ['viewer'], permissions: ['read'] }), 1)
-  await admin.message(4)
-  await manager.message(4)
-  await viewer.message(5)
+  await Promise.all(all.map(barrier))
   t.same(await received(3), ['roles', 'roles', 'route'])
   t.same(admin.messages.slice(1), [{ to: 'all' }, 'roles', 'route'])
   t.same(manager.messages.slice(1), [{ to: 'all' }, 'roles', 'perm'])
@@ -72,7 +75,59 @@ t.test('disconnectUser closes every socket of a user: 4001 "Token revoked" by de
   t.equal(app.wsAuth.disconnectUser('u1'), 0)
 })
 
+t.test('disconnectUser alone lets the same token back in: only revoke keeps it out', async t => {
+  const { app, url, sign } = await buildApp(t, { routes })
+  const token = sign({ sub: 'u1' })
+  const a = connect(url('/ws/a?token=' + token))
+  await a.message(1)
+  t.equal(app.wsAuth.disconnectUser('u1'), 1)
+  t.same(await a.closed, { code: 4001, reason: 'Token revoked' })
+  const back = connect(url('/ws/a?token=' + token))
+  t.match(await back.message(1), { type: 'connection_established', user: { id: 'u1' } }, 'the same token is accepted again')
+  t.equal(app.wsAuth.stats().revocations, 0, 'nothing was revoked')
+  back.ws.close()
+})
+
+t.test('stats().ended counts the sessions the plugin ended, by close code; refusals and the clients\' own closes are not in it', async t => {
+  const time = manualClock(t)
+  const { app, url, sign } = await buildApp(t, { routes, auth: { heartbeatInterval: false, maxConnectionsPerUser: 1, onLimit: 'evict-oldest' } })
+  const open = async (sub: string, claims: object = {}) => {
+    const c = connect(url('/ws/a?token=' + sign({ sub, ...claims })))
+    await c.message(1)
+    return c
+  }
+  const exp = Math.floor(Date.now() / 1000) + 60
+  const expiring = await open('expiring', { exp })
+  const dropped = await open('dropped')
+  const moved = await open('moved')
+  const revoked = await open('revoked', { jti: 'r1' })
+  const evicted = await open('evicted')
+  const leaving = await open('leaving')
+  const refreshing = await open('refreshing')
+  const evictor = await open('evicted')
+  t.same(await evicted.closed, { code: 4029, reason: 'Too many connections' })
+  t.equal(app.wsAuth.disconnectUser('dropped'), 1)
+  t.same(await dropped.closed, { code: 4001, reason: 'Token revoked' })
+  t.equal(app.wsAuth.disconnectUser('moved', { code: 4000, reason: 'Moved' }), 1)
+  t.same(await moved.closed, { code: 4000, reason: 'Moved' })
+  t.equal(app.wsAuth.revoke({ jti: 'r1' }), 1)
+  t.same(await revoked.closed, { code: 4001, reason: 'Token revoked' })
+  await time.tick(exp * 1000 + 200 - time.now())
+  t.same(await expiring.closed, { code: 4001, reason: 'Token expired' })
+  refreshing.send({ type: 'auth', token: 'not.a.jwt' })
+  t.same(await refreshing.closed, { code: 4001, reason: 'Invalid token' }, 'a refused refresh is a failure')
+  leaving.ws.close(1000)
+  await leaving.closed
+  await eventually(() => app.wsAuth.stats().active === 1)
+  const stats = app.wsAuth.stats()
+  t.same(stats.ended, { 4001: 3, 4000: 1, 4029: 1 })
+  t.same(stats.failures, { 4001: 1 })
+  evictor.ws.close()
+})
+
 t.test('connections() and stats()', async t => {
+  // The library's clock an hour behind the real one: connectedAt must come from it.
+  const time = manualClock(t, Date.now() - 3_600_000)
   const { app, url, sign } = await buildApp(t, { routes })
   const exp = Math.floor(Date.now() / 1000) + 600
   const a = connect(url('/ws/a?token=' + sign({ sub: 'u1', exp })))
@@ -90,10 +145,9 @@ t.test('connections() and stats()', async t => {
     clientId: first.client_id,
     userId: 'u1',
     route: '/ws/a',
-    connectedAt: info.connectedAt,
+    connectedAt: new Date(time.now()).toISOString(),
     expiresAt: new Date(exp * 1000).toISOString()
-  })
-  t.ok(Date.parse(info.connectedAt) <= Date.now())
+  }, 'connectedAt: when the session was made, by the library\'s clock, in ISO form')
   t.same(app.wsAuth.connections().map(c => c.userId).sort(), ['u1', 'u2'])
   t.same(app.wsAuth.stats(), {
     active: 2,
@@ -169,11 +223,13 @@ t.test('broadcast by route params, and a predicate that sees the connection', as
     return connection.params.station_id === '1'
   }), 1)
   t.equal(await one.message(2), 'route')
+  await Promise.all([one, two].map(barrier))
   t.match(seen, [
     { route: '/ws/stations/:station_id', params: { station_id: '1' }, clientId: String },
     { route: '/ws/stations/:station_id', params: { station_id: '2' }, clientId: String }
   ])
   t.equal(one.messages.length, 2, 'station 1 got nothing of station 2')
+  t.same(two.messages.slice(1), ['order for 2'], 'station 2 got nothing of station 1')
   one.ws.close()
   two.ws.close()
 })

@@ -1,6 +1,7 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { buildApp, connect, eventually } from './helpers/index.ts'
+import { buildApp, connect, refusal } from './helpers/index.ts'
+import { manualClock } from './helpers/clock.ts'
 import { RevocationList } from '../lib/cluster/revocation.ts'
 
 const nowSec = () => Math.floor(Date.now() / 1000)
@@ -63,18 +64,57 @@ t.test('revoke({ userId }) defaults issuedBefore to now: logout everywhere, for 
 })
 
 t.test('entries live until the exp given with them, then go', async t => {
-  const { app, url, sign } = await buildApp(t, { routes, auth: { maxTokenLifetime: 60_000 } })
-  app.wsAuth.revoke({ jti: 'short', exp: new Date(Date.now() + 300) })
+  const time = manualClock(t)
+  const { app, url, sign } = await buildApp(t, { routes, auth: { heartbeatInterval: false, maxTokenLifetime: 60_000 } })
+  app.wsAuth.revoke({ jti: 'short', exp: new Date(time.now() + 300) })
   app.wsAuth.revoke({ jti: 'long' })
   t.equal(app.wsAuth.stats().revocations, 2)
   const token = sign({ sub: 'u1', jti: 'short' })
-  const before = connect(url('/ws?token=' + token))
-  t.same(await before.closed, { code: 4001, reason: 'Token revoked' })
-  await eventually(() => app.wsAuth.stats().revocations === 1)
-  t.pass('the expired entry is gone')
+  await time.tick(299)
+  t.same(await refusal(connect(url('/ws?token=' + token))), { code: 4001, reason: 'Token revoked' }, '1 ms before its exp')
+  await time.tick(1)
+  t.equal(app.wsAuth.stats().revocations, 1, 'the expired entry is gone')
   const after = connect(url('/ws?token=' + token))
   t.match(await after.message(1), { type: 'connection_established' })
   after.ws.close()
+})
+
+t.test('entries without exp live for maxTokenLifetime, then the same token gets in again', async t => {
+  const time = manualClock(t)
+  const { app, url, sign } = await buildApp(t, { routes, auth: { heartbeatInterval: false, maxTokenLifetime: 60_000 } })
+  const byJti = sign({ sub: 'u1', jti: 'j1' })
+  // Issued in the clock's current second: revoke({ userId }) covers it (see revoke-seconds).
+  const byUser = sign({ sub: 'u2', iat: Math.floor(time.now() / 1000) })
+  app.wsAuth.revoke({ jti: 'j1' })
+  app.wsAuth.revoke({ userId: 'u2' })
+  await time.tick(59_999)
+  for (const token of [byJti, byUser]) {
+    t.same(await refusal(connect(url('/ws?token=' + token))), { code: 4001, reason: 'Token revoked' }, 'refused 1 ms before maxTokenLifetime')
+  }
+  t.equal(app.wsAuth.stats().revocations, 2)
+  await time.tick(1)
+  t.equal(app.wsAuth.stats().revocations, 0, 'both entries are gone')
+  for (const token of [byJti, byUser]) {
+    const c = connect(url('/ws?token=' + token))
+    t.match(await c.message(1), { type: 'connection_established' }, 'the same token gets in once maxTokenLifetime has passed')
+    c.ws.close()
+  }
+})
+
+t.test('revoke({ userId, issuedBefore }) covers a token without iat, however early issuedBefore is (fail closed)', async t => {
+  const { app, url, sign } = await buildApp(t, { routes })
+  const noIat = sign({ sub: 'u1' }, { noTimestamp: true })
+  t.notOk('iat' in JSON.parse(Buffer.from(noIat.split('.')[1], 'base64url').toString()), 'the token has no iat')
+  const a = connect(url('/ws?token=' + noIat))
+  await a.message(1)
+  const withIat = connect(url('/ws?token=' + sign({ sub: 'u1', iat: nowSec() - 60 })))
+  await withIat.message(1)
+  t.equal(app.wsAuth.revoke({ userId: 'u1', issuedBefore: new Date(Date.now() - 3_600_000) }), 1, 'only the socket without iat')
+  t.same(await a.closed, { code: 4001, reason: 'Token revoked' })
+  t.same(await refusal(connect(url('/ws?token=' + noIat))), { code: 4001, reason: 'Token revoked' }, 'and refused when it comes back')
+  withIat.send('still')
+  t.equal(await withIat.message(2), 'still', 'a token issued after issuedBefore stays')
+  withIat.ws.close()
 })
 
 t.test('bad arguments are refused with FST_WS_AUTH_INVALID_ARGUMENT', async t => {

@@ -6,7 +6,7 @@ import cookie from '@fastify/cookie'
 import type { FastifyRequest } from 'fastify'
 import { InvalidTokenError, TokenExpiredError } from '../lib/index.ts'
 import type { DefaultWsAuthUser, WsAuthClaims, WsAuthPluginOptions, WsAuthRouteSetting } from '../lib/types.ts'
-import { buildApp, connect, logCapture, refusal, spyRoute, type BuildOptions, type Client, type Closed, type RouteSpy } from './helpers/index.ts'
+import { buildApp, connect, connectWith, logCapture, refusal, spyHttpRoute, spyRoute, type BuildOptions, type Client, type Closed, type RouteSpy } from './helpers/index.ts'
 
 interface Established {
   type: 'connection_established'
@@ -237,14 +237,16 @@ t.test('a plain GET to a websocket route still answers 404; HTTP routes are unto
 
 t.test('a WebSocket upgrade to a plain HTTP route never opens', async t => {
   const logs = logCapture()
-  let calls = 0
-  const { url, sign } = await buildApp(t, {
+  let health!: { calls: number }
+  const { url, httpUrl, sign } = await buildApp(t, {
     fastify: { logger: { level: 'info', stream: logs.stream } },
-    routes: (app) => { app.get('/health', async () => { calls++; return 'ok' }) }
+    routes: (app) => { health = spyHttpRoute(app, '/health') }
   })
   const client = connect(url('/health?token=' + sign({ sub: 'u1' })))
   await t.rejects(client.opened, 'the client never opens')
-  t.equal(calls, 0, 'the HTTP handler did not run')
+  t.equal(health.calls, 0, 'the HTTP handler did not run')
+  t.equal(await (await fetch(httpUrl('/health'))).text(), 'ok', 'a plain GET runs it')
+  t.equal(health.calls, 1, 'the spy counts its calls')
   // Any anonymous client can send this upgrade: it is not a server error, and the route is no
   // unguarded websocket route.
   t.same(logs.records().filter(r => r.level === 50).map(r => r.msg), [], 'no error-level log line')
@@ -389,12 +391,7 @@ t.test('socket.user === request.user, the object loadUser returned', async t => 
   for (const source of ['query', 'message'] as const) {
     let spy!: RouteSpy
     const { url, sign } = await buildApp(t, { auth: { sources: [source], loadUser }, routes: (app) => { spy = spyRoute(app, '/ws') } })
-    const token = sign({ sub: 'u1' })
-    const client = connect(url(source === 'query' ? '/ws?token=' + token : '/ws'))
-    if (source === 'message') {
-      await client.opened
-      client.send({ type: 'auth', token })
-    }
+    const client = connectWith(url('/ws'), source, sign({ sub: 'u1' }))
     await established(client)
     await leave(client)
     t.same(spy.sameUser, [true], `${source}: socket.user === request.user`)

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { buildApp, connect } from './helpers/index.ts'
+import { buildApp, connect, connectWith } from './helpers/index.ts'
 
 t.test('query token -> connection_established, echo', async t => {
   const { url, sign } = await buildApp(t)
@@ -20,10 +20,8 @@ t.test('no token -> 4001', async t => {
 
 t.test('message auth', async t => {
   const { url, sign } = await buildApp(t)
-  const c = connect(url('/ws'))
-  await c.opened
-  c.send({ type: 'auth', token: sign({ sub: 'u1' }) })
-  for (let i = 0; i < 50; i++) c.send('m' + i)
+  const c = connectWith(url('/ws'), 'message', sign({ sub: 'u1' }))
+  c.ws.once('open', () => { for (let i = 0; i < 50; i++) c.send('m' + i) })
   const first = await c.message(1) as Record<string, unknown>
   t.equal(first.type, 'connection_established')
   await c.message(51)
@@ -33,7 +31,7 @@ t.test('message auth', async t => {
 
 t.test('protocol', async t => {
   const { url, sign } = await buildApp(t)
-  const c = connect(url('/ws'), ['bearer.' + sign({ sub: 'u1' }), 'bearer'])
+  const c = connectWith(url('/ws'), 'protocol', sign({ sub: 'u1' }))
   await c.message(1)
   t.equal(c.protocol(), 'bearer')
   c.ws.close()

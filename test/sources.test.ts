@@ -5,7 +5,8 @@ import cookie from '@fastify/cookie'
 import websocket from '@fastify/websocket'
 import type { ClientOptions } from 'ws'
 import type { WsAuthPluginOptions, WsAuthRouteSetting } from '../lib/types.ts'
-import { buildApp, connect, refusal, spyRoute, type BuildOptions, type Client, type Closed, type RouteSpy } from './helpers/index.ts'
+import { manualClock } from './helpers/clock.ts'
+import { barrier, buildApp, connect, connectWith, refusal, spyRoute, type BuildOptions, type Client, type Closed, type RouteSpy } from './helpers/index.ts'
 
 interface Established { type: string, user: { id: string } }
 
@@ -32,9 +33,10 @@ const withCookie: BuildOptions = { before: async (app) => { await app.register(c
 
 t.test('query: ?token=', async t => {
   const { url, sign, spy } = await serve(t, { sources: ['query'] })
-  await establishedAs(t, connect(url('/ws?token=' + sign({ sub: 'u1' }))), 'u1')
-  await establishedAs(t, connect(url('/ws?a=1&token=' + sign({ sub: 'u2' }) + '&b=2')), 'u2')
-  t.equal(spy().calls, 2)
+  await establishedAs(t, connectWith(url('/ws'), 'query', sign({ sub: 'u1' })), 'u1')
+  await establishedAs(t, connectWith(url('/ws?a=1'), 'query', sign({ sub: 'u2' })), 'u2')
+  await establishedAs(t, connect(url('/ws?a=1&token=' + sign({ sub: 'u3' }) + '&b=2')), 'u3')
+  t.equal(spy().calls, 3)
 })
 
 t.test('query: queryParam renames the parameter; the default name is then not read', async t => {
@@ -57,7 +59,7 @@ t.test('query: an empty or repeated parameter is present but invalid', async t =
 
 t.test('header: Authorization: Bearer <token>', async t => {
   const { url, sign, spy } = await serve(t, { sources: ['header'] })
-  await establishedAs(t, connect(url('/ws'), undefined, header(sign({ sub: 'u1' }))), 'u1')
+  await establishedAs(t, connectWith(url('/ws'), 'header', sign({ sub: 'u1' })), 'u1')
   await establishedAs(t, connect(url('/ws'), undefined, { headers: { authorization: 'bearer ' + sign({ sub: 'u2' }) } }), 'u2')
 
   const empty = connect(url('/ws'), undefined, { headers: { authorization: 'Bearer ' } })
@@ -165,10 +167,7 @@ t.test('protocol: an invalid token entry is refused', async t => {
 
 t.test('message: {"type":"auth","token"} as the first message', async t => {
   const { url, sign, spy } = await serve(t, { sources: ['message'] })
-  const client = connect(url('/ws'))
-  await client.opened
-  client.send({ type: 'auth', token: sign({ sub: 'u1' }) })
-  await establishedAs(t, client, 'u1')
+  await establishedAs(t, connectWith(url('/ws'), 'message', sign({ sub: 'u1' })), 'u1')
   t.equal(spy().calls, 1)
 })
 
@@ -256,11 +255,8 @@ t.test('route-level sources override the plugin\'s', async t => {
 })
 
 t.test('route-level sources may enable the first message', async t => {
-  const { url, sign, spy } = await serve(t, { sources: ['query'], authTimeout: 100 }, { wsAuth: { sources: ['message'] } })
-  const client = connect(url('/ws'))
-  await client.opened
-  client.send({ type: 'auth', token: sign({ sub: 'u1' }) })
-  await establishedAs(t, client, 'u1')
+  const { url, sign, spy } = await serve(t, { sources: ['query'] }, { wsAuth: { sources: ['message'] } })
+  await establishedAs(t, connectWith(url('/ws'), 'message', sign({ sub: 'u1' })), 'u1')
   t.equal(spy().calls, 1)
 })
 
@@ -276,26 +272,28 @@ t.test('reject: http without a token -> 401 at once, no first message awaited', 
 t.test('reject: http reads every request source', async t => {
   const { url, sign, spy } = await serve(t, { reject: 'http', sources: ['query', 'header', 'cookie', 'protocol'], allowedOrigins: ['https://app.test'] }, withCookie)
   const token = sign({ sub: 'u1' })
-  await establishedAs(t, connect(url('/ws?token=' + token)), 'u1')
-  await establishedAs(t, connect(url('/ws'), undefined, header(token)), 'u1')
-  await establishedAs(t, connect(url('/ws'), undefined, cookieHeader('token=' + token)), 'u1')
-  await establishedAs(t, connect(url('/ws'), ['bearer.' + token, 'bearer']), 'u1')
+  for (const source of ['query', 'header', 'cookie', 'protocol'] as const) {
+    await establishedAs(t, connectWith(url('/ws'), source, token), 'u1')
+  }
   const bad = connect(url('/ws'), ['bearer.garbage', 'bearer'])
   t.equal(await bad.refusedStatus, 401)
   t.equal(spy().calls, 4)
 })
 
 t.test('default sources: query, header, protocol, message; not cookie', async t => {
+  // The auth timeout waits for the test's clock: the message client cannot be late, and the
+  // cookie client times out when the test moves time, not when the machine is slow.
+  const time = manualClock(t)
   const { url, sign, spy } = await serve(t, { authTimeout: 100, allowedOrigins: ['https://app.test'] }, withCookie)
   const token = sign({ sub: 'u1' })
-  await establishedAs(t, connect(url('/ws?token=' + token)), 'u1')
-  await establishedAs(t, connect(url('/ws'), undefined, header(token)), 'u1')
-  await establishedAs(t, connect(url('/ws'), ['bearer.' + token, 'bearer']), 'u1')
-  const message = connect(url('/ws'))
-  await message.opened
-  message.send({ type: 'auth', token })
-  await establishedAs(t, message, 'u1')
-  const viaCookie = connect(url('/ws'), undefined, cookieHeader('token=' + token))
-  t.same(await refusal(viaCookie), { code: 4008, reason: 'Authentication timeout' }, 'a cookie is not read: the socket waits for an auth message')
+  for (const source of ['query', 'header', 'protocol', 'message'] as const) {
+    await establishedAs(t, connectWith(url('/ws'), source, token), 'u1')
+  }
+  const viaCookie = connectWith(url('/ws'), 'cookie', token)
+  await viaCookie.opened
+  await barrier(viaCookie)
+  t.equal(viaCookie.closedWith, undefined, 'the upgrade carried a token cookie, and the socket waits')
+  await time.tick(100)
+  t.same(await refusal(viaCookie), { code: 4008, reason: 'Authentication timeout' }, 'a cookie is not read: the socket waited for an auth message')
   t.equal(spy().calls, 4)
 })

@@ -1,6 +1,7 @@
 // The auth-message phase and the hold buffer alone (lib/server/waiting.ts).
 import t from 'tap'
 import { authMessageToken, Waiting } from '../lib/server/waiting.ts'
+import { manualClock } from './helpers/clock.ts'
 
 t.test('the first message: a token, or the failure class it stands for', async t => {
   const text = (s: string) => Buffer.from(s)
@@ -28,15 +29,27 @@ t.test('the hold buffer keeps order and says when a limit is passed', async t =>
   t.equal(waiting.hold(Buffer.alloc(0), false, 3, 5), false, 'a fourth message > 3')
 })
 
-t.test('the auth timer runs once and can be stopped', async t => {
-  const waiting = new Waiting()
-  t.equal(waiting.timing, false)
+t.test('the auth timer fires once, at its time, and can be stopped before', async t => {
+  const time = manualClock(t)
+  const running = new Waiting()
   let fired = 0
-  waiting.startTimer(1, () => { fired++ })
-  t.equal(waiting.timing, true)
-  waiting.stopTimer()
-  t.equal(waiting.timing, false)
-  // Timers fire in the order they are due: had it not been stopped, it would have fired before this one.
-  await new Promise(resolve => setTimeout(resolve, 2))
-  t.equal(fired, 0, 'stopped before it fired')
+  running.startTimer(100, () => { fired++ })
+  t.equal(running.timing, true)
+  await time.tick(99)
+  t.equal(fired, 0, 'not before its time')
+  await time.tick(1)
+  t.equal(fired, 1, 'at its time')
+  await time.tick(1000)
+  t.equal(fired, 1, 'once')
+
+  const stopped = new Waiting()
+  t.equal(stopped.timing, false)
+  let stoppedFired = 0
+  stopped.startTimer(100, () => { stoppedFired++ })
+  stopped.stopTimer()
+  t.equal(stopped.timing, false)
+  stopped.stopTimer()
+  await time.tick(1000)
+  t.equal(stoppedFired, 0, 'stopped before it fired')
+  t.equal(time.pending(), 0, 'no timer left armed')
 })

@@ -1,7 +1,24 @@
 import t, { type Test } from 'tap'
-import { connect, listen } from '../helpers.ts'
+import { manualClockOfBuilt as manualClock } from '../../test/helpers/index.ts'
+import type { ManualClock } from '../../test/helpers/clock.ts'
+import { barrier, connect, listen, ofType, waitFor, type Client } from '../helpers.ts'
 import { build, type BuildOptions } from './app.ts'
 import { memoryUsers } from './users.ts'
+
+/**
+ * Moves the test's clock `ms` forward in steps shorter than the heartbeat (30 s), letting the
+ * client's answer to each heartbeat ping reach the server (two round trips) before the next one.
+ */
+async function advance (time: ManualClock, client: Client, ms: number): Promise<void> {
+  // A close on the way fails the test at once (a barrier alone would wait for a pong forever).
+  const closedFirst = client.waitForClose().then(c => { throw new Error(`closed ${c.code} ${c.reason} ${time.now() - start} ms into the advance`) })
+  const start = time.now()
+  for (let left = ms; left > 0; left -= 10_000) {
+    await time.tick(Math.min(left, 10_000))
+    await Promise.race([barrier(client), closedFirst])
+    await Promise.race([barrier(client), closedFirst])
+  }
+}
 
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
 // Hashing the demo passwords (scrypt) once for all the apps of this file.
@@ -38,24 +55,24 @@ t.test('login issues a short-lived token; bad credentials get 401', async t => {
 t.test('an admin connects: connection_established, ping/pong, get_stats, error for unknown messages', async t => {
   const { tokenOf, open } = await start(t)
   const c = open(await tokenOf('admin'))
-  const established = await c.waitFor('connection_established')
+  const established = await waitFor(c, 'connection_established')
   t.match(established, { user: { id: 'admin', username: 'admin', roles: ['admin'] }, expires_at: ISO })
 
   c.send({ type: 'ping' })
-  const pong = await c.waitFor('pong')
+  const pong = await waitFor(c, 'pong')
   t.match(pong, { type: 'pong', timestamp: ISO })
 
   c.send({ type: 'get_stats' })
-  const stats = await c.waitFor('stats_update')
+  const stats = await waitFor(c, 'stats_update')
   t.match(stats, {
     data: { connections: { active: 1, established: 1, failures: {} }, uptime_seconds: Number, memory_rss_bytes: Number },
     timestamp: ISO
   })
 
   c.send({ type: 'drop_tables' })
-  t.same(await c.waitFor('error'), { type: 'error', message: 'Unknown message type: drop_tables' })
+  t.same(await waitFor(c, 'error'), { type: 'error', message: 'Unknown message type: drop_tables' })
   c.send('not json')
-  t.same(await c.waitFor('error', 2), { type: 'error', message: 'Messages must be JSON objects with a "type"' })
+  t.same(await waitFor(c, 'error', 2), { type: 'error', message: 'Messages must be JSON objects with a "type"' })
   c.ws.close()
 })
 
@@ -75,7 +92,7 @@ t.test('stats are broadcast to every connected admin on a timer, which stops at 
   const token = await tokenOf('admin')
   const a = open(token)
   const b = open(token)
-  const [sa, sb] = await Promise.all([a.waitFor('stats_update'), b.waitFor('stats_update')])
+  const [sa, sb] = await Promise.all([waitFor(a, 'stats_update'), waitFor(b, 'stats_update')])
   t.match(sa, { data: { connections: { users: 1 } } })
   t.match(sb, { data: { connections: { users: 1 } } })
   await app.close()
@@ -83,25 +100,33 @@ t.test('stats are broadcast to every connected admin on a timer, which stops at 
   t.same(await b.closed, { code: 1001, reason: 'Server shutting down' })
 })
 
-t.test('a short-lived token closes the live socket with 4001 when it expires', async t => {
-  const { tokenOf, open } = await start(t, { tokenTtlSeconds: 1 })
+t.test('a short-lived token is warned a minute ahead, then closes the live socket with 4001 at exp', async t => {
+  // The plugin's deadlines wait for the test's clock: a two-minute token opens on any machine,
+  // and the test moves time to the moment just before exp, then to exp.
+  const time = manualClock(t)
+  const { tokenOf, open } = await start(t, { tokenTtlSeconds: 120 })
   const c = open(await tokenOf('admin'))
-  const established = await c.waitFor('connection_established')
+  const exp = Date.parse((await waitFor(c, 'connection_established')).expires_at as string)
+  await advance(time, c, exp - 1 - time.now())
+  t.match(await waitFor(c, 'token_expiring'), { expires_at: new Date(exp).toISOString() }, 'warned (expiryWarning: one minute)')
+  c.send({ type: 'ping' })
+  await waitFor(c, 'pong')
+  t.equal(c.closedWith, undefined, '1 ms before exp: still open')
+  await time.tick(1000)
   t.same(await c.closed, { code: 4001, reason: 'Token expired' })
-  t.ok(Date.now() >= Date.parse(established.expires_at as string), 'not before exp')
 })
 
 t.test('a client refreshes its token in band with a fresh login', async t => {
   const { tokenOf, open } = await start(t, { tokenTtlSeconds: 60 })
   const c = open(await tokenOf('admin'))
-  const established = await c.waitFor('connection_established')
+  const established = await waitFor(c, 'connection_established')
   const fresh = await tokenOf('admin')
   c.send({ type: 'auth', token: fresh })
-  const refreshed = await c.waitFor('token_refreshed')
+  const refreshed = await waitFor(c, 'token_refreshed')
   t.ok(Date.parse(refreshed.expires_at as string) >= Date.parse(established.expires_at as string))
   c.send({ type: 'get_stats' })
-  await c.waitFor('stats_update')
-  t.same(c.messages.filter(m => typeof m === 'object' && m.type === 'error'), [], 'the auth message never reached the handler')
+  await waitFor(c, 'stats_update')
+  t.same(ofType(c, 'error'), [], 'the auth message never reached the handler')
   c.ws.close()
 })
 

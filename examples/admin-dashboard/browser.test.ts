@@ -1,17 +1,11 @@
 // The admin test page (GET /admin/test) driven in a real headless Chromium: Debian's `chromium`
 // at /usr/bin/chromium (CI installs it), never a downloaded browser.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
-import { chromium, type Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { closeCodes } from 'fastify-ws-auth'
+import { chromiumMissing, launchChromium } from '../../test/helpers/browser.ts'
 import { listen } from '../helpers.ts'
 import { build } from './app.ts'
-
-const CHROMIUM = '/usr/bin/chromium'
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync']
 
 /** Resolves once the page's #log contains `text`. */
 async function waitForLog (page: Page, text: string): Promise<void> {
@@ -30,20 +24,11 @@ async function logIn (page: Page, username: string, password: string): Promise<v
 }
 
 t.test('the admin test page in Chromium', async t => {
-  if (!existsSync(CHROMIUM)) {
-    t.fail(`no Chromium at ${CHROMIUM}: install the Debian package "chromium" (apt-get install chromium; .ci/run does it in CI)`)
-    return
-  }
+  const missing = chromiumMissing()
+  if (missing !== undefined) return t.fail(missing)
   const app = await build({ statsIntervalMs: false })
   const served = await listen(t, app)
-  // A fresh profile: nothing cached or remembered from another run. Playwright refuses a
-  // --user-data-dir argument to launch(); a persistent context is how it takes a chosen profile.
-  const profile = mkdtempSync(join(tmpdir(), 'admin-dashboard-chromium-'))
-  const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS })
-  t.teardown(async () => {
-    await context.close()
-    rmSync(profile, { recursive: true, force: true })
-  })
+  const context = await launchChromium(t)
   const page = context.pages()[0] ?? await context.newPage()
   const errors: string[] = []
   page.on('pageerror', (err) => errors.push(err.message))

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { connect, listen } from '../helpers.ts'
+import { connect, connectWith, deferred, listen } from '../helpers.ts'
 import { build } from './app.ts'
 import { reflectionText, templateReflector, type Reflector } from './reflect.ts'
 import { DEMO_ENTRIES, memoryStore, type JournalStore } from './store.ts'
@@ -24,7 +24,7 @@ t.test('the owner gets the reflection as text messages, then 1000', async t => {
 
 t.test('a browser-style client authenticates with the bearer subprotocol', async t => {
   const { served, token } = await start(t)
-  const c = connect(served.ws('/ws/reflections/e2'), ['bearer.' + token('bob'), 'bearer'])
+  const c = connectWith(served.ws('/ws/reflections/e2'), 'protocol', token('bob'))
   t.same(await c.closed, { code: 1000, reason: 'Reflection complete' })
   t.equal(c.ws.protocol, 'bearer', 'the token entry is never echoed')
   t.equal(c.messages.join(''), reflectionText(DEMO_ENTRIES[1]))
@@ -77,28 +77,32 @@ t.test('1011 when the reflection fails mid-stream, after what was already sent',
   t.same(c.messages, ['You called this '])
 })
 
-t.test('a client that leaves mid-stream stops the reflection', async t => {
+t.test('a client that leaves mid-stream stops the reflection: nothing is generated past the word in flight', async t => {
   let pulled = 0
-  let ended!: () => void
-  const generatorEnded = new Promise<void>((resolve) => { ended = resolve })
+  /** Resolved by the test once the client has left (the server has its close). */
+  const left = deferred()
+  const ended = deferred()
   const reflect: Reflector = async function * () {
     try {
-      for (;;) {
+      // At most 50 words: a route that went on pulling ends the test with a count, not a hang.
+      for (let i = 0; i < 50; i++) {
         pulled++
         yield 'word '
-        await new Promise(resolve => setImmediate(resolve))
+        // The next word is asked for while the first is out; it comes once the client has left.
+        if (i === 0) await left.promise
       }
     } finally {
-      ended()
+      ended.resolve()
     }
   }
   const { token, open } = await start(t, { reflect })
   const c = open('e1', token('alice'))
-  await c.waitFor(m => m === 'word ')
+  await c.messageWhere(m => m === 'word ')
   c.ws.close()
   await c.closed
-  await generatorEnded
-  const at = pulled
-  await new Promise(resolve => setImmediate(resolve))
-  t.equal(pulled, at, 'no word generated after the generator ended')
+  t.equal(pulled, 1, 'one word generated while the client was there')
+  left.resolve()
+  await ended.promise
+  t.equal(pulled, 2, 'after the client left, only the word already asked for was generated, then the iteration was ended')
+  t.same(c.messages, ['word '], 'the client got the one word')
 })

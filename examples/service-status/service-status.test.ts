@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyReply } from 'fastify'
 import jwt from '@fastify/jwt'
-import { connect, listen } from '../helpers.ts'
+import { barrier, connect, connectWith, listen, waitFor } from '../helpers.ts'
 import { build } from './app.ts'
 import { buildAuthService } from './auth-service.ts'
 import { StatusBoard } from './status.ts'
@@ -26,7 +26,7 @@ async function start (t: Test, opts: { authUrl?: string, timeoutMs?: number } = 
     board
   })
   const served = await listen(t, app)
-  const open = (token?: string) => connect(served.ws('/ws/mcp-status' + (token === undefined ? '' : `?token=${token}`)))
+  const open = (token?: string) => token === undefined ? connect(served.ws('/ws/mcp-status')) : connectWith(served.ws('/ws/mcp-status'), 'query', token)
   return { auth, board, app, served, open, validations: () => validations }
 }
 
@@ -52,21 +52,21 @@ t.test('a developer gets connection_established, initial_status, then status cha
   const { auth, board, open, validations } = await start(t)
   const dev = open(auth.issueToken('u-dev'))
   const dba = open(auth.issueToken('u-dba'))
-  t.match(await dev.waitFor('connection_established'), { user: { id: 'u-dev', username: 'dev', roles: ['developer'] }, expires_at: String })
-  const initial = await dev.waitFor('initial_status')
+  t.match(await waitFor(dev, 'connection_established'), { user: { id: 'u-dev', username: 'dev', roles: ['developer'] }, expires_at: String })
+  const initial = await waitFor(dev, 'initial_status')
   t.same((initial.data as { servers: Array<{ name: string, status: string }> }).servers.map(s => [s.name, s.status]),
     [['filesystem', 'up'], ['github', 'up'], ['postgres', 'up'], ['slack', 'up']])
   t.equal(dev.messages.indexOf(initial), 1, 'right after connection_established')
-  await dba.waitFor('initial_status')
+  await waitFor(dba, 'initial_status')
 
   board.set('github', 'down')
   board.set('github', 'down') // no change, no message
   board.set('postgres', 'degraded')
   for (const c of [dev, dba]) {
-    t.match(await c.waitFor('status_change'), { data: { server: 'github', previous: 'up', status: 'down', timestamp: String } })
-    t.match(await c.waitFor('status_change', 2), { data: { server: 'postgres', previous: 'up', status: 'degraded' } })
+    t.match(await waitFor(c, 'status_change'), { data: { server: 'github', previous: 'up', status: 'down', timestamp: String } })
+    t.match(await waitFor(c, 'status_change', 2), { data: { server: 'postgres', previous: 'up', status: 'degraded' } })
   }
-  await dev.barrier()
+  await barrier(dev)
   t.equal(dev.messages.length, 4, 'one message per change')
   t.equal(validations(), 2, 'each handshake asked the auth service')
   dev.ws.close()
@@ -75,9 +75,9 @@ t.test('a developer gets connection_established, initial_status, then status cha
 
 t.test('a Node client can send the token in the Authorization header', async t => {
   const { auth, served } = await start(t)
-  const c = connect(served.ws('/ws/mcp-status'), undefined, { headers: { authorization: `Bearer ${auth.issueToken('u-admin')}` } })
-  t.match(await c.waitFor('connection_established'), { user: { id: 'u-admin' } })
-  await c.waitFor('initial_status')
+  const c = connectWith(served.ws('/ws/mcp-status'), 'header', auth.issueToken('u-admin'))
+  t.match(await waitFor(c, 'connection_established'), { user: { id: 'u-admin' } })
+  await waitFor(c, 'initial_status')
   c.ws.close()
 })
 
@@ -106,12 +106,12 @@ t.test('the auth service has the last word: a token it refuses is not verified l
 t.test('with the auth service unreachable, tokens are verified locally', async t => {
   const { auth, open } = await start(t, { authUrl: await deadUrl() })
   const dev = open(auth.issueToken('u-dev'))
-  await dev.waitFor('initial_status')
+  await waitFor(dev, 'initial_status')
   t.same(await open(auth.issueToken('u-dev', -10)).closed, { code: 1008, reason: 'Token expired' })
   t.same(await open('not-a-token').closed, { code: 1008, reason: 'Invalid token' })
   t.same(await open(auth.issueToken('u-support')).closed, { code: 1008, reason: 'Insufficient permissions' }, 'roles from the token')
   const gone = open(auth.issueToken('u-gone'))
-  await gone.waitFor('initial_status')
+  await waitFor(gone, 'initial_status')
   t.pass('degraded mode: a deactivated account gets in until its token expires (the token cannot tell)')
   dev.ws.close()
   gone.ws.close()
@@ -124,7 +124,7 @@ t.test('a slow auth service times out and the token is verified locally', async 
   const authUrl = await stubAuthService(t, async () => { asked++; await stalled; return { valid: false } })
   const { auth, open } = await start(t, { authUrl, timeoutMs: 150 })
   const c = open(auth.issueToken('u-dba'))
-  t.match(await c.waitFor('initial_status'), { type: 'initial_status' })
+  t.match(await waitFor(c, 'initial_status'), { type: 'initial_status' })
   t.equal(asked, 1, 'the service was asked first')
   release()
   c.ws.close()
@@ -134,7 +134,7 @@ t.test('an auth service answering 5xx counts as down', async t => {
   const authUrl = await stubAuthService(t, (reply) => reply.code(503).send({ error: 'maintenance' }))
   const { auth, open } = await start(t, { authUrl })
   const c = open(auth.issueToken('u-admin'))
-  await c.waitFor('initial_status')
+  await waitFor(c, 'initial_status')
   t.same(await open('not-a-token').closed, { code: 1008, reason: 'Invalid token' })
   c.ws.close()
 })
@@ -148,6 +148,6 @@ t.test('an unexpected answer is an internal error (1008 "Authentication failed")
   t.same(await open(auth.issueToken('u-dev')).closed, { code: 1008, reason: 'Authentication failed' })
   broken = false
   const c = open(auth.issueToken('u-dev'))
-  t.match(await c.waitFor('connection_established'), { expires_at: null })
+  t.match(await waitFor(c, 'connection_established'), { expires_at: null })
   c.ws.close()
 })

@@ -1,16 +1,12 @@
 // The client module as built, loaded by a page in headless Chromium with <script type="module">,
 // against a real server on the same origin.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join, normalize, sep } from 'node:path'
 import t, { type Test } from 'tap'
-import { chromium, type BrowserContext, type Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
+import { chromiumMissing, launchChromium } from '../helpers/browser.ts'
 import { serve, type Served } from './helpers/server.ts'
 import { builtRoot } from './helpers/dist.ts'
-
-const CHROMIUM = '/usr/bin/chromium'
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync']
 
 const PAGE = `<!doctype html>
 <meta charset="utf-8">
@@ -94,12 +90,7 @@ async function setup (t: Test): Promise<{ served: Served, page: Page, errors: st
       app.get('/http-refused', { websocket: true, wsAuth: { roles: ['root'], reject: 'http' } }, () => {})
     }
   })
-  const profile = mkdtempSync(join(tmpdir(), 'ws-auth-chromium-'))
-  const context: BrowserContext = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS })
-  t.teardown(async () => {
-    await context.close()
-    rmSync(profile, { recursive: true, force: true })
-  })
+  const context = await launchChromium(t)
   const page = await context.newPage()
   const errors: string[] = []
   page.on('pageerror', (err) => errors.push(err.message))
@@ -111,6 +102,8 @@ async function setup (t: Test): Promise<{ served: Served, page: Page, errors: st
 }
 
 t.test('in Chromium', async t => {
+  const missing = chromiumMissing()
+  if (missing !== undefined) return t.fail(missing)
   const { served, page, errors } = await setup(t)
   const token = served.sign({ sub: 'u1', roles: ['admin'] })
 

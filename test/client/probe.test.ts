@@ -4,6 +4,7 @@ import { copyFileSync, mkdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
+import { WAIT_MS } from '../helpers/index.ts'
 import { serve } from './helpers/server.ts'
 import { ROOT, builtRoot } from './helpers/dist.ts'
 
@@ -33,8 +34,12 @@ interface Row { transport: string, token: string, result: string, code?: number,
 
 t.test('probe', async t => {
   const bin = binIn(t)
+  // The CLI runs in its own process, on real time: the manual clock cannot reach it. The server's
+  // auth timeout decides the rows with no token (4008) and must be beaten by the message
+  // transport's good client: 2 s is far more than it needs, and the CLI's --timeout far more
+  // than the server needs to close.
   const served = await serve(t, {
-    auth: { authTimeout: 200 },
+    auth: { authTimeout: 2000 },
     routes (app) {
       app.get('/ws', { websocket: true, wsAuth: { roles: ['admin'] } }, () => {})
       app.get('/http', { websocket: true, wsAuth: { reject: 'http' } }, () => {})
@@ -43,7 +48,7 @@ t.test('probe', async t => {
   const admin = served.sign({ sub: 'u1', roles: ['admin'] })
 
   t.test('a table of every transport with a missing, a garbage and the given token', async t => {
-    const { code, stdout, stderr } = await probe(bin, ['probe', served.url(), '--token', admin, '--timeout', '3000'])
+    const { code, stdout, stderr } = await probe(bin, ['probe', served.url(), '--token', admin, '--timeout', String(WAIT_MS)])
     t.equal(code, 0, stderr)
     const lines = stdout.trim().split('\n')
     t.match(lines[0], /^transport\s+token\s+result\s+code\s+reason\s+failure\s+retry\s+ms\s+detail$/)

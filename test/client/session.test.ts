@@ -4,8 +4,11 @@ import t, { type Test } from 'tap'
 import WebSocket from 'ws'
 import { createClient } from '../../lib/client/index.ts'
 import type { ClientOptions, TokenContext, Transport, WebSocketConstructor } from '../../lib/client/index.ts'
+import type { WsAuthPluginOptions } from '../../lib/types.ts'
+import { deferred } from '../helpers/index.ts'
+import { manualClock, type ManualClock } from '../helpers/clock.ts'
 import { serve, type ServeOptions, type Served } from './helpers/server.ts'
-import { record } from './helpers/record.ts'
+import { record, sockets } from './helpers/record.ts'
 
 const fast = { initialDelay: 20, maxDelay: 1000, factor: 2, jitter: false }
 
@@ -111,21 +114,16 @@ t.test('the queue survives a reconnect: messages sent while reconnecting go out 
 })
 
 t.test('send() while the socket is already closing queues the message for the next connection', async t => {
-  const sockets: WebSocket[] = []
-  class Spy extends WebSocket {
-    constructor (url: string, protocols?: string | string[]) {
-      super(url, protocols)
-      sockets.push(this)
-    }
-  }
   const served = await serve(t)
-  const { client, events } = start(t, served, { WebSocket: Spy })
+  const spy = sockets()
+  const { client, events } = start(t, served, { WebSocket: spy.WebSocket })
   await events.next('established')
-  sockets[0].close(4000, 'gone')
+  spy.all[0].close(4000, 'gone')
   t.equal(client.state, 'open', 'the close event has not arrived yet')
   client.send('kept')
   t.match(await events.next('close'), { code: 4000, willRetry: true })
   t.equal(await events.next('message'), 'kept', 'sent on the next connection')
+  t.same([spy.sent(1), spy.sent(2)], [[], ['kept']], 'never given to the closing socket')
   t.equal(served.attempts.length, 2)
 })
 
@@ -184,8 +182,9 @@ t.test('established: false on the server only: the first app message counts as e
   t.equal(client.state, 'open')
 })
 
-// In-band refresh against the plugin's live sessions (issue 3): tokens of a few seconds, since
-// `exp` counts whole seconds.
+// In-band refresh against the plugin's live sessions (issue 3), on the manual clock: tokens live
+// an hour or more (never near their `exp` in real time), and the test moves the library's clock
+// to the expiry warning, the client's own refresh time or the expiry itself.
 function tokens (served: Served, lifetimes: string[], sub: (n: number) => string = () => 'u1') {
   let n = 0
   const seen: TokenContext[] = []
@@ -198,71 +197,101 @@ function tokens (served: Served, lifetimes: string[], sub: (n: number) => string
 }
 
 const echoesAuth = (m: unknown): boolean => String(m).includes('"type":"auth"')
+/**
+ * The server for an hour of manual time: no heartbeat, whose pings a tick outruns (the pongs
+ * travel in real time), and an expiry warning a minute before `exp` where asked.
+ */
+const hour = (warn: boolean): WsAuthPluginOptions => ({ heartbeatInterval: false, ...(warn ? { expiryWarning: WARNING } : {}) })
+/** The server's expiry warning in these tests: a minute before `exp`. */
+const WARNING = 60_000
+/** The server files deadlines in slots of this many ms (lib/server/host.ts): one fires at most this late. */
+const SLOT = 200
+/** Time left until `expiresAt`, on the server's clock as the client reads it. */
+const left = (expiresAt: string | null | undefined, time: ManualClock): number => Date.parse(expiresAt!) - time.now()
 
-t.test('refresh shortly before expires_at, with no warning from the server', async t => {
-  const served = await serve(t)
-  const { token, seen } = tokens(served, ['2s', '1m'])
-  const { client, events } = start(t, served, { refreshMargin: 30_000, token })
-  const info = await events.next('established')
-  const refreshed = await events.next('refreshed')
-  const lifetime = Date.parse(info.expires_at!) - Date.parse(info.timestamp)
-  const at = (name: string): number => events.events.find(e => e.name === name)!.at
-  // The margin is longer than the token: the client waits half the remaining lifetime.
-  const after = at('refreshed') - at('established')
-  t.ok(after >= lifetime / 2 - 50 && after < lifetime, `refreshed ${after} ms into a ${lifetime} ms token`)
-  t.match(refreshed, { type: 'token_refreshed', expires_at: ISO })
-  t.ok(Date.parse(refreshed.expires_at!) > Date.parse(info.expires_at!), 'the new expiry is later')
-  t.same(seen.map(c => c.reason), ['connect', 'refresh'])
-  t.same(events.all('message').filter(echoesAuth), [], 'the auth message never reached the handler')
-  t.equal(served.attempts.length, 1, 'no reconnect')
-  t.equal(client.state, 'open')
-})
+for (const [margin, rule] of [[30_000, 'refreshMargin before expiry'], [7_200_000, 'half the lifetime, as the margin is longer than the token']] as const) {
+  t.test(`refresh with no warning from the server: ${rule}`, async t => {
+    const time = manualClock(t)
+    const served = await serve(t, { auth: hour(false) })
+    const { token, seen } = tokens(served, ['1h', '2h'])
+    const { client, events } = start(t, served, { refreshMargin: margin, token })
+    const info = await events.next('established')
+    const remaining = Date.parse(info.expires_at!) - Date.parse(info.timestamp)
+    const due = remaining - Math.min(margin, remaining / 2)
+    await time.tick(Math.ceil(due) - 1)
+    t.same(seen.map(c => c.reason), ['connect'], 'not asked before its time')
+    await time.tick(1)
+    t.same(seen.map(c => c.reason), ['connect', 'refresh'], `asked ${due} ms into a ${remaining} ms token`)
+    const refreshed = await events.next('refreshed')
+    t.match(refreshed, { type: 'token_refreshed', expires_at: ISO })
+    t.ok(Date.parse(refreshed.expires_at!) > Date.parse(info.expires_at!), 'the new expiry is later')
+    t.same(events.all('message').filter(echoesAuth), [], 'the auth message never reached the handler')
+    t.equal(served.attempts.length, 1, 'no reconnect')
+    t.equal(client.state, 'open')
+  })
+}
 
-t.test('refresh on token_expiring, and the timer re-arms after each token_refreshed', async t => {
-  const served = await serve(t, { auth: { expiryWarning: 2500 } })
-  // `exp` counts whole seconds: a 3 s token has 2-3 s left, so the warning comes in the first 0.5 s.
-  const { token, seen } = tokens(served, ['3s', '3s', '1h'])
-  // refreshMargin 0: only the warning (or expiry itself) would trigger a refresh.
+t.test('refresh on token_expiring, and again on the warning for each refreshed token', async t => {
+  const time = manualClock(t)
+  const served = await serve(t, { auth: hour(true) })
+  const { token, seen } = tokens(served, ['1h', '2h', '3h'])
+  // refreshMargin 0: the client's own timer waits for expiry itself; only the warning comes earlier.
   const { events } = start(t, served, { refreshMargin: 0, token })
-  const info = await events.next('established')
-  await events.next('refreshed')
-  const first = events.events.find(e => e.name === 'refreshed')!.at
-  t.ok(first < Date.parse(info.expires_at!) - 1000, 'refreshed on the warning, well before expiry')
-  await events.next('refreshed', 2)
+  let expiresAt = (await events.next('established')).expires_at
+  for (let n = 1; n <= 2; n++) {
+    // Time stops a minute before expiry, where only the server's warning is due: the client's
+    // own timer (refreshMargin 0) would wait for expiry itself.
+    await time.tick(left(expiresAt, time) - WARNING + SLOT)
+    const refreshed = await events.next('refreshed', n)
+    t.ok(Date.parse(refreshed.expires_at!) > Date.parse(expiresAt!), `refresh ${n}: a later expiry`)
+    expiresAt = refreshed.expires_at
+  }
   t.same(seen.map(c => c.reason), ['connect', 'refresh', 'refresh'])
   t.same(events.all('message'), [], 'token_expiring and token_refreshed never reach "message"')
   t.equal(served.attempts.length, 1)
 })
 
 t.test('refresh: false ignores token_expiring; the expiry close then reconnects at once', async t => {
-  const served = await serve(t, { auth: { expiryWarning: 1500 } })
-  const { token, seen } = tokens(served, ['2s', '1m'])
+  const time = manualClock(t)
+  const served = await serve(t, { auth: hour(true) })
+  const { token, seen } = tokens(served, ['1h', '2h'])
   const { events } = start(t, served, { refresh: false, token })
-  await events.next('established')
+  const info = await events.next('established')
+  // The warning, then the expiry: the client sees them in that order on the wire.
+  await time.tick(left(info.expires_at, time) + SLOT)
   t.match(await events.next('close'), { code: 4001, reason: 'Token expired', failure: 'token_expired', kind: 'unauthenticated', willRetry: true, delay: 0 })
+  await time.tick(0)
   await events.next('established', 2)
-  t.same(seen.map(c => c.reason), ['connect', 'reauthenticate'])
+  t.same(seen.map(c => c.reason), ['connect', 'reauthenticate'], 'never asked for a refresh')
   t.same(events.all('refreshed'), [])
 })
 
 t.test('a refresh the server refuses (another user): 4001, then one reconnect with a fresh token', async t => {
-  const served = await serve(t, { auth: { expiryWarning: 1500 } })
-  const { token, seen } = tokens(served, ['2s', '1m'], n => n === 1 ? 'someone-else' : 'u1')
+  const time = manualClock(t)
+  const served = await serve(t, { auth: hour(true) })
+  const { token, seen } = tokens(served, ['1h', '2h'], n => n === 1 ? 'someone-else' : 'u1')
   const { events } = start(t, served, { token })
-  await events.next('established')
+  const info = await events.next('established')
+  await time.tick(left(info.expires_at, time) - WARNING + SLOT)
   t.match(await events.next('close'), { code: 4001, reason: 'Invalid token', willRetry: true, delay: 0 })
+  await time.tick(0)
   await events.next('established', 2)
   t.same(seen.map(c => c.reason), ['connect', 'refresh', 'reauthenticate'])
 })
 
 t.test('a token() that throws during a refresh is reported, the session goes on', async t => {
-  const served = await serve(t, { auth: { expiryWarning: 1500 } })
+  const time = manualClock(t)
+  const served = await serve(t, { auth: hour(true) })
   let calls = 0
   const { client, events } = start(t, served, {
-    token: () => { if (++calls > 1) throw new Error('refresh endpoint down'); return served.sign({ sub: 'u1' }, { expiresIn: '2s' }) }
+    token: () => { if (++calls > 1) throw new Error('refresh endpoint down'); return served.sign({ sub: 'u1' }, { expiresIn: '1h' }) }
   })
+  const info = await events.next('established')
+  await time.tick(left(info.expires_at, time) - WARNING + SLOT)
   t.match(await events.next('error'), { name: 'WsAuthError', code: null, kind: 'token', retry: 'reauthenticate', cause: { message: 'refresh endpoint down' } })
   t.equal(client.state, 'open')
+  client.send('still here')
+  t.equal(await events.next('message'), 'still here', 'the connection still carries messages')
   t.same(events.all('close'), [])
 })
 
@@ -282,9 +311,12 @@ t.test('a warning sent by the route itself is handled the same way', async t => 
 })
 
 t.test('refresh on a push-only route (the handler never listens for messages)', async t => {
-  const served = await serve(t, { auth: { expiryWarning: 2500 }, routes (app) { app.get('/ws', { websocket: true }, () => {}) } })
-  const { token } = tokens(served, ['3s', '1m'])
+  const time = manualClock(t)
+  const served = await serve(t, { auth: hour(true), routes (app) { app.get('/ws', { websocket: true }, () => {}) } })
+  const { token } = tokens(served, ['1h', '2h'])
   const { events } = start(t, served, { token })
+  const info = await events.next('established')
+  await time.tick(left(info.expires_at, time) - WARNING + SLOT)
   const outcome = await Promise.race([
     events.next('refreshed').then(() => 'refreshed'),
     events.next('close').then((c) => `closed ${c.code} ${c.reason}`)
@@ -293,6 +325,7 @@ t.test('refresh on a push-only route (the handler never listens for messages)', 
 })
 
 t.test('a refresh with no token sends nothing; the session goes on', async t => {
+  const asked = deferred()
   const served = await serve(t, {
     routes (app) {
       app.get('/ws', { websocket: true }, (socket) => {
@@ -302,11 +335,22 @@ t.test('a refresh with no token sends nothing; the session goes on', async t => 
     }
   })
   const seen: TokenContext[] = []
-  const { client, events } = start(t, served, { token: (ctx) => { seen.push(ctx); return ctx.reason === 'refresh' ? null : served.sign({ sub: 'u1' }) } })
-  await events.next('established')
-  await new Promise<void>(resolve => { const off = client.on('message', () => {}); off(); setImmediate(resolve) })
+  const spy = sockets()
+  const { client, events } = start(t, served, {
+    WebSocket: spy.WebSocket,
+    token: (ctx) => {
+      seen.push(ctx)
+      if (ctx.reason !== 'refresh') return served.sign({ sub: 'u1' })
+      asked.resolve()
+      return null
+    }
+  })
+  await asked.promise
+  // token() answered null; its answer is read a microtask later.
+  await new Promise(resolve => setImmediate(resolve))
   client.send('still here')
-  t.equal(await events.next('message'), 'still here', 'only the app message reached the handler')
+  t.equal(await events.next('message'), 'still here', 'the session goes on')
+  t.same(spy.sent(1), ['still here'], 'the client sent only the app message on its socket')
   t.same(seen.map(c => c.reason), ['connect', 'refresh'])
   t.same(events.all('refreshed'), [])
 })
@@ -344,11 +388,23 @@ t.test('a WebSocket constructor that throws: fatal, and the token stays out of t
 })
 
 t.test('a static token is never refreshed: the expiry close reconnects once with it', async t => {
-  const served = await serve(t)
-  const token = served.sign({ sub: 'u1' }, { expiresIn: '1m' })
-  const { client, events } = start(t, served, { token })
-  await events.next('established')
-  client.send('still here')
-  t.equal(await events.next('message'), 'still here')
-  t.same(events.all('refreshed'), [])
+  const time = manualClock(t)
+  const served = await serve(t, { auth: hour(true) })
+  const token = served.sign({ sub: 'u1' }, { expiresIn: '1h' })
+  const spy = sockets()
+  const { client, events } = start(t, served, { token, WebSocket: spy.WebSocket })
+  const info = await events.next('established')
+  // The warning, then the expiry.
+  await time.tick(left(info.expires_at, time) + SLOT)
+  t.match(await events.next('close'), { code: 4001, reason: 'Token expired', kind: 'unauthenticated', willRetry: true, delay: 0 })
+  await time.tick(0)
+  t.same(spy.all.map((_, i) => spy.offered(i + 1).protocols[0]), [`bearer.${token}`, `bearer.${token}`], 'one reconnection, with the same token')
+  // Still valid for jwt (it has an hour of real time left) but past its exp on the library's
+  // clock: established, then closed at once, and a second 4001 in a row is final.
+  await events.next('established', 2)
+  await time.tick(SLOT)
+  t.match(await events.final(), { code: 4001, reason: 'Token expired', willRetry: false })
+  t.equal(spy.all.length, 2, 'no third attempt')
+  t.same(events.all('refreshed'), [], 'never refreshed')
+  t.equal(client.state, 'closed')
 })

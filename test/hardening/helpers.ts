@@ -1,11 +1,12 @@
 // Tools shared by the hardening tests: hand-made tokens, a seeded PRNG, bounded concurrency, raw
-// WebSocket handshakes and frames over a net.Socket, and the log-leak detector.
+// WebSocket handshakes and frames over a net.Socket, and the log-leak detector. Clients that
+// present a token through a source: `connectWith` of ../helpers/index.ts.
 import { createHmac } from 'node:crypto'
 import { connect as tcpConnect, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { closeCodes } from '../../lib/index.ts'
-import { SECRET, connect, type Client, type Closed } from '../helpers/index.ts'
+import { SECRET, type Closed } from '../helpers/index.ts'
 
 interface Teardown { teardown (fn: () => unknown): void }
 
@@ -75,24 +76,6 @@ export function isTableRow ({ code, reason }: Closed): boolean {
   return Object.values(closeCodes).some(row => row.code === code && row.reason === reason) ||
     // ws sends its own rows without a reason.
     Object.values(closeCodes).some(row => !row.emitted && row.code === code && reason === '')
-}
-
-export type Source = 'query' | 'header' | 'cookie' | 'protocol' | 'message'
-
-/** Opens a client that presents `token` through `source` (the auth message is sent at open). */
-export function openWith (url: string, source: Source, token: string): Client {
-  const sep = url.includes('?') ? '&' : '?'
-  switch (source) {
-    case 'query': return connect(url + sep + 'token=' + encodeURIComponent(token))
-    case 'header': return connect(url, undefined, { headers: { authorization: 'Bearer ' + token } })
-    case 'cookie': return connect(url, undefined, { headers: { cookie: 'token=' + token } })
-    case 'protocol': return connect(url, ['bearer.' + token, 'bearer'])
-    case 'message': {
-      const client = connect(url)
-      client.opened.then(() => client.send({ type: 'auth', token }), () => {})
-      return client
-    }
-  }
 }
 
 /** The port an app listens on. */

@@ -6,10 +6,11 @@ import t from 'tap'
 import cookie from '@fastify/cookie'
 import Fastify from 'fastify'
 import { createSigner } from 'fast-jwt'
-import { buildApp, connect, logCapture, refusal, spyRoute, type Client, type RouteSpy } from '../helpers/index.ts'
-import { leaks, nowSeconds, openWith, percentEncoded, portOf, readHead, tcp, type Source } from './helpers.ts'
+import type { TokenSource } from '../../lib/types.ts'
+import { buildApp, connect, connectWith, logCapture, refusal, spyRoute, type Client, type RouteSpy } from '../helpers/index.ts'
+import { leaks, nowSeconds, percentEncoded, portOf, readHead, tcp } from './helpers.ts'
 
-const SOURCES: Source[] = ['query', 'header', 'cookie', 'protocol', 'message']
+const SOURCES: TokenSource[] = ['query', 'header', 'cookie', 'protocol', 'message']
 
 t.test('the leak detector finds a token in a raw request packet, as pino writes a Buffer', async t => {
   const capture = logCapture()
@@ -66,21 +67,21 @@ t.test('no token in any log line at trace level, whatever the traffic', async t 
 
   // Every source: valid, tampered, forged, expired, forbidden.
   for (const source of SOURCES) {
-    t.match(await outcome(openWith(s.url('/ws'), source, mint({ sub: 'u1' }))), { message: { type: 'connection_established' } }, `${source}: valid`)
-    t.same(await outcome(openWith(s.url('/ws'), source, tamper(mint({ sub: 'u2' })))), { code: 4001, reason: 'Invalid token' }, `${source}: tampered`)
-    t.same(await outcome(openWith(s.url('/ws'), source, mint({ sub: 'u3' }, forge))), { code: 4001, reason: 'Invalid token' }, `${source}: forged`)
-    t.same(await outcome(openWith(s.url('/ws'), source, mint({ sub: 'u4', exp: nowSeconds() - 10 }))), { code: 4001, reason: 'Token expired' }, `${source}: expired`)
-    t.same(await outcome(openWith(s.url('/ws/admin'), source, mint({ sub: 'u5' }))), { code: 4003, reason: 'Forbidden' }, `${source}: forbidden`)
+    t.match(await outcome(connectWith(s.url('/ws'), source, mint({ sub: 'u1' }))), { message: { type: 'connection_established' } }, `${source}: valid`)
+    t.same(await outcome(connectWith(s.url('/ws'), source, tamper(mint({ sub: 'u2' })))), { code: 4001, reason: 'Invalid token' }, `${source}: tampered`)
+    t.same(await outcome(connectWith(s.url('/ws'), source, mint({ sub: 'u3' }, forge))), { code: 4001, reason: 'Invalid token' }, `${source}: forged`)
+    t.same(await outcome(connectWith(s.url('/ws'), source, mint({ sub: 'u4', exp: nowSeconds() - 10 }))), { code: 4001, reason: 'Token expired' }, `${source}: expired`)
+    t.same(await outcome(connectWith(s.url('/ws/admin'), source, mint({ sub: 'u5' }))), { code: 4003, reason: 'Forbidden' }, `${source}: forbidden`)
   }
   // reject: 'http'.
   for (const source of ['query', 'header', 'cookie', 'protocol'] as const) {
-    const refused = openWith(s.url('/ws/http'), source, tamper(mint({ sub: 'u6' })))
+    const refused = connectWith(s.url('/ws/http'), source, tamper(mint({ sub: 'u6' })))
     t.equal(await refused.refusedStatus, 401, `reject: http, ${source}: 401`)
-    t.match(await outcome(openWith(s.url('/ws/http'), source, mint({ sub: 'u7' }))), { message: { type: 'connection_established' } }, `reject: http, ${source}: valid`)
+    t.match(await outcome(connectWith(s.url('/ws/http'), source, mint({ sub: 'u7' }))), { message: { type: 'connection_established' } }, `reject: http, ${source}: valid`)
   }
   // In-band refresh: a good one, then a bad one.
   {
-    const client = openWith(s.url('/ws'), 'query', mint({ sub: 'u8' }))
+    const client = connectWith(s.url('/ws'), 'query', mint({ sub: 'u8' }))
     await client.message(1)
     client.send({ type: 'auth', token: mint({ sub: 'u8', n: 2 }) })
     t.match(await client.message(2), { type: 'token_refreshed' }, 'refresh')
@@ -88,7 +89,7 @@ t.test('no token in any log line at trace level, whatever the traffic', async t 
     t.same(await client.closed, { code: 4001, reason: 'Invalid token' }, 'a bad refresh')
   }
   // An auth message over maxAuthMessageBytes.
-  t.same(await outcome(openWith(s.url('/ws'), 'message', mint({ sub: 'u9', pad: 'x'.repeat(3000) }))), { code: 1009, reason: 'Message too big' }, 'oversized auth message')
+  t.same(await outcome(connectWith(s.url('/ws'), 'message', mint({ sub: 'u9', pad: 'x'.repeat(3000) }))), { code: 1009, reason: 'Message too big' }, 'oversized auth message')
 
   // URL spellings of one token: Fastify's query parser decodes them all.
   const spelled = mint({ sub: 'u10' })
@@ -161,7 +162,7 @@ t.test('no token in any log line at trace level, whatever the traffic', async t 
   }
 
   // The server still serves; then close the app so every line is flushed.
-  t.match(await outcome(openWith(s.url('/ws'), 'header', mint({ sub: 'u17' }))), { message: { type: 'connection_established' } }, 'the server still serves')
+  t.match(await outcome(connectWith(s.url('/ws'), 'header', mint({ sub: 'u17' }))), { message: { type: 'connection_established' } }, 'the server still serves')
   t.ok(spy.calls > 0)
   await s.app.close()
 

@@ -3,9 +3,9 @@
 // reason (or HTTP status), nothing else; the handler runs once per valid one; counts return to baseline.
 import t from 'tap'
 import { createSigner } from 'fast-jwt'
-import type { WsAuthClaims } from '../../lib/types.ts'
-import { buildApp, connect, eventually, refusal, type Client, type Closed } from '../helpers/index.ts'
-import { b64url, mulberry32, nowSeconds, openWith, pool, type Source } from './helpers.ts'
+import type { TokenSource, WsAuthClaims } from '../../lib/types.ts'
+import { buildApp, connect, connectWith, eventually, refusal, spyRoute, type Client, type Closed, type RouteSpy } from '../helpers/index.ts'
+import { b64url, mulberry32, nowSeconds, pool } from './helpers.ts'
 
 const N = 2000
 const IN_FLIGHT = 100
@@ -20,7 +20,7 @@ interface Kind {
 }
 
 t.test(`${N} interleaved handshakes, ${IN_FLIGHT} in flight (seed ${SEED})`, async t => {
-  const handled: string[] = []
+  const spies: RouteSpy[] = []
   const { app, url, sign } = await buildApp(t, {
     auth: {
       loadUser: (claims: WsAuthClaims) => {
@@ -29,11 +29,10 @@ t.test(`${N} interleaved handshakes, ${IN_FLIGHT} in flight (seed ${SEED})`, asy
       }
     },
     routes: (app) => {
-      const handler = (socket: { user?: unknown }) => { handled.push(String((socket.user as { id: string }).id)) }
-      app.get('/ws', { websocket: true }, handler)
-      app.get('/ws/admin', { websocket: true, wsAuth: { roles: ['admin'] } }, handler)
-      app.get('/ws/nomsg', { websocket: true, wsAuth: { sources: ['query', 'header'] } }, handler)
-      app.get('/ws/http', { websocket: true, wsAuth: { reject: 'http', sources: ['query', 'header', 'protocol'] } }, handler)
+      spies.push(spyRoute(app, '/ws'))
+      spies.push(spyRoute(app, '/ws/admin', { roles: ['admin'] }))
+      spies.push(spyRoute(app, '/ws/nomsg', { sources: ['query', 'header'] }))
+      spies.push(spyRoute(app, '/ws/http', { reject: 'http', sources: ['query', 'header', 'protocol'] }))
     }
   })
   const before = app.wsAuth.stats()
@@ -42,31 +41,31 @@ t.test(`${N} interleaved handshakes, ${IN_FLIGHT} in flight (seed ${SEED})`, asy
   const user = (i: number) => `u${i % 17}`
   const tamper = (token: string) => token.slice(0, -2) + (token.endsWith('AA') ? 'BA' : 'AA')
   const rand = mulberry32(SEED)
-  const source = (): Source => (['query', 'header', 'protocol', 'message'] as const)[Math.floor(rand() * 4)]
-  const requestSource = (): Source => (['query', 'header', 'protocol'] as const)[Math.floor(rand() * 3)]
+  const source = (): TokenSource => (['query', 'header', 'protocol', 'message'] as const)[Math.floor(rand() * 4)]
+  const requestSource = (): TokenSource => (['query', 'header', 'protocol'] as const)[Math.floor(rand() * 3)]
   const closed = (code: number, reason: string): Expect => ({ closed: { code, reason } })
 
   const kinds: Kind[] = [
-    { name: 'valid', open: i => openWith(url('/ws'), source(), sign({ sub: user(i) })), expect: i => ({ established: user(i) }) },
-    { name: 'valid admin', open: i => openWith(url('/ws/admin'), source(), sign({ sub: user(i), roles: ['admin'] })), expect: i => ({ established: user(i) }) },
-    { name: 'valid, reject: http route', open: i => openWith(url('/ws/http'), requestSource(), sign({ sub: user(i) })), expect: i => ({ established: user(i) }) },
-    { name: 'expired', open: i => openWith(url('/ws'), source(), sign({ sub: user(i), exp: past })), expect: () => closed(4001, 'Token expired') },
-    { name: 'tampered', open: i => openWith(url('/ws'), source(), tamper(sign({ sub: user(i) }))), expect: () => closed(4001, 'Invalid token') },
-    { name: 'forged', open: i => openWith(url('/ws'), source(), forge({ sub: user(i) })), expect: () => closed(4001, 'Invalid token') },
-    { name: 'alg none', open: i => openWith(url('/ws'), source(), `${b64url({ alg: 'none' })}.${b64url({ sub: user(i) })}.`), expect: () => closed(4001, 'Invalid token') },
+    { name: 'valid', open: i => connectWith(url('/ws'), source(), sign({ sub: user(i) })), expect: i => ({ established: user(i) }) },
+    { name: 'valid admin', open: i => connectWith(url('/ws/admin'), source(), sign({ sub: user(i), roles: ['admin'] })), expect: i => ({ established: user(i) }) },
+    { name: 'valid, reject: http route', open: i => connectWith(url('/ws/http'), requestSource(), sign({ sub: user(i) })), expect: i => ({ established: user(i) }) },
+    { name: 'expired', open: i => connectWith(url('/ws'), source(), sign({ sub: user(i), exp: past })), expect: () => closed(4001, 'Token expired') },
+    { name: 'tampered', open: i => connectWith(url('/ws'), source(), tamper(sign({ sub: user(i) }))), expect: () => closed(4001, 'Invalid token') },
+    { name: 'forged', open: i => connectWith(url('/ws'), source(), forge({ sub: user(i) })), expect: () => closed(4001, 'Invalid token') },
+    { name: 'alg none', open: i => connectWith(url('/ws'), source(), `${b64url({ alg: 'none' })}.${b64url({ sub: user(i) })}.`), expect: () => closed(4001, 'Invalid token') },
     { name: 'missing', open: () => connect(url('/ws/nomsg')), expect: () => closed(4001, 'No token provided') },
     {
       name: 'no auth message',
       open: () => {
         const client = connect(url('/ws'))
-        client.opened.then(() => client.send({ type: 'hello' }), () => {})
+        client.ws.once('open', () => client.send({ type: 'hello' }))
         return client
       },
       expect: () => closed(4001, 'Invalid auth message')
     },
-    { name: 'unknown user', open: i => openWith(url('/ws'), source(), sign({ sub: 'ghost' + i })), expect: () => closed(4002, 'User not found or inactive') },
-    { name: 'forbidden role', open: i => openWith(url('/ws/admin'), source(), sign({ sub: user(i), roles: ['member'] })), expect: () => closed(4003, 'Forbidden') },
-    { name: 'invalid, reject: http route', open: i => openWith(url('/ws/http'), requestSource(), tamper(sign({ sub: user(i) }))), expect: () => ({ status: 401 }) },
+    { name: 'unknown user', open: i => connectWith(url('/ws'), source(), sign({ sub: 'ghost' + i })), expect: () => closed(4002, 'User not found or inactive') },
+    { name: 'forbidden role', open: i => connectWith(url('/ws/admin'), source(), sign({ sub: user(i), roles: ['member'] })), expect: () => closed(4003, 'Forbidden') },
+    { name: 'invalid, reject: http route', open: i => connectWith(url('/ws/http'), requestSource(), tamper(sign({ sub: user(i) }))), expect: () => ({ status: 401 }) },
     { name: 'missing, reject: http route', open: () => connect(url('/ws/http')), expect: () => ({ status: 401 }) }
   ]
   // An interleaving fixed by the seed: every kind is present, in a different order each run of seeds.
@@ -104,6 +103,7 @@ t.test(`${N} interleaved handshakes, ${IN_FLIGHT} in flight (seed ${SEED})`, asy
   })
   t.comment(`${N} handshakes in ${Date.now() - started} ms`)
   t.same(wrong, [], `every handshake got exactly its verdict (seed ${SEED})`)
+  const handled = spies.flatMap(spy => spy.users.map(u => String((u as { id: string }).id)))
   t.equal(handled.length, validIds.length, `the handler ran once per valid handshake (${validIds.length})`)
   t.same([...handled].sort(), [...validIds].sort(), 'and for those users only')
 

@@ -18,11 +18,18 @@ export interface ManualClock {
 
 interface Timer { at: number, seq: number, fn: () => void, every: number }
 
+/** More timers than this firing in one tick means a timer re-arms itself in the past. */
+const MAX_FIRED = 100_000
+
 /**
  * Replaces the clock every timer of the library reads (lib/protocol/clock.ts) with one the test
  * moves, from `start` (the real time by default), until the test ends. Sockets, Fastify and tap
  * keep real time: only the library's deadlines wait for `tick`, so an expiry test takes
  * milliseconds and cannot race a busy machine. Install it before building the app.
+ *
+ * A tick longer than `heartbeatInterval` outruns the pongs, which travel in real time: the
+ * server then terminates the sockets (1006). Tests that tick by minutes set
+ * `heartbeatInterval: false`.
  */
 export function manualClock (t: Teardown, start = Date.now()): ManualClock {
   let now = start
@@ -51,7 +58,10 @@ export function manualClock (t: Teardown, start = Date.now()): ManualClock {
     now: () => now,
     async tick (ms) {
       const until = now + ms
+      let fired = 0
       for (let timer = next(until); timer !== undefined; timer = next(until)) {
+        // A timer that re-arms itself in the past would hold the tick forever: fail instead.
+        if (++fired > MAX_FIRED) throw new Error(`tick(${ms}): more than ${MAX_FIRED} timers fired; one re-arms itself at a past time`)
         now = timer.at
         if (timer.every > 0) timer.at += timer.every
         else timers.delete(timer)

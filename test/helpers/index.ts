@@ -1,4 +1,5 @@
 import { once } from 'node:events'
+import { dirname, join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
@@ -7,6 +8,8 @@ import websocket from '@fastify/websocket'
 import WebSocket, { type ClientOptions } from 'ws'
 import wsAuth from '../../lib/index.ts'
 import type { TokenSource, WsAuthPluginOptions } from '../../lib/types.ts'
+import { clock as libClock } from '../../lib/protocol/clock.ts'
+import { manualClock, type ManualClock } from './clock.ts'
 
 export const SECRET = 'a-test-secret-that-is-long-enough-for-hs256'
 
@@ -205,16 +208,54 @@ export function connectWith (url: string, source: TokenSource, token: string, op
   }
 }
 
-/** A pino destination that keeps every line, for asserting on log output. */
-export function logCapture (): { stream: Writable, lines: string[], records: () => Array<Record<string, unknown>> } {
+/** What `logCapture` keeps: every line written to `stream`. */
+export interface LogCapture {
+  stream: Writable
+  lines: string[]
+  records: () => Array<Record<string, unknown>>
+  /**
+   * The first record, written or to come, whose `msg` includes `test` (or for which `test`
+   * holds): an event to await instead of polling the log. Rejects after `expire` ms.
+   */
+  waitFor: (test: string | ((record: Record<string, unknown>) => boolean), expire?: number) => Promise<Record<string, unknown>>
+}
+
+/** A pino destination that keeps every line, for asserting on log output and awaiting log lines. */
+export function logCapture (): LogCapture {
   const lines: string[] = []
+  const waiters = new Set<(record: Record<string, unknown>) => boolean>()
   const stream = new Writable({
     write (chunk, _enc, cb) {
-      lines.push(...chunk.toString().split('\n').filter(Boolean))
+      for (const line of chunk.toString().split('\n').filter(Boolean)) {
+        lines.push(line)
+        const record = JSON.parse(line) as Record<string, unknown>
+        for (const waiter of [...waiters]) waiter(record)
+      }
       cb()
     }
   })
-  return { stream, lines, records: () => lines.map(l => JSON.parse(l) as Record<string, unknown>) }
+  const records = (): Array<Record<string, unknown>> => lines.map(l => JSON.parse(l) as Record<string, unknown>)
+  const waitFor: LogCapture['waitFor'] = (test, expire = WAIT_MS) => {
+    const matches = typeof test === 'string' ? (r: Record<string, unknown>) => String(r.msg).includes(test) : test
+    const found = records().find(matches)
+    if (found !== undefined) return Promise.resolve(found)
+    return new Promise((resolve, reject) => {
+      const waiter = (record: Record<string, unknown>): boolean => {
+        if (!matches(record)) return false
+        waiters.delete(waiter)
+        clearTimeout(timer)
+        resolve(record)
+        return true
+      }
+      const timer = setTimeout(() => {
+        waiters.delete(waiter)
+        reject(new Error(`no log line matching ${String(test)} within ${expire} ms (${lines.length} lines)`))
+      }, expire)
+      timer.unref()
+      waiters.add(waiter)
+    })
+  }
+  return { stream, lines, records, waitFor }
 }
 
 /** Resolves once `emitter` emits `event`. */
@@ -261,9 +302,24 @@ export function deferred<T = void> (): { promise: Promise<T>, resolve: (value: T
  * message sent before has been received (not necessarily handled asynchronously) by then.
  */
 export async function barrier (client: Client): Promise<void> {
-  const pong = once(client.ws, 'pong')
-  client.ws.ping()
-  await pong
+  const expire = WAIT_MS
+  if (client.closedWith !== undefined) throw new Error(`barrier: the socket is closed (${client.closedWith.code} ${JSON.stringify(client.closedWith.reason)})`)
+  await new Promise<void>((resolve, reject) => {
+    const done = (error?: Error): void => {
+      clearTimeout(timer)
+      client.ws.off('pong', onPong)
+      client.ws.off('close', onClose)
+      if (error === undefined) resolve()
+      else reject(error)
+    }
+    const onPong = (): void => done()
+    const onClose = (code: number, reason: Buffer): void => done(new Error(`barrier: the socket closed first with ${code} ${JSON.stringify(reason.toString())}`))
+    const timer = setTimeout(() => done(new Error(`barrier: no pong within ${expire} ms`)), expire)
+    timer.unref()
+    client.ws.on('pong', onPong)
+    client.ws.on('close', onClose)
+    client.ws.ping()
+  })
 }
 
 /**
@@ -288,4 +344,27 @@ export function refusal (client: Client, n = 1): Promise<Closed | { message: unk
     if (client.closedWith !== undefined) return client.closedWith
     throw err
   })
+}
+
+/**
+ * Declares a plain HTTP GET route at `path` (answering `ok`) that counts its handler calls, so a
+ * test can assert that a WebSocket upgrade sent to it never ran it.
+ */
+export function spyHttpRoute (app: FastifyInstance, path: string): { calls: number } {
+  const spy = { calls: 0 }
+  app.get(path, async () => { spy.calls++; return 'ok' })
+  return spy
+}
+
+/**
+ * The manual clock (test/helpers/clock.ts) for an app that imports the package as built: the
+ * examples and the demo import `fastify-ws-auth`, which resolves to dist/, whose clock is a module
+ * of its own. Both clocks then read the same manual time. Install it before building the app.
+ */
+export function manualClockOfBuilt (t: Teardown): ManualClock {
+  const time = manualClock(t)
+  const built = join(dirname(require.resolve('fastify-ws-auth')), 'protocol', 'clock.js')
+  const { useClock } = require(built) as typeof import('../../lib/protocol/clock.ts')
+  t.teardown(useClock({ ...libClock }))
+  return time
 }

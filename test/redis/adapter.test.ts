@@ -1,9 +1,10 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
-import { buildApp, connect } from '../helpers/index.ts'
+import { buildApp, connect, eventually } from '../helpers/index.ts'
 import { redisAdapter, type RedisAdapterOptions } from '../../lib/cluster/redis/index.ts'
-import { startRedis, type RedisServer } from './server.ts'
-import { inspector, instance, outcome, prefix, until, type Instance } from './helpers.ts'
+import { ACQUIRE } from '../../lib/cluster/redis/scripts.ts'
+import { redisProxy, startRedis, type RedisServer } from './server.ts'
+import { inspector, instance, outcome, prefix, type Instance } from './helpers.ts'
 
 let redis: RedisServer
 t.before(async () => { redis = await startRedis(t) })
@@ -35,7 +36,9 @@ t.test('options are checked at creation; errors name the option', async t => {
 
 t.test('with { client }: a duplicate subscribes; close() removes this instance\'s keys and leaves the client open', async t => {
   const namespace = prefix()
-  const client = new Redis(redis.url)
+  // The passed client (and so its duplicate) goes through a proxy that counts their connections.
+  const proxy = await redisProxy(t, redis)
+  const client = new Redis(proxy.url)
   t.teardown(() => client.disconnect())
   const redisView = inspector(t, redis.url)
   const a = await instance(t, redis.url, namespace, { auth: { maxConnectionsPerUser: 3 }, redis: { client } })
@@ -47,7 +50,7 @@ t.test('with { client }: a duplicate subscribes; close() removes this instance\'
   t.equal(await onA.message(2), 'hi', 'the instance on a passed client receives fan-out')
   t.equal(await redisView.zcard(`${namespace}:ws-auth:instances`), 2)
   t.equal(await redisView.zcard(`${namespace}:ws-auth:conns:"u1"`), 2)
-  const clientsBefore = await connectedClients(redisView)
+  t.equal(proxy.connections, 2, 'the client and its duplicate')
 
   const closed = onA.closed
   await a.app.close()
@@ -57,8 +60,8 @@ t.test('with { client }: a duplicate subscribes; close() removes this instance\'
   t.equal(await redisView.zcard(`${namespace}:ws-auth:instances`), 1, 'the instance is gone from Redis')
   t.equal(await redisView.zcard(`${namespace}:ws-auth:conns:"u1"`), 1, 'its slots are gone')
   t.equal((await redisView.keys(`${namespace}:ws-auth:slots:*`)).length, 1, 'only the other instance\'s slots are left')
-  await until(async () => await connectedClients(redisView) === clientsBefore - 1)
-  t.pass('the duplicate (subscriber) was closed, the client was not')
+  await proxy.waitForConnections(1)
+  t.equal(client.status, 'ready', 'the duplicate (subscriber) was closed, the client was not')
 
   const stats = await b.app.wsAuth.stats({ cluster: true })
   t.equal(Object.keys(stats.instances).length, 1, 'the closed instance no longer answers')
@@ -67,15 +70,14 @@ t.test('with { client }: a duplicate subscribes; close() removes this instance\'
 t.test('with { url }: close() quits both connections and removes every key of the instance', async t => {
   const namespace = prefix()
   const redisView = inspector(t, redis.url)
-  await redisView.ping()
-  const before = await connectedClients(redisView)
-  const a = await instance(t, redis.url, namespace, { auth: { maxConnectionsPerUser: 3 } })
-  t.equal(await connectedClients(redisView), before + 2, 'two connections: commands and subscriber')
+  const proxy = await redisProxy(t, redis)
+  const a = await instance(t, redis.url, namespace, { auth: { maxConnectionsPerUser: 3 }, redis: { url: proxy.url } })
+  t.equal(proxy.connections, 2, 'two connections: commands and subscriber')
   const socket = connect(a.url('/ws/a?token=' + a.sign({ sub: 'u1' })))
   t.equal(await outcome(socket), 'established')
   await a.app.close()
   t.same(await redisView.keys(`${namespace}:*`), [], 'nothing left in Redis')
-  await until(async () => await connectedClients(redisView) === before)
+  await proxy.waitForConnections(0)
   t.pass('both connections closed')
   t.equal(a.logged('Redis unavailable').length, 0, 'shutting down is not an outage')
 })
@@ -123,7 +125,44 @@ t.test('a missing redis-server fails the test with the package to install', asyn
     /redis-server not found at \/nonexistent\/redis-server: .*apt-get install redis-server/)
 })
 
-async function connectedClients (redis: Redis): Promise<number> {
-  const info = await redis.info('clients')
-  return Number(/connected_clients:(\d+)/.exec(info)![1])
-}
+t.test('an instance the slot script finds unregistered registers again, then takes the slot', async t => {
+  const namespace = prefix()
+  const redisView = inspector(t, redis.url)
+  const instances = `${namespace}:ws-auth:instances`
+  const a = await instance(t, redis.url, namespace, { auth: { maxConnectionsPerUser: 2 }, redis: { instanceTtl: 600_000 } })
+  const first = connect(a.url('/ws/a?token=' + a.sign({ sub: 'u1' })))
+  t.equal(await outcome(first), 'established')
+  const [instanceId] = await redisView.zrange(instances, 0, -1)
+  // What a live instance does to one it counts dead (a long GC pause): its registration and slots go.
+  await redisView.zrem(instances, instanceId)
+  await redisView.del(`${namespace}:ws-auth:slots:${instanceId}`, `${namespace}:ws-auth:conns:"u1"`)
+  const second = connect(a.url('/ws/a?token=' + a.sign({ sub: 'u1' })))
+  t.equal(await outcome(second), 'established')
+  t.not(await redisView.zscore(instances, instanceId), null, 'registered again')
+  t.equal(await redisView.zcard(`${namespace}:ws-auth:conns:"u1"`), 2, 'both slots in Redis: the one re-registered and the new one')
+  t.equal(await outcome(connect(a.url('/ws/a?token=' + a.sign({ sub: 'u1' })))), '4029 Too many connections', 'the limit holds')
+  t.equal(a.logged('Redis unavailable').length, 0, 'not an outage')
+})
+
+t.test('slot requests made while one is out leave together, and each gets its own answer', async t => {
+  const namespace = prefix()
+  const redisView = inspector(t, redis.url)
+  const proxy = await redisProxy(t, redis)
+  const a = await instance(t, redis.url, namespace, { auth: { maxConnectionsPerUser: 2 }, redis: { url: proxy.url, instanceTtl: 600_000 } })
+  proxy.hold()
+  const clients = [connect(a.url('/ws/a?token=' + a.sign({ sub: 'u1' })))]
+  await proxy.waitForSent(ACQUIRE.sha)
+  // The first request is out (held by the proxy): the next ones queue behind it.
+  clients.push(...['u1', 'u1', 'u2'].map(sub => connect(a.url('/ws/a?token=' + a.sign({ sub })))))
+  await eventually(() => a.app.wsAuth.stats().authenticating === 4)
+  t.equal(proxy.count(ACQUIRE.sha), 1, 'one slot request sent, three waiting')
+  proxy.release()
+  const outcomes = await Promise.all(clients.map(outcome))
+  t.equal(outcomes[0], 'established', 'the request that was out')
+  // The two queued for u1 reach the server in either order: one fits, the other is one too many.
+  t.same(outcomes.slice(1, 3).sort(), ['4029 Too many connections', 'established'], 'u1: one fits, one over the limit')
+  t.equal(outcomes[3], 'established', 'u2')
+  t.equal(proxy.count(ACQUIRE.sha), 4, 'four slot requests in all')
+  t.equal(await redisView.zcard(`${namespace}:ws-auth:conns:"u1"`), 2)
+  t.equal(await redisView.zcard(`${namespace}:ws-auth:conns:"u2"`), 1)
+})

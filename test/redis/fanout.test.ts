@@ -1,7 +1,7 @@
 import t from 'tap'
-import { connect, type Client } from '../helpers/index.ts'
+import { barrier, connect, WAIT_MS, type Client } from '../helpers/index.ts'
 import { startRedis, type RedisServer } from './server.ts'
-import { cluster, inspector, instance, prefix } from './helpers.ts'
+import { bounded, cluster, inspector, instance, prefix } from './helpers.ts'
 
 type Msg = Record<string, unknown>
 
@@ -23,6 +23,8 @@ t.test('sendToUser reaches the user\'s sockets on every instance, and counts the
   t.equal(await b.app.wsAuth.sendToUser('u1', Buffer.from([1, 2, 3])), 2, 'binary data')
   t.same(await onA.message(3), Buffer.from([1, 2, 3]))
   t.equal(await b.app.wsAuth.sendToUser('nobody', 'x'), 0)
+  // Whatever an instance sent u2 before it answered the fan-outs has arrived once it answered a ping.
+  await barrier(other)
   t.equal(other.messages.length, 2, 'u2 got only its own message')
   for (const client of [onA, onB, other]) client.ws.close()
 })
@@ -65,27 +67,37 @@ t.test('disconnectUser closes the user\'s sockets on every instance', async t =>
 t.test('connections() and stats() with { cluster: true } ask every instance', async t => {
   const [a, b, c] = await cluster(t, redis.url, 3)
   const exp = Math.floor(Date.now() / 1000) + 600
+  const before = Date.now()
   const clients: Client[] = [
     connect(a.url('/ws/a?token=' + a.sign({ sub: 'u1', exp }))),
     connect(b.url('/ws/b?token=' + b.sign({ sub: 'u1' }))),
     connect(b.url('/ws/a?token=' + b.sign({ sub: 'u2' })))
   ]
   const established = await Promise.all(clients.map(c => c.message(1))) as Msg[]
+  const after = Date.now()
   const bad = connect(c.url('/ws/a?token=bad'))
   await bad.closed
 
   const u1 = await c.app.wsAuth.connections('u1', { cluster: true })
   t.same(u1.map(x => x.clientId).sort(), [established[0].client_id, established[1].client_id].sort())
+  // Which id is which instance, from another call (stats) than the one under test: a holds one
+  // session, b two, c none.
+  const ids = Object.entries((await c.app.wsAuth.stats({ cluster: true })).instances)
+  const idOf = (active: number) => ids.find(([, s]) => s.active === active)![0]
+  t.same(ids.map(([, s]) => s.active).sort(), [0, 1, 2], 'three instances, told apart by their counts')
   const first = u1.find(x => x.clientId === established[0].client_id)!
+  const [local] = a.app.wsAuth.connections('u1')
   t.same(first, {
     clientId: established[0].client_id,
     userId: 'u1',
     route: '/ws/a',
-    connectedAt: first.connectedAt,
+    connectedAt: local.connectedAt,
     expiresAt: new Date(exp * 1000).toISOString(),
-    instanceId: first.instanceId
-  })
-  t.not(first.instanceId, u1.find(x => x !== first)!.instanceId, 'each entry names its instance')
+    instanceId: idOf(1)
+  }, 'as a itself knows it, named with a\'s id')
+  const connectedAt = Date.parse(first.connectedAt)
+  t.ok(connectedAt >= before && connectedAt <= after, 'connectedAt: between the connect and the greeting')
+  t.equal(u1.find(x => x !== first)!.instanceId, idOf(2), 'the other entry names b')
   t.equal((await a.app.wsAuth.connections(undefined, { cluster: true })).length, 3)
   t.same(a.app.wsAuth.connections('u1').length, 1, 'without { cluster: true }: this instance only')
 
@@ -98,11 +110,11 @@ t.test('connections() and stats() with { cluster: true } ask every instance', as
 })
 
 t.test('a fan-out does not wait for the timeout when every instance answered', async t => {
-  const [a] = await cluster(t, redis.url, 2, { redis: { requestTimeout: 5000 } })
-  const started = Date.now()
-  t.equal(await a.app.wsAuth.sendToUser('nobody', 'x'), 0)
-  await a.app.wsAuth.stats({ cluster: true })
-  t.ok(Date.now() - started < 1000, `answered in ${Date.now() - started} ms`)
+  // A requestTimeout far beyond WAIT_MS: a call that waited for it could not settle in time.
+  const [a] = await cluster(t, redis.url, 2, { redis: { requestTimeout: 10 * WAIT_MS } })
+  t.equal(await bounded(a.app.wsAuth.sendToUser('nobody', 'x'), 'sendToUser'), 0)
+  const stats = await bounded(a.app.wsAuth.stats({ cluster: true }), 'stats')
+  t.equal(Object.keys(stats.instances).length, 2, 'both instances answered')
 })
 
 t.test('a malformed command from another instance is logged and answered with count 0; the instance works on', async t => {

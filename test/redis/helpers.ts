@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
-import { buildApp, logCapture, type Client, type TestApp } from '../helpers/index.ts'
+import { barrier, buildApp, logCapture, refusal, WAIT_MS, type Client, type TestApp } from '../helpers/index.ts'
 import { redisAdapter, type RedisAdapterOptions } from '../../lib/cluster/redis/index.ts'
 import type { WsAuthPluginOptions } from '../../lib/types.ts'
 
@@ -62,21 +62,78 @@ export function inspector (t: Teardown, url: string): Redis {
 }
 
 /**
- * Resolves once the async `condition()` holds, checking again 20 ms after each miss; rejects
- * after `timeoutMs`. For state held in Redis or probed by a handshake (no event to wait on).
+ * Resolves once the async `condition()` holds: checked now, and again after each change Redis
+ * reports to a key (keyspace notifications, which `startRedis` turns on), never on a timer.
+ * Rejects after WAIT_MS, naming `what`. For state held in Redis (slots, registrations, stored
+ * revocations), which the adapter announces by no event of its own.
  */
-export async function until (condition: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!await condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met within ' + timeoutMs + ' ms')
-    await new Promise(resolve => setTimeout(resolve, 20))
+export async function whenRedis (url: string, what: string, condition: () => Promise<boolean>): Promise<void> {
+  const events = new Redis(url, { maxRetriesPerRequest: 1 })
+  events.on('error', () => {})
+  try {
+    await events.psubscribe('__keyspace@*__:*')
+    await new Promise<void>((resolve, reject) => {
+      let checking = false
+      let again = false
+      const timer = setTimeout(() => reject(new Error(`${what}: not so in Redis within ${WAIT_MS} ms`)), WAIT_MS)
+      const check = async (): Promise<void> => {
+        if (checking) {
+          again = true
+          return
+        }
+        checking = true
+        try {
+          do {
+            again = false
+            if (await condition()) {
+              clearTimeout(timer)
+              resolve()
+              return
+            }
+          } while (again)
+        } catch (err) {
+          clearTimeout(timer)
+          reject(err)
+        } finally {
+          checking = false
+        }
+      }
+      events.on('pmessage', () => { check().catch(() => {}) })
+      check().catch(() => {})
+    })
+  } finally {
+    events.disconnect()
   }
 }
 
+/**
+ * `promise`, or a rejection naming `what` once WAIT_MS have passed: for a call that must settle
+ * without waiting for a timeout set far longer than that (so that a wait for it cannot be
+ * mistaken for a slow machine), failing with a message rather than at tap's timeout.
+ */
+export function bounded<T> (promise: T | Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not settled within ${WAIT_MS} ms`)), WAIT_MS)
+  })
+  return Promise.race([Promise.resolve(promise), late]).finally(() => clearTimeout(timer))
+}
+
+/**
+ * Whether the client is still open once the server answered a ping sent now: a close the server
+ * sent before reading the ping has arrived by then, so `true` cannot be a close still on its way.
+ */
+export async function stillOpen (client: Client): Promise<boolean> {
+  await Promise.race([barrier(client), client.closed])
+  return client.closedWith === undefined
+}
+
 /** How a handshake ended: `'established'`, or the close code and reason (`'4029 Too many connections'`). */
-export function outcome (client: Client): Promise<string> {
-  return Promise.race([
-    client.message(1).then(m => (m as { type?: unknown }).type === 'connection_established' ? 'established' : `message ${JSON.stringify(m)}`),
-    client.closed.then(x => `${x.code} ${x.reason}`)
-  ])
+export async function outcome (client: Client): Promise<string> {
+  const ended = await refusal(client)
+  if ('message' in ended) {
+    const m = ended.message as { type?: unknown }
+    return m.type === 'connection_established' ? 'established' : `message ${JSON.stringify(m)}`
+  }
+  return `${ended.code} ${ended.reason}`
 }

@@ -31,7 +31,8 @@ export interface RedisServer {
 const GUARD = '"$@" & pid=$!; echo "guarded-pid $pid"; read _; kill -CONT $pid 2>/dev/null; kill -TERM $pid 2>/dev/null; wait $pid'
 
 /**
- * Starts a real redis-server on a free loopback port, without persistence, and stops it at
+ * Starts a real redis-server on a free loopback port, without persistence, with keyspace
+ * notifications on (tests await a key's change instead of polling it), and stops it at
  * teardown (or when this process dies, whatever kills it). Throws, naming the apt package, when
  * the binary is missing: a test that needs Redis must fail, not pass silently.
  */
@@ -46,7 +47,7 @@ export async function startRedis (t: Teardown, binary = REDIS_SERVER): Promise<R
 
   const start = async () => {
     const proc = guard = spawn('sh', ['-c', GUARD, 'guard', binary, '--port', String(port), '--bind', '127.0.0.1',
-      '--save', '', '--appendonly', 'no', '--dir', tmpdir()], { stdio: ['pipe', 'pipe', 'pipe'] })
+      '--save', '', '--appendonly', 'no', '--dir', tmpdir(), '--notify-keyspace-events', 'KA'], { stdio: ['pipe', 'pipe', 'pipe'] })
     let output = ''
     let signalReady = () => {}
     const ready = new Promise<void>(resolve => { signalReady = resolve })
@@ -128,8 +129,10 @@ function ping (port: number): Promise<boolean> {
 }
 
 /**
- * A TCP proxy in front of Redis, to cut one instance off the way a killed process is: every
- * connection drops at once and new ones are refused, with no goodbye to Redis.
+ * A TCP proxy in front of Redis, to fault one instance's connections alone: `cut()` drops them the
+ * way a killed process does (no goodbye to Redis), `hold()` swallows what they send the way a
+ * frozen network does (connections stay open, nothing is answered). It also keeps what the
+ * clients sent, so that a test can count the commands an instance made and await one.
  */
 export interface RedisProxy {
   /** `redis://127.0.0.1:<proxy port>` */
@@ -138,19 +141,68 @@ export interface RedisProxy {
   cut (): Promise<void>
   /** Accepts connections again, on the same port. */
   restore (): Promise<void>
+  /**
+   * From now on, nothing passes either way: what the clients send and what Redis answers is kept
+   * back, in order (to Redis the clients look frozen, and Redis to them). With `from`, only from
+   * the moment the clients send that text (the chunk that completes it included): a command
+   * caught on its way, the ones before it answered.
+   */
+  hold (from?: string): void
+  /** Passes on what was kept back, both ways, and everything after. */
+  release (): void
+  /** Everything the clients sent through the proxy so far, held or passed on, as latin1 text. */
+  sent (): string
+  /** How many times `text` occurs in `sent()`. */
+  count (text: string): number
+  /** Resolves once `text` occurs `times` times in what the clients sent; rejects after WAIT_MS. */
+  waitForSent (text: string, times?: number): Promise<void>
+  /** Client connections open through the proxy now. */
+  readonly connections: number
+  /** Resolves once exactly `n` client connections are open; rejects after WAIT_MS. */
+  waitForConnections (n: number): Promise<void>
 }
+
+/** How long a wait on the proxy lasts before it fails (the test kit's WAIT_MS). */
+const WAIT_MS = Number(process.env.TEST_WAIT_MS ?? 20_000)
 
 export async function redisProxy (t: Teardown, target: RedisServer): Promise<RedisProxy> {
   const sockets = new Set<Socket>()
+  const clients = new Set<Socket>()
+  let log = ''
+  let holding = false
+  /** Text whose arrival starts holding, and where in `log` to look for it. */
+  let holdFrom: { text: string, at: number } | undefined
+  const kept: Array<[Socket, Buffer]> = []
+  /** Checks run after every byte sent and every connection closed; each removes itself when met. */
+  const watchers = new Set<() => void>()
+  const changed = () => { for (const w of [...watchers]) w() }
   const server: Server = createServer(client => {
     const upstream = tcpConnect(target.port, '127.0.0.1')
+    clients.add(client)
     for (const s of [client, upstream]) {
       sockets.add(s)
       s.on('close', () => sockets.delete(s))
       s.on('error', () => {})
     }
-    client.pipe(upstream).pipe(client)
-    client.on('close', () => upstream.destroy())
+    client.on('data', (chunk: Buffer) => {
+      log += chunk.toString('latin1')
+      if (holdFrom !== undefined && log.includes(holdFrom.text, holdFrom.at)) {
+        holding = true
+        holdFrom = undefined
+      }
+      if (holding) kept.push([upstream, chunk])
+      else upstream.write(chunk)
+      changed()
+    })
+    upstream.on('data', (chunk: Buffer) => {
+      if (holding) kept.push([client, chunk])
+      else client.write(chunk)
+    })
+    client.on('close', () => {
+      clients.delete(client)
+      upstream.destroy()
+      changed()
+    })
     upstream.on('close', () => client.destroy())
   })
   server.listen(0, '127.0.0.1')
@@ -168,6 +220,40 @@ export async function redisProxy (t: Teardown, target: RedisServer): Promise<Red
     server.listen(port, '127.0.0.1')
     await once(server, 'listening')
   }
+  const count = (text: string) => log.split(text).length - 1
+  const until = (what: string, met: () => boolean) => new Promise<void>((resolve, reject) => {
+    const watcher = () => {
+      if (!met()) return
+      watchers.delete(watcher)
+      clearTimeout(timer)
+      resolve()
+    }
+    const timer = setTimeout(() => {
+      watchers.delete(watcher)
+      reject(new Error(`proxy: ${what} not seen within ${WAIT_MS} ms (${clients.size} connection(s), ${log.length} bytes sent)`))
+    }, WAIT_MS)
+    timer.unref()
+    watchers.add(watcher)
+    watcher()
+  })
   t.teardown(cut)
-  return { url: `redis://127.0.0.1:${port}`, cut, restore }
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    cut,
+    restore,
+    hold: (from) => {
+      if (from === undefined) holding = true
+      else holdFrom = { text: from, at: log.length }
+    },
+    release: () => {
+      holding = false
+      holdFrom = undefined
+      for (const [socket, chunk] of kept.splice(0)) if (!socket.destroyed) socket.write(chunk)
+    },
+    sent: () => log,
+    count,
+    waitForSent: (text, times = 1) => until(`${JSON.stringify(text.slice(0, 40))} x${times}`, () => count(text) >= times),
+    get connections () { return clients.size },
+    waitForConnections: (n) => until(`${n} connection(s)`, () => clients.size === n)
+  }
 }

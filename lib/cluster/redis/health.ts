@@ -48,9 +48,8 @@ const MESSAGES = {
 
 /** The error as a plain object (message, code), without a stack: enough to tell a refused connection from a timeout. */
 function describe (err: unknown): { message: string, code?: string } {
-  if (err instanceof Error) {
-    const code = (err as Error & { code?: unknown }).code
-    return typeof code === 'string' ? { message: err.message, code } : { message: err.message }
-  }
-  return { message: String(err) }
+  // ioredis, `within()` and the adapter reject only with Errors; anything else becomes one.
+  const error = err instanceof Error ? err : new Error(String(err))
+  const code = (error as Error & { code?: unknown }).code
+  return typeof code === 'string' ? { message: error.message, code } : { message: error.message }
 }

@@ -1,10 +1,7 @@
-import type { AddressInfo } from 'node:net'
-import Fastify, { type FastifyInstance } from 'fastify'
-import jwt from '@fastify/jwt'
-import wsAuth from '../../../lib/index.ts'
+import type { FastifyInstance } from 'fastify'
+import { clock } from '../../../lib/protocol/clock.ts'
 import type { WsAuthPluginOptions } from '../../../lib/types.ts'
-
-export const SECRET = 'client-tests-secret-long-enough-for-hs256'
+import { WAIT_MS, buildApp, type TestApp } from '../../helpers/index.ts'
 
 interface Teardown { teardown (fn: () => unknown): void }
 
@@ -17,49 +14,62 @@ export interface ServeOptions {
   before?: (app: FastifyInstance) => void | Promise<void>
 }
 
-export interface Served {
-  app: FastifyInstance
-  /** `ws://127.0.0.1:<port><path>` */
+export interface Served extends TestApp {
+  /** `ws://127.0.0.1:<port><path>`, `/ws` by default. */
   url (path?: string): string
-  /** `http://127.0.0.1:<port><path>` */
+  /** `http://127.0.0.1:<port><path>`, `/` by default. */
   httpUrl (path?: string): string
+  /** Signs a token that lives a minute unless `options` say otherwise. */
   sign (payload: object, options?: Record<string, unknown>): string
-  /** Upgrade requests the server received (its connection attempts), with their arrival times. */
+  /**
+   * Upgrade requests the server received (the client's connection attempts), each with the time
+   * of the library's clock when it arrived: with a manual clock, the gaps are the delays exactly.
+   */
   attempts: number[]
-  /** Resolves once the server has received `n` upgrade requests. */
+  /** Resolves once the server has received `n` upgrade requests; rejects after `WAIT_MS`. */
   attempt (n: number): Promise<void>
 }
 
 /**
- * A real Fastify app with @fastify/jwt and fastify-ws-auth on 127.0.0.1:0, closed at teardown,
- * that counts the upgrade requests it receives (an `onRequest` hook runs before any auth).
+ * The kit's `buildApp` (a real Fastify app with @fastify/jwt and fastify-ws-auth on 127.0.0.1:0,
+ * closed at teardown) that also counts the upgrade requests it receives, from an `onRequest` hook
+ * that runs before any auth.
  */
 export async function serve (t: Teardown, opts: ServeOptions = {}): Promise<Served> {
-  const app = Fastify()
   const attempts: number[] = []
-  const waiters: Array<{ n: number, resolve: () => void }> = []
-  app.addHook('onRequest', async (request) => {
-    if (request.headers.upgrade?.toLowerCase() !== 'websocket') return
-    attempts.push(Date.now())
-    for (const w of waiters.filter(w => w.n <= attempts.length)) w.resolve()
+  const waiters = new Set<{ n: number, resolve: () => void }>()
+  const app = await buildApp(t, {
+    auth: opts.auth,
+    routes: opts.routes,
+    async before (app) {
+      app.addHook('onRequest', async (request) => {
+        if (request.headers.upgrade?.toLowerCase() !== 'websocket') return
+        attempts.push(clock.now())
+        for (const w of [...waiters]) if (w.n <= attempts.length) w.resolve()
+      })
+      if (opts.before !== undefined) await opts.before(app)
+    }
   })
-  await app.register(jwt, { secret: SECRET })
-  if (opts.before !== undefined) await opts.before(app)
-  await app.register(wsAuth, opts.auth ?? {})
-  if (opts.routes !== undefined) await opts.routes(app)
-  else app.get('/ws', { websocket: true }, (socket) => { socket.on('message', (data, binary) => socket.send(data, { binary })) })
-  // Closed at teardown only once it listens: closing an app whose boot failed can hang, which
-  // would turn a clear registration error into a test timeout.
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  t.teardown(() => app.close())
-  const { port } = app.server.address() as AddressInfo
-  const signer = app as unknown as { jwt: { sign: (p: object, o?: object) => string } }
+  const attempt = (n: number): Promise<void> => n <= attempts.length
+    ? Promise.resolve()
+    : new Promise((resolve, reject) => {
+      const waiter = {
+        n,
+        resolve: () => { clearTimeout(timer); waiters.delete(waiter); resolve() }
+      }
+      const timer = setTimeout(() => {
+        waiters.delete(waiter)
+        reject(new Error(`the server received ${attempts.length} upgrade request(s), not ${n}, within ${WAIT_MS} ms`))
+      }, WAIT_MS)
+      timer.unref()
+      waiters.add(waiter)
+    })
   return {
-    app,
-    url: (path = '/ws') => `ws://127.0.0.1:${port}${path}`,
-    httpUrl: (path = '/') => `http://127.0.0.1:${port}${path}`,
-    sign: (payload, options) => signer.jwt.sign(payload, { expiresIn: '1m', ...options }),
+    ...app,
+    url: (path = '/ws') => app.url(path),
+    httpUrl: (path = '/') => app.httpUrl(path),
+    sign: (payload, options) => app.sign(payload, { expiresIn: '1m', ...options }),
     attempts,
-    attempt: (n) => n <= attempts.length ? Promise.resolve() : new Promise(resolve => waiters.push({ n, resolve }))
+    attempt
   }
 }
