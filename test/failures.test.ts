@@ -7,6 +7,7 @@ import t, { type Test } from 'tap'
 import { createSigner } from 'fast-jwt'
 import type { FastifyRequest } from 'fastify'
 import { defaultLoadUser } from '../lib/index.ts'
+import { isThenable } from '../lib/server/authenticate.ts'
 import type { WsAuthClaims, WsAuthRouteSetting } from '../lib/types.ts'
 import {
   SECRET, barrier, buildApp, connect, deferred, refusal, spyRoute,
@@ -611,4 +612,14 @@ t.test('publicUser throwing or rejecting -> 1011 Internal error, handler never r
   t.match(await good.message(1), { type: 'connection_established', user: { id: 'u1', shown: 'async' } })
   t.equal(spy.calls, 1)
   good.ws.close()
+})
+
+t.test('a hook\'s answer is awaited only when it is a promise: a `then` that throws when read makes it a plain value', async t => {
+  let reads = 0
+  const hostile = { get then () { reads++; throw new Error('no') } }
+  t.equal(isThenable(hostile), false)
+  t.equal(reads, 1, '`then` is read once')
+  t.equal(isThenable(Promise.resolve()), true)
+  t.equal(isThenable({ then: () => {} }), true, 'any thenable')
+  t.equal(isThenable(null), false)
 })

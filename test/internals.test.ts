@@ -164,6 +164,18 @@ t.test('Fastify merges an assigned request.headers over the raw ones; shadowing 
   t.same(seen, ['Bearer copied', 'Bearer lent', '1', 'Bearer copied'])
 })
 
+t.test('when even an own property cannot lend the token, shadowing throws and puts back what the request had', async t => {
+  // A request whose properties cannot be redefined (a Proxy that ignores definitions) stands for
+  // any future Fastify whose request.headers we cannot override: verifying would read another
+  // token, so the plugin refuses (1011) rather than verify what it did not read.
+  const own = { authorization: 'Bearer own' }
+  const target = { headers: own }
+  const request = new Proxy(target, { defineProperty: () => true }) as unknown as FastifyRequest
+  t.throws(() => shadowHeaders(request, 'Bearer lent'), { message: 'fastify-ws-auth: request.headers cannot be given the token to verify' })
+  t.equal(request.headers, own, 'the request keeps its own headers')
+  t.notMatch(JSON.stringify(request.headers), /lent/)
+})
+
 t.test('a Fastify scope is made from its parent', async t => {
   const app = Fastify()
   t.teardown(() => app.close())

@@ -165,9 +165,12 @@ export class Session implements Timed {
     let admitted: boolean | Promise<boolean>
     try {
       admitted = this.host.admit(this)
+    /* c8 ignore start: fail closed should a host's admit throw; Host's never does (the local count
+       cannot throw, and the cluster path is async: it rejects, handled below) */
     } catch (error) {
       return this.refuse({ ok: false, failure: 'internal_error', userId: this.userId, error })
     }
+    /* c8 ignore stop */
     if (admitted === true) return this.establish(outcome)
     if (admitted === false) return this.refuse({ ok: false, failure: 'too_many_connections', userId: this.userId })
     admitted.then(

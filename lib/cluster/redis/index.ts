@@ -41,7 +41,10 @@ function connections (config: RedisConfig): Connections {
     retryStrategy,
     enableOfflineQueue: true,
     maxRetriesPerRequest: null,
-    autoResubscribe: true
+    // The adapter subscribes again itself at each reconnection: ioredis's own resubscription
+    // leaves its promise unhandled, and a connection lost again before Redis answered it would
+    // be an unhandled rejection (a crash under Node's default) in the app.
+    autoResubscribe: false
   } satisfies RedisOptions)
   return { command, subscriber, ownsCommand: own }
 }
