@@ -2,12 +2,13 @@ import { once } from 'node:events'
 import { connect as tcpConnect } from 'node:net'
 import t from 'tap'
 import rateLimit from '@fastify/rate-limit'
-import { buildApp, connect, eventually } from './helpers/index.ts'
+import { buildApp, connect, serverSockets } from './helpers/index.ts'
 
 t.test('maxConnectionsPerUser refuses one more with 4029, and frees slots on close', async t => {
   const { app, url, sign } = await buildApp(t, { auth: { maxConnectionsPerUser: 2 } })
+  const server = serverSockets(app)
   const token = sign({ sub: 'u1' })
-  const a = connect(url('/ws?token=' + token))
+  const a = connect(url('/ws?client=a&token=' + token))
   const b = connect(url('/ws?token=' + token))
   await Promise.all([a.message(1), b.message(1)])
   const c = connect(url('/ws?token=' + token))
@@ -17,7 +18,8 @@ t.test('maxConnectionsPerUser refuses one more with 4029, and frees slots on clo
   await other.message(1)
   a.ws.close()
   await a.closed
-  await eventually(() => app.wsAuth.connections('u1').length === 1)
+  await server.closed('client=a')
+  t.equal(app.wsAuth.connections('u1').length, 1, 'a left the registry')
   const d = connect(url('/ws?token=' + token))
   t.match(await d.message(1), { type: 'connection_established' }, 'a slot freed by a close is taken again')
   for (const s of [b, d, other]) s.ws.close()

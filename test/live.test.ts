@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { clock, useClock } from '../lib/protocol/clock.ts'
-import { barrier, buildApp, connect, eventually, type Client } from './helpers/index.ts'
+import { barrier, buildApp, connect, serverSockets, type Client } from './helpers/index.ts'
 import { manualClock } from './helpers/clock.ts'
 
 // Expiry, warnings, lifetimes and the heartbeat run on the manual clock: each deadline is reached
@@ -207,8 +207,9 @@ function pingOf (client: Client): Promise<void> {
 t.test('heartbeat terminates a client that stops answering pings, and keeps one that answers', async t => {
   const time = manualClock(t)
   const { app, url, sign } = await buildApp(t, { auth: { heartbeatInterval: 50 } })
+  const server = serverSockets(app)
   const answering = connect(url('/ws?token=' + sign({ sub: 'u1' })))
-  const silent = connect(url('/ws?token=' + sign({ sub: 'u2' })), undefined, { autoPong: false })
+  const silent = connect(url('/ws?client=silent&token=' + sign({ sub: 'u2' })), undefined, { autoPong: false })
   await Promise.all([answering.message(1), silent.message(1)])
   const pinged = Promise.all([pingOf(answering), pingOf(silent)])
   await time.tick(50)
@@ -218,7 +219,8 @@ t.test('heartbeat terminates a client that stops answering pings, and keeps one 
   await time.tick(50)
   t.same(await silent.closed, { code: 1006, reason: '' }, 'terminated without a close frame')
   t.equal(await echo(answering, 'still here'), 'still here', 'the answering client stays')
-  await eventually(() => app.wsAuth.stats().active === 1)
+  await server.closed('client=silent')
+  t.equal(app.wsAuth.stats().active, 1, 'the terminated session left the registry')
   t.same(app.wsAuth.connections().map(c => c.userId), ['u1'])
   answering.ws.close()
 })

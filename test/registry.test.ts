@@ -3,7 +3,7 @@ import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { once } from 'node:events'
 import WebSocket from 'ws'
-import { barrier, buildApp, connect, eventually, type Client } from './helpers/index.ts'
+import { barrier, buildApp, connect, serverSockets, type Client } from './helpers/index.ts'
 import { manualClock } from './helpers/clock.ts'
 import { LocalRegistry, type Member } from '../lib/cluster/registry.ts'
 
@@ -91,8 +91,9 @@ t.test('disconnectUser alone lets the same token back in: only revoke keeps it o
 t.test('stats().ended counts the sessions the plugin ended, by close code; refusals and the clients\' own closes are not in it', async t => {
   const time = manualClock(t)
   const { app, url, sign } = await buildApp(t, { routes, auth: { heartbeatInterval: false, maxConnectionsPerUser: 1, onLimit: 'evict-oldest' } })
+  const server = serverSockets(app)
   const open = async (sub: string, claims: object = {}) => {
-    const c = connect(url('/ws/a?token=' + sign({ sub, ...claims })))
+    const c = connect(url(`/ws/a?as=${sub}&token=` + sign({ sub, ...claims })))
     await c.message(1)
     return c
   }
@@ -118,8 +119,9 @@ t.test('stats().ended counts the sessions the plugin ended, by close code; refus
   t.same(await refreshing.closed, { code: 4001, reason: 'Invalid token' }, 'a refused refresh is a failure')
   leaving.ws.close(1000)
   await leaving.closed
-  await eventually(() => app.wsAuth.stats().active === 1)
+  await server.closed('as=leaving')
   const stats = app.wsAuth.stats()
+  t.equal(stats.active, 1, 'only the evictor is left')
   t.same(stats.ended, { 4001: 3, 4000: 1, 4029: 1 })
   t.same(stats.failures, { 4001: 1 })
   evictor.ws.close()
@@ -137,8 +139,9 @@ t.test('connections() and stats()', async t => {
   const bad = connect(url('/ws/a?token=bad'))
   await bad.closed
   const waiting = connect(url('/ws/a'))
+  // The server tracks a session waiting for its auth message before its 101 leaves: open is the event.
   await waiting.opened
-  await eventually(() => app.wsAuth.stats().authenticating === 1)
+  t.equal(app.wsAuth.stats().authenticating, 1, 'the waiting client is authenticating')
 
   const [info] = app.wsAuth.connections('u1')
   t.same(info, {
@@ -165,6 +168,7 @@ t.test('connections() and stats()', async t => {
 
 t.test('nothing is left behind after 1,000 connections, including ones that die mid-handshake or before authenticating', async t => {
   const { app, url, sign, httpUrl } = await buildApp(t, { routes, auth: { authTimeout: 2000 } })
+  const server = serverSockets(app)
   const port = Number(new URL(httpUrl('/')).port)
   const token = sign({ sub: 'u1' })
   const clients: Client[] = []
@@ -184,8 +188,11 @@ t.test('nothing is left behind after 1,000 connections, including ones that die 
     }
   }
   await Promise.all([...clients.map(c => c.closed), ...raw])
-  await eventually(() => app.wsAuth.stats().active === 0 && app.wsAuth.stats().authenticating === 0)
+  // A raw client may be gone before the server accepted it, which then still upgrades it: wait
+  // until all 1,000 were accepted, then for the server's end of each to close.
+  await server.allClosed(undefined, 1000)
   const stats = app.wsAuth.stats()
+  t.match(stats, { active: 0, authenticating: 0 }, 'no session left once the server closed every socket')
   t.equal(stats.users, 0)
   t.ok(stats.established >= 500 && stats.established <= 750, 'every good one established (dying ones may or may not)')
   t.same(app.wsAuth.connections(), [])

@@ -5,12 +5,12 @@
 // on the manual clock: a verdict is never 4008 by accident of a busy machine, and the clients
 // that must time out are closed by `tick`.
 import t, { type Test } from 'tap'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyRequest } from 'fastify'
 import { once } from 'node:events'
 import type { WsAuthClaims, WsAuthPluginOptions } from '../../lib/types.ts'
 import {
-  WAIT_MS, barrier, buildApp, connect, deferred, eventually, refusal, spyRoute,
-  type Client, type Closed, type RouteSpy, type TestApp
+  WAIT_MS, barrier, buildApp, connect, deferred, refusal, serverSockets, spyRoute,
+  type Client, type Closed, type RouteSpy, type ServerSockets, type TestApp
 } from '../helpers/index.ts'
 import { manualClock } from '../helpers/clock.ts'
 import {
@@ -36,13 +36,23 @@ const BAD_UTF8: Closed = { code: 1007, reason: '' }
 
 interface Served extends TestApp {
   spy: RouteSpy
+  /** The server's ends of the connections. */
+  server: ServerSockets
+  /** Resolves when the next upgrade request has passed the plugin's route hook (a preHandler sees it). */
+  guarded (): Promise<void>
 }
 
 async function serve (t: Test, auth: WsAuthPluginOptions = {}): Promise<Served> {
   let spy!: RouteSpy
+  const passed: Array<() => void> = []
   const app = await buildApp(t, {
     auth: { sources: ['message'], authTimeout: AUTH_TIMEOUT, maxAuthMessageBytes: MAX_AUTH, maxPendingBytes: MAX_PENDING_BYTES, ...auth },
     routes: (app) => {
+      // Runs after every preValidation hook, the plugin's route hook among them.
+      app.addHook('preHandler', (_request, _reply, done) => {
+        for (const resolve of passed.splice(0)) resolve()
+        done()
+      })
       spy = spyRoute(app, '/ws')
       // The same handler: one spy counts both routes.
       app.get('/ws/http', { websocket: true, wsAuth: { reject: 'http', sources: ['query'] } }, (socket, request) => {
@@ -53,15 +63,19 @@ async function serve (t: Test, auth: WsAuthPluginOptions = {}): Promise<Served> 
       })
     }
   })
-  return { ...app, spy }
+  const server = serverSockets(app.app)
+  const guarded = (): Promise<void> => new Promise(resolve => passed.push(resolve))
+  return { ...app, spy, server, guarded }
 }
 
-/** No session of any kind is left: none authenticating, none open, no socket in ws's set. */
-async function atBaseline (app: FastifyInstance): Promise<void> {
-  await eventually(() => {
-    const { active, authenticating } = app.wsAuth.stats()
-    return active === 0 && authenticating === 0 && app.websocketServer.clients.size === 0
-  })
+/**
+ * No session of any kind is left: none authenticating, none open, no socket in ws's set, checked
+ * once the server has closed its end of every connection (the events the counts follow).
+ */
+async function atBaseline (t: Test, s: Served): Promise<void> {
+  await s.server.allClosed()
+  const { active, authenticating } = s.app.wsAuth.stats()
+  t.same({ active, authenticating, sockets: s.app.websocketServer.clients.size }, { active: 0, authenticating: 0, sockets: 0 }, 'counts at baseline')
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -175,7 +189,7 @@ t.test(`first-message fuzzing (seed ${SEED}, set FUZZ_SEED to replay)`, async t 
   })
   t.same(failures, [], `every first message ends in its documented close code (seed ${SEED})`)
   t.equal(s.spy.calls, 0, 'no fuzzed client reached the handler')
-  await atBaseline(s.app)
+  await atBaseline(t, s)
   const good = connect(s.url('/ws'))
   await good.opened
   good.send({ type: 'auth', token: s.sign({ sub: 'u1' }) })
@@ -227,7 +241,7 @@ t.test('raw frames that break the protocol end in ws\'s own rows (1002, 1007, 10
     t.ok(isTableRow(verdict), `${c.name}: a row of the table`)
   }
   t.equal(s.spy.calls, 0, 'no raw client reached the handler')
-  await atBaseline(s.app)
+  await atBaseline(t, s)
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -367,7 +381,7 @@ t.test('floods before authentication end in their documented code and never reac
   for (const release of verifying) release()
   await settle()
   t.equal(s.spy.calls, 0, 'no flooding client reached the handler')
-  await atBaseline(s.app)
+  await atBaseline(t, s)
   t.same(rejections, [], 'no unhandled rejection')
 })
 
@@ -387,7 +401,7 @@ t.test('300 silent clients are all reaped at authTimeout with 4008, not a ms bef
   const wrong = closes.map((c, i) => ({ i, ...c })).filter(c => c.code !== TIMEOUT.code || c.reason !== TIMEOUT.reason)
   t.same(wrong, [], 'every silent client closed with 4008 Authentication timeout')
   t.ok(clients.every(c => c.messages.length === 0), 'none received a message')
-  await atBaseline(s.app)
+  await atBaseline(t, s)
   const after = s.app.wsAuth.stats()
   t.match(after, { active: 0, authenticating: 0 }, 'stats: nothing live')
   t.equal(after.attempts - before.attempts, 300, 'each counted once as an attempt')
@@ -421,9 +435,11 @@ t.test('clients that vanish mid-handshake leave nothing behind', async t => {
   partial.destroy()
   // A whole upgrade request without a token (the route waits for an auth message), then gone.
   const whole = await tcp(port)
+  const guarded = s.guarded()
   whole.write(upgradeRequest('/ws'))
   whole.destroy()
-  await eventually(() => s.app.wsAuth.stats().attempts === before.attempts + 1)
+  await guarded
+  t.equal(s.app.wsAuth.stats().attempts, before.attempts + 1, 'the whole request counted as an attempt, the partial one not')
 
   // Gone while the token of the upgrade request is being verified; verification then succeeds, or fails.
   for (const reject of ['close', 'http'] as const) {
@@ -444,11 +460,12 @@ t.test('clients that vanish mid-handshake leave nothing behind', async t => {
   }
   // Upgraded, then gone before any auth message: the 60 s auth timer must not outlive it.
   const silent = await rawHandshake(port, '/ws')
+  // The server tracks a session waiting for its auth message before its 101 leaves: the 101 is the event.
   t.equal(silent.status, 101)
-  await eventually(() => s.app.wsAuth.stats().authenticating === 1)
+  t.equal(s.app.wsAuth.stats().authenticating, 1, 'the silent client is authenticating')
   silent.socket.destroy()
   await settle()
-  await atBaseline(s.app)
+  await atBaseline(t, s)
   const after = s.app.wsAuth.stats()
   t.equal(after.failures[4008], before.failures[4008], 'no 4008 for the client that left before its auth message')
   // Both verifications that failed threw ("auth service went away"): the operator should see each.
@@ -493,11 +510,12 @@ t.test('clients that vanish mid-verification of the auth message leave nothing b
       await verifying
       leave(client)
       await client.closed
-      await eventually(() => s.app.websocketServer.clients.size === 0)
+      await s.server.allClosed()
+      t.equal(s.app.websocketServer.clients.size, 0, 'the server closed its end')
       gates.at(-1)!(ok)
       await settle()
       t.equal(s.spy.calls, 0, `${how}, then verification ${ok ? 'succeeds' : 'fails'}: no handler call`)
-      await atBaseline(s.app)
+      await atBaseline(t, s)
       t.same(s.app.wsAuth.connections(), [], 'no registry entry')
     }
   }
@@ -505,8 +523,10 @@ t.test('clients that vanish mid-verification of the auth message leave nothing b
   // The same route still serves.
   const good = connect(s.url('/ws'))
   await good.opened
+  const verifying = new Promise<void>(resolve => entered.push(resolve))
   good.send({ type: 'auth', token: valid })
-  await eventually(() => gates.length === 5)
+  await verifying
+  t.equal(gates.length, 5, 'its verification is the fifth')
   gates[4](true)
   t.match(await good.message(1), { type: 'connection_established' }, 'a good client still gets in')
   good.ws.close()

@@ -4,7 +4,7 @@
 import t from 'tap'
 import { createSigner } from 'fast-jwt'
 import type { TokenSource, WsAuthClaims } from '../../lib/types.ts'
-import { buildApp, connect, connectWith, eventually, refusal, spyRoute, type Client, type Closed, type RouteSpy } from '../helpers/index.ts'
+import { buildApp, connect, connectWith, refusal, serverSockets, spyRoute, type Client, type Closed, type RouteSpy } from '../helpers/index.ts'
 import { b64url, mulberry32, nowSeconds, pool } from './helpers.ts'
 
 const N = 2000
@@ -35,6 +35,7 @@ t.test(`${N} interleaved handshakes, ${IN_FLIGHT} in flight (seed ${SEED})`, asy
       spies.push(spyRoute(app, '/ws/http', { reject: 'http', sources: ['query', 'header', 'protocol'] }))
     }
   })
+  const server = serverSockets(app)
   const before = app.wsAuth.stats()
   const forge = createSigner({ key: 'not-the-server-secret-but-long-enough' })
   const past = nowSeconds() - 60
@@ -107,12 +108,10 @@ t.test(`${N} interleaved handshakes, ${IN_FLIGHT} in flight (seed ${SEED})`, asy
   t.equal(handled.length, validIds.length, `the handler ran once per valid handshake (${validIds.length})`)
   t.same([...handled].sort(), [...validIds].sort(), 'and for those users only')
 
-  await eventually(() => {
-    const { active, authenticating } = app.wsAuth.stats()
-    return active === 0 && authenticating === 0 && app.websocketServer.clients.size === 0
-  })
+  await server.allClosed()
   const after = app.wsAuth.stats()
   t.match(after, { active: 0, authenticating: 0, users: 0 }, 'stats back to baseline')
+  t.equal(app.websocketServer.clients.size, 0, 'no socket left in ws\'s set')
   t.equal(after.attempts - before.attempts, N, 'every handshake counted once as an attempt')
   t.equal(after.established - before.established, validIds.length, 'established once per valid handshake')
   const tally: Record<number, number> = {}

@@ -1,6 +1,6 @@
 import { once } from 'node:events'
 import { dirname, join } from 'node:path'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import { Writable } from 'node:stream'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import jwt, { type FastifyJWTOptions } from '@fastify/jwt'
@@ -324,14 +324,89 @@ export async function barrier (client: Client): Promise<void> {
 
 /**
  * Resolves once `condition()` holds, checking after each turn of the event loop; rejects after
- * `timeoutMs`. For server-side state that has no event of its own (counts returning to zero).
+ * `timeoutMs`. Only for state that has no event of its own (the test says which, and why); where
+ * an event exists (a hook called, a message, a socket's 'close', a log line), await it instead.
  */
-export async function eventually (condition: () => boolean, timeoutMs = 5000): Promise<void> {
+export async function eventually (condition: () => boolean, timeoutMs = WAIT_MS): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!condition()) {
     if (Date.now() > deadline) throw new Error('condition not met within ' + timeoutMs + ' ms')
     await new Promise(resolve => setTimeout(resolve, 5))
   }
+}
+
+/** The server's ends of an app's connections, as `serverSockets` records them. */
+export interface ServerSockets {
+  /**
+   * Resolves once the server's end of the established session whose upgrade URL includes `mark`
+   * has emitted 'close' (the plugin lets a session go before that event's listeners run); rejects
+   * after `expire` ms, or at once when no such session was handed to a route.
+   */
+  closed (mark: string, expire?: number): Promise<void>
+  /**
+   * Resolves once every server-side socket open now has closed: each TCP connection, then each
+   * WebSocket still in `app.websocketServer.clients` (its 'close' may follow the TCP one). With
+   * `accepted`, first waits until the server has accepted that many connections since
+   * `serverSockets` was called (a client may give up on one before the server accepts it).
+   * Rejects after `expire` ms, naming what is still missing.
+   */
+  allClosed (expire?: number, accepted?: number): Promise<void>
+}
+
+/** Resolves with `promise`, or rejects with `what` after `expire` ms. */
+function within<T> (promise: Promise<T>, expire: number, what: () => string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const expired = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(what())), expire)
+    timer.unref()
+  })
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer))
+}
+
+/**
+ * Records the server's end of every connection from now on (call it right after `buildApp`): the
+ * events to await instead of polling the registry for a session to be gone.
+ */
+export function serverSockets (app: FastifyInstance): ServerSockets {
+  const tcp: Array<Promise<void>> = []
+  let open = 0
+  const arrivals = new Set<() => void>()
+  const sessions: Array<{ url: string, closed: Promise<void> }> = []
+  app.server.on('connection', (socket: Socket) => {
+    open++
+    // Not `once`: it rejects at an 'error' (a parse error of a half-sent request), and a close follows.
+    tcp.push(new Promise(resolve => socket.once('close', () => { open--; resolve() })))
+    for (const arrived of [...arrivals]) arrived()
+  })
+  app.websocketServer.on('connection', (ws: WebSocket, req: { url?: string }) => {
+    sessions.push({ url: req.url ?? '', closed: closeOf(ws) })
+  })
+  return {
+    closed (mark, expire = WAIT_MS) {
+      const found = sessions.filter(s => s.url.includes(mark))
+      if (found.length !== 1) return Promise.reject(new Error(`serverSockets: ${found.length} sessions with ${mark} in their URL, expected 1`))
+      return within(found[0].closed, expire, () => `the server's end of ${mark}: no close after ${expire} ms`)
+    },
+    async allClosed (expire = WAIT_MS, accepted = 0) {
+      const deadline = Date.now() + expire
+      const left = (): number => Math.max(0, deadline - Date.now())
+      const enough = new Promise<void>(resolve => {
+        const arrived = (): void => { if (tcp.length >= accepted) { arrivals.delete(arrived); resolve() } }
+        arrivals.add(arrived)
+        arrived()
+      })
+      await within(enough, left(), () => `${tcp.length} of ${accepted} connections accepted after ${expire} ms`)
+      await within(Promise.all(tcp), left(), () => `${open} TCP connection(s) still open after ${expire} ms`)
+      const clients = app.websocketServer.clients
+      await within(Promise.all([...clients].map(closeOf)), left(), () => `${clients.size} server-side WebSocket(s) still open after ${expire} ms`)
+    }
+  }
+}
+
+/** The 'close' of a server-side socket; already there when it has closed. */
+function closeOf (ws: WebSocket): Promise<void> {
+  // ws sets CLOSED just before it emits 'close', synchronously: CLOSED means the event is past.
+  return ws.readyState === WebSocket.CLOSED ? Promise.resolve() : new Promise(resolve => ws.once('close', () => resolve()))
 }
 
 /**

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
-import { buildApp, connect, eventually } from '../helpers/index.ts'
+import { buildApp, connect } from '../helpers/index.ts'
 import { redisAdapter, type RedisAdapterOptions } from '../../lib/cluster/redis/index.ts'
 import { ACQUIRE } from '../../lib/cluster/redis/scripts.ts'
 import { redisProxy, startRedis, type RedisServer } from './server.ts'
@@ -154,7 +154,9 @@ t.test('slot requests made while one is out leave together, and each gets its ow
   await proxy.waitForSent(ACQUIRE.sha)
   // The first request is out (held by the proxy): the next ones queue behind it.
   clients.push(...['u1', 'u1', 'u2'].map(sub => connect(a.url('/ws/a?token=' + a.sign({ sub })))))
-  await eventually(() => a.app.wsAuth.stats().authenticating === 4)
+  // Each session is tracked as authenticating before its 101 leaves: the four opens are the event.
+  await Promise.all(clients.map(c => c.opened))
+  t.equal(a.app.wsAuth.stats().authenticating, 4, 'all four wait for their slot')
   t.equal(proxy.count(ACQUIRE.sha), 1, 'one slot request sent, three waiting')
   proxy.release()
   const outcomes = await Promise.all(clients.map(outcome))
