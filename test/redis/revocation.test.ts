@@ -96,6 +96,8 @@ t.test('an instance cut off from Redis during a revoke closes the sockets it cov
 
   await proxy.restore()
   t.same(await holder.closed, { code: 4001, reason: 'Token revoked' }, 'closed once b resynced and found the stored entry')
+  // Recovered once the subscriber is back too (it may reconnect after the command connection).
+  await b.logs.waitFor('Redis recovered')
   t.equal(b.logged('Redis recovered').length, 1)
 })
 
