@@ -10,7 +10,7 @@ import { defaultLoadUser } from '../lib/index.ts'
 import { isThenable } from '../lib/server/authenticate.ts'
 import type { WsAuthClaims, WsAuthRouteSetting } from '../lib/types.ts'
 import {
-  SECRET, barrier, buildApp, connect, deferred, refusal, spyRoute,
+  SECRET, barrier, buildApp, connect, deferred, refusal, spyRoute, stillOpen,
   type BuildOptions, type Client, type Closed, type RouteSpy, type TestApp
 } from './helpers/index.ts'
 import { manualClock } from './helpers/clock.ts'
@@ -312,10 +312,6 @@ row('a custom verify rejects with a non-Error -> 1011 / 500', {
  * Whether the socket is still open once the server has read everything sent before: the server
  * answers a ping only while open, so a close it sent arrives first.
  */
-function openAfterBarrier (client: Client): Promise<boolean> {
-  return Promise.race([barrier(client).then(() => client.closedWith === undefined), client.waitForClose().then(() => false)])
-}
-
 // The auth timeout runs on the manual clock: a good client cannot miss it, and a silent one is
 // closed exactly when the clock reaches it.
 
@@ -329,7 +325,7 @@ t.test('no auth message within authTimeout -> 4008 Authentication timeout, not a
   const client = connect(url('/ws'))
   await client.opened
   await time.tick(99)
-  t.equal(await openAfterBarrier(client), true, 'open at 99 ms')
+  t.equal(await stillOpen(client), true, 'open at 99 ms')
   await time.tick(1)
   t.same(await refusal(client), { code: 4008, reason: 'Authentication timeout' })
   t.same(client.messages, [])
@@ -341,7 +337,7 @@ t.test('no auth message within authTimeout -> 4008 Authentication timeout, not a
   good.send({ type: 'auth', token: sign({ sub: 'u1' }) })
   t.match(await good.message(1), { type: 'connection_established' }, 'an auth message in time is accepted')
   await time.tick(1000)
-  t.equal(await openAfterBarrier(good), true, 'and its auth timer is gone')
+  t.equal(await stillOpen(good), true, 'and its auth timer is gone')
   good.ws.close()
   await good.closed
 })
@@ -356,7 +352,7 @@ t.test('route-level authTimeout overrides the plugin option', async t => {
   const client = connect(url('/ws'))
   await client.opened
   await time.tick(99)
-  t.equal(await openAfterBarrier(client), true, 'open at 99 ms')
+  t.equal(await stillOpen(client), true, 'open at 99 ms')
   await time.tick(1)
   t.same(await refusal(client), { code: 4008, reason: 'Authentication timeout' }, 'closed at the route\'s 100 ms')
   t.equal(spy.calls, 0)

@@ -1,4 +1,4 @@
-import { clock, type Cancel, type Clock } from '../protocol/clock.ts'
+import { MAX_DELAY, clock, type Cancel, type Clock } from '../protocol/clock.ts'
 
 /** Reconnection settings with every default filled in. */
 export interface Backoff {
@@ -20,9 +20,6 @@ export function backoffDelay (step: number, backoff: Pick<Backoff, 'initialDelay
   return backoff.jitter ? Math.floor(random() * ceiling) : ceiling
 }
 
-/** The longest delay `setTimeout` honours; past it, timers fire at once. */
-export const MAX_TIMEOUT = 2 ** 31 - 1
-
 /**
  * Like `setTimeout`, for delays of any length (a token may live longer than 24.8 days), on the
  * library's clock. Returns a function that cancels it.
@@ -30,8 +27,8 @@ export const MAX_TIMEOUT = 2 ** 31 - 1
 export function setLongTimeout (fn: () => void, ms: number, time: Pick<Clock, 'after'> = clock): () => void {
   let cancel: Cancel
   const arm = (left: number): void => {
-    cancel = left > MAX_TIMEOUT
-      ? time.after(MAX_TIMEOUT, () => arm(left - MAX_TIMEOUT))
+    cancel = left > MAX_DELAY
+      ? time.after(MAX_DELAY, () => arm(left - MAX_DELAY))
       : time.after(Math.max(0, left), fn)
   }
   arm(ms)

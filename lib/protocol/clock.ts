@@ -18,6 +18,9 @@ export interface Clock {
   every: (ms: number, fn: () => void) => Cancel
 }
 
+/** The longest delay `setTimeout` honours (2^31-1 ms); longer ones fire at once, so callers step. */
+export const MAX_DELAY = 2 ** 31 - 1
+
 type Handle = ReturnType<typeof setTimeout> & { unref?: () => void }
 
 const system: Clock = {

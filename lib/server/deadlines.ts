@@ -1,7 +1,4 @@
-import { clock, type Cancel } from '../protocol/clock.ts'
-
-/** Longest delay `setTimeout` honours; later deadlines are reached in steps. */
-const MAX_TIMER_MS = 2 ** 31 - 1
+import { MAX_DELAY, clock, type Cancel } from '../protocol/clock.ts'
 
 /** Something with a deadline: called once it has passed (a little after, never before). */
 export interface Timed {
@@ -59,7 +56,7 @@ export class Deadlines {
   private arm (slot: number): void {
     this.cancelTimer?.()
     this.armedFor = slot
-    const delay = Math.min(Math.max(this.origin + slot * this.resolution - clock.now(), 0), MAX_TIMER_MS)
+    const delay = Math.min(Math.max(this.origin + slot * this.resolution - clock.now(), 0), MAX_DELAY)
     this.cancelTimer = clock.after(delay, () => this.fire(), true)
   }
 

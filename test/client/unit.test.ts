@@ -5,7 +5,8 @@ import {
   parseControl, rowForClose, rowForStatus
 } from '../../lib/client/index.ts'
 import type { ClientOptions } from '../../lib/client/index.ts'
-import { MAX_TIMEOUT, setLongTimeout } from '../../lib/client/backoff.ts'
+import { setLongTimeout } from '../../lib/client/backoff.ts'
+import { MAX_DELAY } from '../../lib/protocol/clock.ts'
 import { Emitter } from '../../lib/client/emitter.ts'
 
 const backoff = { initialDelay: 500, maxDelay: 30_000, factor: 2, jitter: false, maxAttempts: Infinity }
@@ -38,11 +39,11 @@ t.test('setLongTimeout splits delays past 2^31-1 ms', async t => {
     }
   }
   let fired = false
-  const cancel = setLongTimeout(() => { fired = true }, MAX_TIMEOUT * 2 + 5, timers)
-  t.same(armed, [MAX_TIMEOUT])
+  const cancel = setLongTimeout(() => { fired = true }, MAX_DELAY * 2 + 5, timers)
+  t.same(armed, [MAX_DELAY])
   fire()
   fire()
-  t.same(armed, [MAX_TIMEOUT, MAX_TIMEOUT, 5])
+  t.same(armed, [MAX_DELAY, MAX_DELAY, 5])
   t.notOk(fired)
   cancel()
   t.equal(cleared, 3, 'cancels the timer armed last')

@@ -9,7 +9,7 @@ import type { FastifyRequest } from 'fastify'
 import { once } from 'node:events'
 import type { WsAuthClaims, WsAuthPluginOptions } from '../../lib/types.ts'
 import {
-  WAIT_MS, barrier, buildApp, connect, deferred, refusal, serverSockets, spyRoute,
+  bounded, buildApp, connect, deferred, refusal, serverSockets, spyRoute, stillOpen,
   type Client, type Closed, type RouteSpy, type ServerSockets, type TestApp
 } from '../helpers/index.ts'
 import { manualClock } from '../helpers/clock.ts'
@@ -315,17 +315,6 @@ t.test('__proto__ and constructor.prototype payloads pollute nothing and grant n
  * Whether the socket is still open once the server has read everything sent before: the server
  * answers a ping only while open, so a close it sent arrives first.
  */
-function openAfterBarrier (client: Client): Promise<boolean> {
-  return Promise.race([barrier(client).then(() => client.closedWith === undefined), client.waitForClose().then(() => false)])
-}
-
-/** `promise`, or a rejection naming `what` after `WAIT_MS`. */
-function bounded<T> (promise: Promise<T>, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const expired = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: nothing after ${WAIT_MS} ms`)), WAIT_MS) })
-  return Promise.race([promise, expired]).finally(() => clearTimeout(timer))
-}
-
 t.test('floods before authentication end in their documented code and never reach the handler', async t => {
   const time = manualClock(t)
   const verifying: Array<() => void> = []
@@ -365,7 +354,7 @@ t.test('floods before authentication end in their documented code and never reac
     await client.opened
     for (let i = 0; i < 50; i++) client.ws.ping()
     await time.tick(FLOOD_AUTH_TIMEOUT - 1)
-    t.equal(await openAfterBarrier(client), true, '50 pings: open until authTimeout')
+    t.equal(await stillOpen(client), true, '50 pings: open until authTimeout')
     await time.tick(1)
     t.same(await refusal(client), TIMEOUT, '50 pings and no auth message: 4008 at authTimeout')
   }

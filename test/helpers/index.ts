@@ -353,14 +353,22 @@ export interface ServerSockets {
   allClosed (expire?: number, accepted?: number): Promise<void>
 }
 
-/** Resolves with `promise`, or rejects with `what` after `expire` ms. */
-function within<T> (promise: Promise<T>, expire: number, what: () => string): Promise<T> {
+/** `promise`, or a rejection naming `what` once `expire` ms (WAIT_MS by default) have passed. */
+export function bounded<T> (promise: T | Promise<T>, what: string | (() => string), expire = WAIT_MS): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined
   const expired = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(what())), expire)
+    timer = setTimeout(() => reject(new Error(typeof what === 'string' ? `${what}: not settled within ${expire} ms` : what())), expire)
     timer.unref()
   })
-  return Promise.race([promise, expired]).finally(() => clearTimeout(timer))
+  return Promise.race([Promise.resolve(promise), expired]).finally(() => clearTimeout(timer))
+}
+
+/**
+ * Whether the client is still open once the server answered a ping sent now: a close the server
+ * sent before reading the ping has arrived by then, so `true` cannot be a close still on its way.
+ */
+export async function stillOpen (client: Client): Promise<boolean> {
+  return Promise.race([barrier(client).then(() => client.closedWith === undefined), client.waitForClose().then(() => false)])
 }
 
 /**
@@ -385,7 +393,7 @@ export function serverSockets (app: FastifyInstance): ServerSockets {
     closed (mark, expire = WAIT_MS) {
       const found = sessions.filter(s => s.url.includes(mark))
       if (found.length !== 1) return Promise.reject(new Error(`serverSockets: ${found.length} sessions with ${mark} in their URL, expected 1`))
-      return within(found[0].closed, expire, () => `the server's end of ${mark}: no close after ${expire} ms`)
+      return bounded(found[0].closed, () => `the server's end of ${mark}: no close after ${expire} ms`, expire)
     },
     async allClosed (expire = WAIT_MS, accepted = 0) {
       const deadline = Date.now() + expire
@@ -395,10 +403,10 @@ export function serverSockets (app: FastifyInstance): ServerSockets {
         arrivals.add(arrived)
         arrived()
       })
-      await within(enough, left(), () => `${tcp.length} of ${accepted} connections accepted after ${expire} ms`)
-      await within(Promise.all(tcp), left(), () => `${open} TCP connection(s) still open after ${expire} ms`)
+      await bounded(enough, () => `${tcp.length} of ${accepted} connections accepted after ${expire} ms`, left())
+      await bounded(Promise.all(tcp), () => `${open} TCP connection(s) still open after ${expire} ms`, left())
       const clients = app.websocketServer.clients
-      await within(Promise.all([...clients].map(closeOf)), left(), () => `${clients.size} server-side WebSocket(s) still open after ${expire} ms`)
+      await bounded(Promise.all([...clients].map(closeOf)), () => `${clients.size} server-side WebSocket(s) still open after ${expire} ms`, left())
     }
   }
 }

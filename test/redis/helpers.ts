@@ -1,9 +1,12 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
-import { barrier, buildApp, logCapture, refusal, WAIT_MS, type Client, type TestApp } from '../helpers/index.ts'
+import { buildApp, logCapture, refusal, WAIT_MS, type Client, type TestApp } from '../helpers/index.ts'
 import { redisAdapter, type RedisAdapterOptions } from '../../lib/cluster/redis/index.ts'
 import type { WsAuthPluginOptions } from '../../lib/types.ts'
+
+/** The kit's, here too for the Redis tests that import them from this file. */
+export { bounded, stillOpen } from '../helpers/index.ts'
 
 interface Teardown { teardown (fn: () => unknown): void }
 
@@ -104,28 +107,6 @@ export async function whenRedis (url: string, what: string, condition: () => Pro
   } finally {
     events.disconnect()
   }
-}
-
-/**
- * `promise`, or a rejection naming `what` once WAIT_MS have passed: for a call that must settle
- * without waiting for a timeout set far longer than that (so that a wait for it cannot be
- * mistaken for a slow machine), failing with a message rather than at tap's timeout.
- */
-export function bounded<T> (promise: T | Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not settled within ${WAIT_MS} ms`)), WAIT_MS)
-  })
-  return Promise.race([Promise.resolve(promise), late]).finally(() => clearTimeout(timer))
-}
-
-/**
- * Whether the client is still open once the server answered a ping sent now: a close the server
- * sent before reading the ping has arrived by then, so `true` cannot be a close still on its way.
- */
-export async function stillOpen (client: Client): Promise<boolean> {
-  await Promise.race([barrier(client), client.closed])
-  return client.closedWith === undefined
 }
 
 /** How a handshake ended: `'established'`, or the close code and reason (`'4029 Too many connections'`). */
