@@ -2,12 +2,14 @@
  * The option checks that the server plugin, the Redis adapter and the client share: each fails
  * loudly (never a silent default for a bad value) with an error that names the option. Each
  * caller hands its own error factory (`FST_WS_AUTH_INVALID_OPTION` on the server,
- * `FST_WS_AUTH_CLIENT_INVALID_OPTION` in the client), so it imports no error module.
+ * `FST_WS_AUTH_CLIENT_INVALID_OPTION` in the client), so this module imports nothing.
  */
-import { MAX_DELAY } from './clock.ts'
 
 /** Makes the error for option `name`: what is wrong with it, and (for messages that show it) the value. */
 export type OptionError = (name: string, problem: string, value?: unknown) => Error
+
+/** Longest delay `setTimeout` honours; above it Node fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1
 
 export class OptionChecker {
   constructor (private readonly fail: OptionError) {}
@@ -38,7 +40,7 @@ export class OptionChecker {
   }
 
   /** A whole number of milliseconds from `min` to `max` (by default what one `setTimeout` can wait). */
-  milliseconds (name: string, value: unknown, fallback: number, min = 1, max = MAX_DELAY): number {
+  milliseconds (name: string, value: unknown, fallback: number, min = 1, max = MAX_TIMER_MS): number {
     if (value === undefined) return fallback
     if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
       throw this.fail(name, `must be a whole number of milliseconds from ${min} to ${max}`, value)
