@@ -4,7 +4,9 @@
  */
 import type { FastifyJWT } from '@fastify/jwt'
 import type { FastifyBaseLogger, FastifyRequest, RawServerBase, RawServerDefault } from 'fastify'
-import type { WebsocketPluginOptions } from '@fastify/websocket'
+// The socket type of @fastify/websocket's handlers: one type for the CJS and the ESM build alike
+// (`ws`'s own types differ between `require` and `import`).
+import type { WebSocket, WebsocketPluginOptions } from '@fastify/websocket'
 import type { CloseCodeOverrides, CloseCodeTable, FailureClass } from './protocol/close-codes.ts'
 
 /** The user object the plugin builds from claims when no `loadUser` is given. */
@@ -40,6 +42,48 @@ export type AuthorizeResult = boolean | 'not_found'
 /** Resource ownership check; sees `request.params`. */
 export type AuthorizeFn = (request: FastifyRequest, user: WsAuthUser) => AuthorizeResult | Promise<AuthorizeResult>
 
+/**
+ * A message as a `messages` policy's `authorize` sees it: the parsed JSON object, or `null` for a
+ * frame that is not a JSON object (binary, not JSON, an array), which only `'*'` can match.
+ */
+export type WsAuthMessage = Record<string, unknown> | null
+
+/** A message check; may be async. `'not_found'` refuses with 4004, `false` with 4003. */
+export type MessageAuthorizeFn = (request: FastifyRequest, user: WsAuthUser, message: WsAuthMessage) => AuthorizeResult | Promise<AuthorizeResult>
+
+/** Who may send a message type: roles (at least one), permissions (all) and `authorize`, as at the door. */
+export interface MessageRule {
+  roles?: readonly string[]
+  permissions?: readonly string[]
+  authorize?: MessageAuthorizeFn
+}
+
+/** A `messages` entry: `true` (allowed), `false` (never allowed) or a rule. */
+export type MessagePolicy = boolean | MessageRule
+
+/** A topic a socket asks for, matched against a `topics` pattern. */
+export interface Topic {
+  /** The topic name, e.g. `queue:42`. */
+  name: string
+  /** The pattern it matched, e.g. `queue:{queueId}`. */
+  pattern: string
+  /** The `{name}` segments of the pattern, e.g. `{ queueId: '42' }`. */
+  params: Record<string, string>
+}
+
+/** A subscription check; may be async. `'not_found'` refuses with 4004, `false` with 4003. */
+export type TopicAuthorizeFn = (request: FastifyRequest, user: WsAuthUser, topic: Topic) => AuthorizeResult | Promise<AuthorizeResult>
+
+/** Who may subscribe to the topics of a pattern. */
+export interface TopicRule {
+  roles?: readonly string[]
+  permissions?: readonly string[]
+  authorize?: TopicAuthorizeFn
+}
+
+/** Where a refusal happened: at the door (a handshake or an in-band refresh), at a message, at a subscribe. */
+export type RefusalPhase = 'handshake' | 'message' | 'subscribe'
+
 /** The facts of one authentication attempt, as logged and as passed to the audit hooks. */
 export interface AuthAttempt {
   /** The route URL pattern, e.g. `/ws/entries/:id`. */
@@ -57,6 +101,12 @@ export interface AuthAttempt {
   status?: number
   /** Which source the token came from. */
   source?: TokenSource
+  /** Set on failure: `'handshake'` (handshakes and refreshes), `'message'` or `'subscribe'`. */
+  phase?: RefusalPhase
+  /** A refused message's `type` (`null` for a frame without one). */
+  messageType?: string | null
+  /** A refused subscription's topic (when it was a valid topic name). */
+  topic?: string
 }
 
 /** Per-route requirements: `wsAuth` in the route options. */
@@ -77,6 +127,20 @@ export interface WsAuthRouteOptions {
   established?: boolean
   /** Overrides the plugin's `maxLifetime`. */
   maxLifetime?: number
+  /**
+   * Who may send which message, by `type` (`'*'`: every other frame). A refused message never
+   * reaches the handler: the client gets `{"type":"refused",...}`. @default every message allowed
+   */
+  messages?: Readonly<Record<string, MessagePolicy>>
+  /**
+   * Topic patterns (`queue:{queueId}`) a client may `subscribe` to, and who may. Without it,
+   * `subscribe`/`unsubscribe` messages reach the handler as any other.
+   */
+  topics?: Readonly<Record<string, TopicRule | true>>
+  /** Subscriptions one socket may hold. @default 100 */
+  maxTopics?: number
+  /** A refused message: answer with a `refused` message, or close the socket with its code. @default 'reply' */
+  onRefused?: 'reply' | 'close'
 }
 
 /** Options of `app.register(wsAuth, options)`. */
@@ -214,6 +278,21 @@ export interface WsAuthStats {
   ended: Record<number, number>
   /** Revocation entries kept (until their tokens' expiry). */
   revocations: number
+  /** Refused messages and subscriptions, by code. */
+  refused: Record<number, number>
+  /** (socket, topic) subscriptions held now. */
+  subscriptions: number
+}
+
+/** A subscriber of a topic, as `subscribers()` reports it. */
+export interface SubscriberInfo {
+  clientId: string
+  userId: UserId | undefined
+}
+
+/** `subscribers(topic, { cluster: true })`: each entry names its instance. */
+export interface ClusterSubscriberInfo extends SubscriberInfo {
+  instanceId: string
 }
 
 /** What to close a disconnected user's sockets with. */
@@ -255,6 +334,25 @@ export interface WsAuthDecorator {
   /** Counters and live counts of this instance; `{ cluster: true }` sums every instance. */
   stats (): WsAuthStats
   stats (options: { cluster: true }): Promise<ClusterStats>
+  /**
+   * Sends `{"type":"publication","topic","data"}` to every socket subscribed to that exact topic
+   * (data JSON-encoded once); returns the sockets reached.
+   */
+  publish (topic: string, data: unknown): Count
+  /**
+   * Subscribes a socket of a protected route to a topic, with no policy check (streams bound to
+   * their URL); the client gets `{"type":"subscribed","topic"}`. Returns whether the socket holds it.
+   */
+  subscribe (socket: WebSocket, topic: string): boolean
+  /**
+   * Ends a socket's subscription (the client gets `unsubscribed`), or every subscription of a user
+   * to the topic, on every instance (with code 4003 `Forbidden`). Returns the sockets it ended.
+   */
+  unsubscribe (socket: WebSocket, topic: string): boolean
+  unsubscribe (target: { userId: UserId }, topic: string): Count
+  /** The subscribers of a topic on this instance; `{ cluster: true }` asks every instance. */
+  subscribers (topic: string): SubscriberInfo[]
+  subscribers (topic: string, options: { cluster: true }): Promise<ClusterSubscriberInfo[]>
   /** The close-code table in force (with the `closeCodes` overrides applied). */
   readonly closeCodes: CloseCodeTable
 }
@@ -286,6 +384,8 @@ export type ClusterCommand =
   | { op: 'disconnectUser', userId: UserId, code?: number, reason?: string }
   | { op: 'revoke', entry: RevocationEntry }
   | { op: 'closeClient', clientId: string, failure: FailureClass }
+  | { op: 'publish', topic: string, frame: string }
+  | { op: 'unsubscribeUser', userId: UserId, topic: string }
 
 /** An open session holding a connection slot, as an adapter re-registers it. */
 export interface Slot {
@@ -315,6 +415,8 @@ export interface ClusterNode {
   /** Open sessions holding a slot, to re-register after the store lost them (a Redis restart). */
   slots (): Slot[]
   connections (userId?: UserId): ConnectionInfo[]
+  /** The subscribers of a topic on this instance. */
+  subscribers (topic: string): SubscriberInfo[]
   stats (): WsAuthStats
   /** Stores revocations locally without closing anything (loading them at start). */
   addRevocations (entries: RevocationEntry[]): void
@@ -350,6 +452,8 @@ export interface ClusterAdapter {
   /** Stores a revocation (instances that start later refuse the token too), then publishes it. */
   revoke (entry: RevocationEntry): Promise<number>
   connections (userId?: UserId): Promise<ClusterConnectionInfo[]>
+  /** The subscribers of a topic on every instance. Optional: without it, `subscribers(topic, { cluster: true })` rejects. */
+  subscribers? (topic: string): Promise<ClusterSubscriberInfo[]>
   stats (): Promise<ClusterStats>
 }
 

@@ -7,7 +7,7 @@ import t, { type Test } from 'tap'
 import { createSigner } from 'fast-jwt'
 import type { FastifyRequest } from 'fastify'
 import { defaultLoadUser } from '../lib/index.ts'
-import { isThenable } from '../lib/server/authenticate.ts'
+import { isThenable } from '../lib/server/checks.ts'
 import type { WsAuthClaims, WsAuthRouteSetting } from '../lib/types.ts'
 import {
   SECRET, barrier, buildApp, connect, deferred, refusal, spyRoute, stillOpen,

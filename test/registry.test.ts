@@ -160,7 +160,9 @@ t.test('connections() and stats()', async t => {
     established: 2,
     failures: { 4001: 1 },
     ended: {},
-    revocations: 0
+    revocations: 0,
+    refused: {},
+    subscriptions: 0
   })
   t.equal(app.wsAuth.closeCodes.forbidden.code, 4003)
   for (const c of [a, b, waiting]) c.ws.close()

@@ -1,6 +1,7 @@
 import type { WebSocket } from 'ws'
 import type { FailureClass } from '../protocol/close-codes.ts'
-import type { BroadcastFilter, BroadcastPredicate, ConnectionInfo, UserId, WsAuthStats, WsAuthUser } from '../types.ts'
+import type { BroadcastFilter, BroadcastPredicate, ConnectionInfo, SubscriberInfo, UserId, WsAuthStats, WsAuthUser } from '../types.ts'
+import { TopicIndex } from './topics.ts'
 
 /**
  * What the registry needs of a session (the server's `Session` is one): the registry is written
@@ -21,6 +22,8 @@ export interface Member {
   alive: boolean
   /** Closes the socket with a row of the close-code table; `report: false` leaves it out of the ended counts and logs. */
   close (failure: FailureClass, report?: boolean): void
+  /** Ends the socket's subscription to a topic, telling the client why; `false` when it did not hold it. */
+  endSubscription (topic: string, failure: FailureClass): boolean
 }
 
 /**
@@ -41,6 +44,9 @@ export class LocalRegistry<Session extends Member = Member> {
   private establishedCount = 0
   private readonly failures: Record<number, number> = Object.create(null)
   private readonly endedCodes: Record<number, number> = Object.create(null)
+  private readonly refusedCodes: Record<number, number> = Object.create(null)
+  /** Which sessions hold which topic. */
+  readonly topics = new TopicIndex<Session>()
 
   constructor (
     private readonly permissionsOf: (user: WsAuthUser) => ReadonlySet<string>,
@@ -82,6 +88,10 @@ export class LocalRegistry<Session extends Member = Member> {
 
   countEnded (code: number): void {
     this.endedCodes[code] = (this.endedCodes[code] ?? 0) + 1
+  }
+
+  countRefused (code: number): void {
+    this.refusedCodes[code] = (this.refusedCodes[code] ?? 0) + 1
   }
 
   /** Open sessions of a user, oldest first. */
@@ -129,6 +139,31 @@ export class LocalRegistry<Session extends Member = Member> {
     return reached
   }
 
+  /** Sends a ready `publication` frame to every session holding the topic; returns the sockets reached. */
+  publish (topic: string, frame: string): number {
+    const members = this.topics.membersOf(topic)
+    if (members === undefined) return 0
+    let reached = 0
+    for (const session of members) {
+      if (sendTo(session.ws, frame)) reached++
+    }
+    return reached
+  }
+
+  /** The sessions holding a topic. */
+  subscribers (topic: string): SubscriberInfo[] {
+    return [...this.topics.membersOf(topic) ?? []].map(s => ({ clientId: s.clientId, userId: s.userId }))
+  }
+
+  /** Ends a user's subscriptions to a topic with `failure`; returns the sockets it ended. */
+  unsubscribeUser (userId: UserId, topic: string, failure: FailureClass): number {
+    let ended = 0
+    for (const session of this.sessionsOf(userId)) {
+      if (session.endSubscription(topic, failure)) ended++
+    }
+    return ended
+  }
+
   /** Closes every open session of a user with `failure`, or with a custom code and reason. */
   disconnectUser (userId: UserId, close: (session: Session) => void): number {
     const sessions = this.sessionsOf(userId)
@@ -156,7 +191,9 @@ export class LocalRegistry<Session extends Member = Member> {
       established: this.establishedCount,
       failures: { ...this.failures },
       ended: { ...this.endedCodes },
-      revocations: this.revocationCount()
+      revocations: this.revocationCount(),
+      refused: { ...this.refusedCodes },
+      subscriptions: this.topics.size
     }
   }
 

@@ -61,6 +61,8 @@ export const closeCodes = {
   lifetime_exceeded: { code: 4010, reason: 'Session lifetime exceeded', status: null, retry: 'immediately', emitted: true, description: 'The session reached maxLifetime; reconnect to start a new one.' },
   /** Over `maxConnectionsPerUser`. */
   too_many_connections: { code: 4029, reason: 'Too many connections', status: 429, retry: 'backoff', emitted: true, description: 'The user already has maxConnectionsPerUser open sessions.' },
+  /** A `subscribe` over the route's `maxTopics`: refused with a `refused` message, the socket stays open. */
+  too_many_subscriptions: { code: 4029, reason: 'Too many subscriptions', status: null, retry: 'never', emitted: true, description: 'The socket already holds maxTopics subscriptions; the subscribe is refused and the socket stays open.' },
   /** Too many messages held while authenticating, or a binary first message. */
   policy_violation: { code: 1008, reason: 'Policy violation', status: null, retry: 'never', emitted: true, description: 'Too many messages before authentication (or before the handler listened), or a binary auth message.' },
   /** The auth message was larger than `maxAuthMessageBytes`. */

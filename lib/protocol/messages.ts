@@ -18,7 +18,19 @@ export const MessageType = {
   /** Server → client: an in-band refresh was accepted; carries the new `expires_at`. */
   TokenRefreshed: 'token_refreshed',
   /** Server → client: the answer to `ping`; carries `timestamp`. */
-  Pong: 'pong'
+  Pong: 'pong',
+  /** Client → server, on routes with `topics`: `{"type":"subscribe","topic":"queue:42","id":1}`. */
+  Subscribe: 'subscribe',
+  /** Client → server, on routes with `topics`: `{"type":"unsubscribe","topic":"queue:42","id":2}`. */
+  Unsubscribe: 'unsubscribe',
+  /** Server → client: a subscription is held; carries `topic` and the request's `id`. */
+  Subscribed: 'subscribed',
+  /** Server → client: a subscription ended (asked for, or ended by the server with `code` and `reason`). */
+  Unsubscribed: 'unsubscribed',
+  /** Server → client: a message or a subscription was refused; carries `of`, `code`, `reason`, `id` (and `topic`). */
+  Refused: 'refused',
+  /** Server → client: data published to a topic the socket holds; carries `topic` and `data`. */
+  Publication: 'publication'
 } as const
 
 /** A reserved message type. */

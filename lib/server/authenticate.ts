@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify'
 import type { FailureClass } from '../protocol/close-codes.ts'
 import { isNumericDate } from './token-shape.ts'
+import { hasRoleAndPermissions, isThenable } from './checks.ts'
 import type { Config, RoutePolicy } from './options.ts'
 import type { WsAuthClaims, WsAuthUser } from '../types.ts'
 
@@ -90,7 +91,7 @@ function afterLoad (loaded: unknown, claims: WsAuthClaims, payload: WsAuthClaims
   const user = loaded as WsAuthUser
   const userId = idOf(user)
   if (ctx.isRevoked(payload, userId)) return { ok: false, failure: 'token_revoked', userId }
-  if (!hasRoleAndPermissions(user, policy, ctx.config)) return { ok: false, failure: 'forbidden', userId }
+  if (!hasRoleAndPermissions(user, policy, ctx.config.rolePermissions)) return { ok: false, failure: 'forbidden', userId }
   if (policy.authorize === null) return success(user, claims, payload)
   let verdict: unknown
   try {
@@ -116,16 +117,6 @@ function success (user: WsAuthUser, claims: WsAuthClaims, payload: WsAuthClaims)
   return { ok: true, user, claims, payload }
 }
 
-/** Whether a value is a promise or promise-like (its `then` is read once, guarded). */
-export function isThenable (value: unknown): value is PromiseLike<unknown> {
-  if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return false
-  try {
-    return typeof (value as { then?: unknown }).then === 'function'
-  } catch {
-    return false
-  }
-}
-
 function classifyVerifyError (error: unknown): FailureClass {
   const code = (error as { code?: unknown } | null)?.code
   if (typeof code !== 'string') return 'internal_error'
@@ -139,36 +130,4 @@ function classifyVerifyError (error: unknown): FailureClass {
 export function idOf (user: WsAuthUser): string | number | undefined {
   const id = (user as { id?: unknown }).id
   return typeof id === 'string' || typeof id === 'number' ? id : undefined
-}
-
-/** Whether the user holds one of the route's roles and all of its permissions. */
-export function hasRoleAndPermissions (user: WsAuthUser, policy: RoutePolicy, config: Config): boolean {
-  if (policy.roles === null && policy.permissions === null) return true
-  if (policy.roles !== null && !hasAnyOf((user as { roles?: unknown }).roles, policy.roles)) return false
-  if (policy.permissions === null) return true
-  const granted = permissionsOf(user, config)
-  return policy.permissions.every(permission => granted.has(permission))
-}
-
-/** The user's own permissions plus those `rolePermissions` grants to its roles. */
-export function permissionsOf (user: WsAuthUser, config: Config): Set<string> {
-  const granted = new Set(listOf((user as { permissions?: unknown }).permissions))
-  if (config.rolePermissions === null) return granted
-  for (const role of listOf((user as { roles?: unknown }).roles)) {
-    for (const permission of config.rolePermissions.get(role) ?? []) granted.add(permission)
-  }
-  return granted
-}
-
-/** Whether `value` is an array holding one of `wanted`. */
-function hasAnyOf (value: unknown, wanted: ReadonlySet<string>): boolean {
-  if (!Array.isArray(value)) return false
-  for (let i = 0; i < value.length; i++) {
-    if (typeof value[i] === 'string' && wanted.has(value[i])) return true
-  }
-  return false
-}
-
-function listOf (value: unknown): string[] {
-  return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : []
 }

@@ -3,6 +3,9 @@ import { InvalidArgumentError } from '../errors.ts'
 import type { Host } from './host.ts'
 import { encode } from '../cluster/registry.ts'
 import { RevocationList } from '../cluster/revocation.ts'
+import { MessageType } from '../protocol/messages.ts'
+import { MAX_TOPIC_BYTES, topicName } from './gate/topics.ts'
+import { sessionOf, type Session } from './session.ts'
 import type { BroadcastFilter, BroadcastPredicate, ClusterCommand, Count, DisconnectOptions, RevokeTarget, UserId, WsAuthDecorator } from '../types.ts'
 
 export function buildDecorator (host: Host): WsAuthDecorator {
@@ -47,8 +50,57 @@ export function buildDecorator (host: Host): WsAuthDecorator {
       }
       return registry.stats()
     },
+    publish (topic, data) {
+      const name = checkTopic('publish', topic)
+      const frame = publication(name, data)
+      return adapter === null ? registry.publish(name, frame) : adapter.publish({ op: 'publish', topic: name, frame })
+    },
+    subscribe (socket, topic) {
+      const name = checkTopic('subscribe', topic)
+      return checkSocket('subscribe', socket).subscribe(name)
+    },
+    unsubscribe (target: unknown, topic: string) {
+      const name = checkTopic('unsubscribe', topic)
+      const session = sessionOf(target)
+      if (session !== undefined) return session.unsubscribe(name)
+      const userId = (target as { userId?: unknown } | null)?.userId
+      if (target === null || typeof target !== 'object' || userId === undefined) {
+        throw new InvalidArgumentError('unsubscribe', 'takes a socket of a protected route, or { userId }')
+      }
+      return run({ op: 'unsubscribeUser', userId: checkUserId(userId), topic: name })
+    },
+    subscribers (topic: string, options?: { cluster: true }) {
+      const name = checkTopic('subscribers', topic)
+      if (options?.cluster !== true) return registry.subscribers(name)
+      if (adapter === null) return Promise.resolve(registry.subscribers(name).map(s => ({ ...s, instanceId: host.instanceId })))
+      if (adapter.subscribers === undefined) return Promise.reject(new InvalidArgumentError('subscribers: { cluster: true }', 'needs an adapter with a subscribers() method'))
+      return adapter.subscribers(name)
+    },
     closeCodes: config.table
   } as WsAuthDecorator
+}
+
+/** The `publication` frame, encoded once for every subscriber (and every instance). */
+function publication (topic: string, data: unknown): string {
+  let encoded: string | undefined
+  try {
+    encoded = JSON.stringify(data)
+  } catch {
+    throw new InvalidArgumentError('publish: data', 'cannot be encoded as JSON (a BigInt, a cycle, or a toJSON that threw)')
+  }
+  return '{"type":"' + MessageType.Publication + '","topic":' + JSON.stringify(topic) + ',"data":' + (encoded ?? 'null') + '}'
+}
+
+function checkTopic (call: string, topic: unknown): string {
+  const name = topicName(topic)
+  if (name === undefined) throw new InvalidArgumentError(`${call}: topic`, `must be a non-empty string of at most ${MAX_TOPIC_BYTES} bytes`)
+  return name
+}
+
+function checkSocket (call: string, socket: unknown): Session {
+  const session = sessionOf(socket)
+  if (session === undefined) throw new InvalidArgumentError(`${call}: socket`, 'must be a socket of a route protected by fastify-ws-auth')
+  return session
 }
 
 /** Encodes data once, in a form that can travel between instances. */

@@ -2,7 +2,8 @@ import { STATUS_CODES } from 'node:http'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
 import { randomUUID } from 'node:crypto'
-import { authenticate, hasRoleAndPermissions, idOf, permissionsOf, type AuthContext, type Outcome, type Verifier } from './authenticate.ts'
+import { authenticate, idOf, type AuthContext, type Outcome, type Verifier } from './authenticate.ts'
+import { hasRoleAndPermissions, permissionsOf } from './checks.ts'
 import { closeCodes, type FailureClass } from '../protocol/close-codes.ts'
 import { Deadlines } from './deadlines.ts'
 import { NoVerifierError } from '../errors.ts'
@@ -12,7 +13,11 @@ import { findToken } from './sources.ts'
 import { LocalRegistry } from '../cluster/registry.ts'
 import { covers, RevocationList } from '../cluster/revocation.ts'
 import type { AppClose, Session, SessionHost } from './session.ts'
-import type { AcquireResult, AuthAttempt, ClusterCommand, ClusterNode, RevocationEntry, Slot, UserId, WsAuthClaims, WsAuthPluginOptions, WsAuthUser } from '../types.ts'
+import type { RefusalReport } from './gate/gate.ts'
+import type { RolePermissions } from './checks.ts'
+import type { TopicIndex } from '../cluster/topics.ts'
+import type { CloseCodeTable } from '../protocol/close-codes.ts'
+import type { AcquireResult, AuthAttempt, ClusterCommand, ClusterNode, RevocationEntry, Slot, SubscriberInfo, UserId, WsAuthClaims, WsAuthPluginOptions, WsAuthUser } from '../types.ts'
 
 type Failure = Extract<Outcome, { ok: false }>
 
@@ -32,6 +37,9 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
   readonly keepsClaims: boolean
   readonly expiryWarning: number | null
   readonly registry: LocalRegistry<Session>
+  readonly rolePermissions: RolePermissions
+  readonly table: CloseCodeTable
+  readonly topicIndex: TopicIndex<Session>
   /** Session deadlines fire within this many ms after they are due. */
   readonly deadlines = new Deadlines(200)
   verifier: Verifier = () => { throw new NoVerifierError() }
@@ -47,7 +55,10 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     this.appPing = config.appPing
     this.keepsClaims = config.revalidateInterval !== null
     this.expiryWarning = config.expiryWarning
-    this.registry = new LocalRegistry(user => permissionsOf(user, config), () => this.revocations.count())
+    this.registry = new LocalRegistry(user => permissionsOf(user, config.rolePermissions), () => this.revocations.count())
+    this.rolePermissions = config.rolePermissions
+    this.table = config.table
+    this.topicIndex = this.registry.topics
   }
 
   authenticate (token: string, request: FastifyRequest, policy: RoutePolicy): Outcome | Promise<Outcome> {
@@ -100,7 +111,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     const own = (user as { permissions?: unknown }).permissions
     const permissions = this.config.rolePermissions === null && Array.isArray(own) && own.every(p => typeof p === 'string')
       ? own as string[]
-      : [...permissionsOf(user, this.config)]
+      : [...permissionsOf(user, this.config.rolePermissions)]
     return this.config.publicUser(user, { permissions })
   }
 
@@ -120,6 +131,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     attempt.failure = outcome.failure
     attempt.code = code
     attempt.userId = outcome.userId
+    attempt.phase = 'handshake'
     if (status !== undefined) attempt.status = status
     this.registry.countFailure(code)
     if (outcome.failure === 'internal_error') {
@@ -130,6 +142,35 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
       request.log.warn(attempt, 'websocket authentication failed')
     }
     this.audit(this.config.onAuthFailure, attempt, request)
+  }
+
+  /** Logs, counts and audits a refused message or subscription. */
+  refused (session: Session, report: RefusalReport): void {
+    const code = this.config.table[report.failure].code
+    this.registry.countRefused(code)
+    const request = session.request
+    const attempt = attemptOf(request, session.policy.url, 'warn', this.config.onAuthFailure !== undefined)
+    attempt.failure = report.failure
+    attempt.code = code
+    attempt.userId = session.userId
+    attempt.clientId = session.clientId
+    attempt.phase = report.phase
+    attempt.messageType = shortened(report.messageType)
+    if (report.topic !== undefined) attempt.topic = report.topic
+    const what = report.phase === 'message' ? 'message' : 'subscription'
+    if (report.failure === 'internal_error') {
+      const carried = findToken(request, ALL_REQUEST_SOURCES, this.config)?.token
+      request.log.error({ ...attempt, err: scrubError(report.error, carried) }, `websocket ${what} check failed`)
+    } else {
+      request.log.warn(attempt, `websocket ${what} refused`)
+    }
+    this.audit(this.config.onAuthFailure, attempt, request)
+  }
+
+  recheckFailed (session: Session, topic: string, error: unknown): void {
+    const carried = findToken(session.request, ALL_REQUEST_SOURCES, this.config)?.token
+    session.request.log.error({ route: session.policy.url, userId: session.userId, clientId: session.clientId, topic, err: scrubError(error, carried) },
+      'websocket subscription check failed; subscription kept')
   }
 
   refuseHttp (request: FastifyRequest, reply: FastifyReply, policy: RoutePolicy, outcome: Failure, token: string | undefined): FastifyReply {
@@ -189,6 +230,9 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
       case 'broadcast': return this.registry.broadcast(decodeData(command.data, command.binary), command.filter)
       case 'disconnectUser': return this.registry.disconnectUser(command.userId, closerFor(command.code, command.reason))
       case 'revoke': return this.revokeLocal(command.entry)
+      // Commands from other instances arrive through Redis: the fields are checked, not trusted.
+      case 'publish': return typeof command.frame === 'string' ? this.registry.publish(String(command.topic), command.frame) : 0
+      case 'unsubscribeUser': return this.registry.unsubscribeUser(command.userId, String(command.topic), 'forbidden')
       case 'closeClient': {
         const session = this.registry.byClientId(command.clientId)
         if (session === undefined) return 0
@@ -205,6 +249,10 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
 
   connections (userId?: UserId) {
     return this.registry.connections(userId)
+  }
+
+  subscribers (topic: string): SubscriberInfo[] {
+    return this.registry.subscribers(topic)
   }
 
   stats () {
@@ -247,7 +295,8 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
         continue
       }
       session.replaceUser(user)
-      if (!hasRoleAndPermissions(user, session.policy, this.config)) session.close('forbidden')
+      if (!hasRoleAndPermissions(user, session.policy, this.config.rolePermissions)) session.close('forbidden')
+      else session.recheckTopics()
     }
   }
 
@@ -262,6 +311,11 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
       report(err)
     }
   }
+}
+
+/** A message type as logged: at most 256 characters (it is the client's to choose). */
+function shortened (type: string | null | undefined): string | null | undefined {
+  return typeof type === 'string' && type.length > 256 ? type.slice(0, 256) + '…' : type
 }
 
 function slotOf (session: Session): Slot {

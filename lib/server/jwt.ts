@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { isThenable, Verified, type Verifier } from './authenticate.ts'
+import { Verified, type Verifier } from './authenticate.ts'
+import { isThenable } from './checks.ts'
 import { InvalidTokenError, NoVerifierError } from '../errors.ts'
 import { callJwtVerify, type JwtRequest } from './internals.ts'
 import { checkShape, claimsProblem, tokenShapeProblem } from './token-shape.ts'

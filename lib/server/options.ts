@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import { CloseCodesError, mergeCloseCodes, type CloseCodeTable } from '../protocol/close-codes.ts'
 import { OptionChecker } from '../protocol/options.ts'
 import { InvalidOptionError, InvalidRouteOptionError } from '../errors.ts'
+import { GatePolicy } from './gate/policy.ts'
 import type {
   ClusterAdapter, AuthorizeFn, DefaultWsAuthUser, RejectMode, TokenSource, WsAuthClaims, WsAuthPluginOptions,
   WsAuthRouteOptions, WsAuthUser
@@ -63,6 +64,8 @@ export interface RoutePolicy {
   authorize: AuthorizeFn | null
   /** ms from establishment to a 4010 close, or `null`. */
   maxLifetime: number | null
+  /** Message policies and topics, or `null` when the route has neither (its messages then pay nothing new). */
+  gate: GatePolicy | null
 }
 
 export function buildConfig (opts: WsAuthPluginOptions): Config {
@@ -124,8 +127,12 @@ const KNOWN_OPTIONS = new Set<string>([
 ] satisfies (keyof WsAuthPluginOptions)[])
 
 const ROUTE_OPTIONS = new Set<string>([
-  'roles', 'permissions', 'authorize', 'reject', 'sources', 'authTimeout', 'established', 'maxLifetime'
+  'roles', 'permissions', 'authorize', 'reject', 'sources', 'authTimeout', 'established', 'maxLifetime',
+  'messages', 'topics', 'maxTopics', 'onRefused'
 ] satisfies (keyof WsAuthRouteOptions)[])
+
+/** The route options that make a gate (the others it checks need one of these). */
+const AFTER_THE_DOOR = ['messages', 'topics', 'maxTopics', 'onRefused'] as const
 
 /**
  * Resolves a route's `wsAuth` setting. Returns `null` for `wsAuth: false` (opted out).
@@ -158,7 +165,8 @@ export function buildRoutePolicy (config: Config, url: string, setting: unknown)
     roles: opts.roles === undefined ? null : new Set(c.stringList('roles', opts.roles)),
     permissions: opts.permissions === undefined ? null : c.stringList('permissions', opts.permissions),
     authorize: c.func('authorize', opts.authorize) ?? null,
-    maxLifetime: opts.maxLifetime === undefined ? config.maxLifetime : c.longMilliseconds('maxLifetime', opts.maxLifetime, 0)
+    maxLifetime: opts.maxLifetime === undefined ? config.maxLifetime : c.longMilliseconds('maxLifetime', opts.maxLifetime, 0),
+    gate: AFTER_THE_DOOR.some(key => opts[key] !== undefined) ? new GatePolicy(c, opts, config.appPing) : null
   }
 }
 

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { clock } from '../protocol/clock.ts'
-import { authenticate, isThenable, type Outcome } from './authenticate.ts'
+import { authenticate, type Outcome } from './authenticate.ts'
+import { isThenable } from './checks.ts'
 import type { Host } from './host.ts'
 import type { RoutePolicy } from './options.ts'
 import { findToken, type FoundToken } from './sources.ts'

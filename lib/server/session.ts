@@ -2,12 +2,14 @@ import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
-import { idOf, isThenable, type Outcome } from './authenticate.ts'
+import { idOf, type Outcome } from './authenticate.ts'
+import { isThenable } from './checks.ts'
 import type { FailureClass } from '../protocol/close-codes.ts'
 import { clock } from '../protocol/clock.ts'
 import { MessageType } from '../protocol/messages.ts'
 import { readControl } from './control.ts'
 import type { Deadlines, Timed } from './deadlines.ts'
+import { Gate, type GateHost } from './gate/gate.ts'
 import type { RoutePolicy } from './options.ts'
 import { IsoClock } from './iso.ts'
 import { interceptEmit, quietEnds } from './internals.ts'
@@ -18,7 +20,7 @@ type Failure = Extract<Outcome, { ok: false }>
 type Success = Extract<Outcome, { ok: true }>
 
 /** What a session needs from the plugin: limits, verification, the registry, logging. Implemented in host.ts. */
-export interface SessionHost {
+export interface SessionHost extends GateHost<Session> {
   readonly maxAuthMessageBytes: number
   readonly maxPendingMessages: number
   readonly maxPendingBytes: number
@@ -105,6 +107,8 @@ export class Session implements Timed {
   deadlineSlot: number | undefined = undefined
   private refreshing: Promise<void> | undefined = undefined
   private waiting: Waiting | undefined = undefined
+  /** Message policies, topic requests and held topics: made at the first frame of a gated route, or the first topic. */
+  private gate: Gate<Session> | undefined = undefined
 
   constructor (
     readonly ws: WebSocket,
@@ -325,16 +329,63 @@ export class Session implements Timed {
       this.onAuthMessage(data, isBinary === true)
       return true
     }
-    // Refresh and ping are the plugin's, not the handler's: answer them even before it listens.
-    if (this.state === HOLDING && isBinary !== true && Buffer.isBuffer(data) && this.isControl(data)) return true
+    // Refresh, ping and topic requests are the plugin's, not the handler's: answer them even before it listens.
+    if (this.state === HOLDING && isBinary !== true && Buffer.isBuffer(data) && (this.isControl(data) || this.isTopicRequest(data))) return true
     this.hold(data, isBinary)
     return true
   }
 
-  /** Passes an app message to the handler, after one cheap check for a control message. */
+  /**
+   * Passes an app message to the handler, after one cheap check for a control message; on a route
+   * with `messages` or `topics`, through the gate.
+   */
   private deliver (data: unknown, isBinary: unknown): boolean {
     if (isBinary !== true && Buffer.isBuffer(data) && this.isControl(data)) return true
+    if (this.policy.gate === null) return protoEmit.call(this.ws, 'message', data, isBinary)
+    this.gateOf().receive(data, isBinary)
+    return true
+  }
+
+  /** Hands a message to the route handler (for the gate). */
+  emitMessage (data: unknown, isBinary: unknown): boolean {
     return protoEmit.call(this.ws, 'message', data, isBinary)
+  }
+
+  private gateOf (): Gate<Session> {
+    this.gate ??= new Gate<Session>(this, this.host)
+    return this.gate
+  }
+
+  /** A `subscribe`/`unsubscribe` on a route with `topics`, answered even before the handler listens. */
+  private isTopicRequest (data: Buffer): boolean {
+    const gate = this.policy.gate
+    if (gate === null || gate.topics === null || !gate.isTopicRequest(gate.read(data, false))) return false
+    this.gateOf().receive(data, false)
+    return true
+  }
+
+  /** Holds a topic without a policy check (`fastify.wsAuth.subscribe`); `false` once closed. */
+  subscribe (topic: string): boolean {
+    if (!this.isOpen) return false
+    if (this.gateOf().hold(topic, null)) this.send(JSON.stringify({ type: MessageType.Subscribed, topic }))
+    return true
+  }
+
+  /** Leaves a topic (`fastify.wsAuth.unsubscribe`); `false` when it was not held. */
+  unsubscribe (topic: string): boolean {
+    if (this.gate === undefined || !this.gate.drop(topic)) return false
+    this.send(JSON.stringify({ type: MessageType.Unsubscribed, topic }))
+    return true
+  }
+
+  /** Ends a subscription from the server's side, with a row of the table; `false` when it was not held. */
+  endSubscription (topic: string, failure: FailureClass): boolean {
+    return this.gate?.end(topic, failure) ?? false
+  }
+
+  /** Checks the subscriptions again with the current user (after a refresh or a revalidation). */
+  recheckTopics (): void {
+    this.gate?.recheck()
   }
 
   /**
@@ -369,6 +420,7 @@ export class Session implements Timed {
       this.schedule()
       this.send(JSON.stringify({ type: MessageType.TokenRefreshed, expires_at: isoOrNull(this.expiresAt) }))
       this.host.refreshed(this)
+      this.gate?.recheck()
     }).catch(error => this.refuse({ ok: false, failure: 'internal_error', userId: this.userId, error }, token))
   }
 
@@ -407,12 +459,19 @@ export class Session implements Timed {
     this.host.deadlines.delete(this)
     this.waiting = undefined
     this.ws.removeListener('newListener', onNewListener)
+    this.gate?.dropAll()
     this.host.gone(this)
   }
 
   closed (): void {
     this.finish()
   }
+}
+
+/** The session of a socket of a protected route, or `undefined`. */
+export function sessionOf (ws: unknown): Session | undefined {
+  if (ws === null || typeof ws !== 'object') return undefined
+  return (ws as Partial<SessionSocket>)[kSession]
 }
 
 /**

@@ -92,7 +92,8 @@ export function authMessageToken (data: unknown, isBinary: boolean, maxBytes: nu
   return token === undefined ? 'invalid_auth_message' : { token }
 }
 
-function byteLength (data: unknown): number {
+/** The size of a client message as ws delivers it, in bytes. */
+export function byteLength (data: unknown): number {
   if (Buffer.isBuffer(data)) return data.length
   if (data instanceof ArrayBuffer) return data.byteLength
   if (Array.isArray(data)) return data.reduce((n: number, b: Buffer) => n + b.length, 0)

@@ -5,11 +5,14 @@ import Fastify from 'fastify'
 import type { FastifyRequest } from 'fastify'
 import jwt from '@fastify/jwt'
 import wsAuth, { closeCodes, fastifyWsAuth } from 'fastify-ws-auth'
-import type { AuthAttempt, FailureClass, WsAuthPluginOptions, WsAuthRouteOptions, WsAuthUser } from 'fastify-ws-auth'
+import type { AuthAttempt, ClusterSubscriberInfo, FailureClass, RefusalPhase, SubscriberInfo, Topic, WsAuthMessage, WsAuthPluginOptions, WsAuthRouteOptions, WsAuthUser } from 'fastify-ws-auth'
+import type { WebSocket } from 'ws'
 
 /** `true` when A and B are the same type (not merely assignable). */
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
 function expectTrue<T extends true> (_: T): void {}
+/** Marks values that exist only for their types as used. */
+function use (..._: unknown[]): void {}
 
 interface AppUser {
   id: string
@@ -142,4 +145,74 @@ function routes (): void {
   app.register(wsAuth, pluginOptions)
 }
 
-export { plugin, routes, failure, noFailure }
+function afterTheDoor (): void {
+  const app = Fastify()
+  app.get('/ws/restaurants/:rid', {
+    websocket: true,
+    wsAuth: {
+      roles: ['staff'],
+      messages: {
+        'order:void': { roles: ['manager'] },
+        'stats:get': { permissions: ['analytics.view'] },
+        'table:assign': {
+          authorize: async (request, user, message) => {
+            expectTrue<Equal<typeof user, AppUser>>(true)
+            expectTrue<Equal<typeof message, WsAuthMessage>>(true)
+            expectTrue<Equal<typeof request, FastifyRequest>>(true)
+            return message?.table === 1 ? true : 'not_found'
+          }
+        },
+        'debug:dump': false,
+        '*': true
+      },
+      topics: {
+        'queue:{queueId}': {
+          roles: ['staff'],
+          authorize: (_request, _user, topic) => {
+            expectTrue<Equal<typeof topic, Topic>>(true)
+            expectTrue<Equal<typeof topic.params, Record<string, string>>>(true)
+            return topic.params.queueId !== ''
+          }
+        },
+        'everyone:{x}': true
+      },
+      maxTopics: 10,
+      onRefused: 'close'
+    }
+  }, (socket) => {
+    expectTrue<Equal<ReturnType<typeof app.wsAuth.subscribe>, boolean>>(true)
+    app.wsAuth.subscribe(socket, 'order:7')
+    const dropped = app.wsAuth.unsubscribe(socket, 'order:7')
+    expectTrue<Equal<typeof dropped, boolean>>(true)
+    const ended = app.wsAuth.unsubscribe({ userId: 'u1' }, 'order:7')
+    expectTrue<Equal<typeof ended, number | Promise<number>>>(true)
+    const reached = app.wsAuth.publish('order:7', { status: 'ready' })
+    expectTrue<Equal<typeof reached, number | Promise<number>>>(true)
+    const here = app.wsAuth.subscribers('order:7')
+    expectTrue<Equal<typeof here, SubscriberInfo[]>>(true)
+    const everywhere = app.wsAuth.subscribers('order:7', { cluster: true })
+    expectTrue<Equal<typeof everywhere, Promise<ClusterSubscriberInfo[]>>>(true)
+    const stats = app.wsAuth.stats()
+    expectTrue<Equal<typeof stats.subscriptions, number>>(true)
+    expectTrue<Equal<typeof stats.refused, Record<number, number>>>(true)
+    use(dropped, ended, reached, here, everywhere, stats)
+  })
+  const attempt = {} as AuthAttempt
+  expectTrue<Equal<typeof attempt.phase, RefusalPhase | undefined>>(true)
+  use(attempt)
+  // @ts-expect-error: a message policy is a boolean or an object
+  app.get('/ws/h', { websocket: true, wsAuth: { messages: { a: 'yes' } } }, () => {})
+  // @ts-expect-error: a message authorize answers true, false or 'not_found'
+  app.get('/ws/i', { websocket: true, wsAuth: { messages: { a: { authorize: () => 'maybe' } } } }, () => {})
+  // @ts-expect-error: a topic policy is true or an object (false is pointless)
+  app.get('/ws/j', { websocket: true, wsAuth: { topics: { 'a:{b}': false } } }, () => {})
+  // @ts-expect-error: onRefused is 'reply' or 'close'
+  app.get('/ws/k', { websocket: true, wsAuth: { messages: {}, onRefused: 'drop' } }, () => {})
+  // @ts-expect-error: subscribe takes a socket
+  app.wsAuth.subscribe({}, 'a')
+  // @ts-expect-error: unsubscribe takes a socket or { userId }
+  app.wsAuth.unsubscribe({ user: 'u1' }, 'a')
+  app.wsAuth.subscribe({} as WebSocket, 'a')
+}
+
+export { plugin, routes, afterTheDoor, failure, noFailure }

@@ -7,7 +7,7 @@ import { Keyspace } from './scripts.ts'
 import { LocalSlots, Store, within } from './store.ts'
 import { sumStats } from './stats.ts'
 import { quit, waitFor, type Connections, type Listener } from './connections.ts'
-import type { AcquireResult, ClusterAdapter, ClusterCommand, ClusterConnectionInfo, ClusterNode, ClusterStats, RevocationEntry, Slot, UserId, WsAuthStats } from '../../types.ts'
+import type { AcquireResult, ClusterAdapter, ClusterCommand, ClusterConnectionInfo, ClusterNode, ClusterStats, ClusterSubscriberInfo, RevocationEntry, Slot, UserId, WsAuthStats } from '../../types.ts'
 
 /**
  * The Redis cluster adapter (see docs/cluster.md): connection slots in Redis under one Lua
@@ -161,6 +161,13 @@ export class RedisAdapter implements ClusterAdapter {
     return own.concat(...replies.map(r => Array.isArray(r.data) ? r.data as ClusterConnectionInfo[] : []))
   }
 
+  async subscribers (topic: string): Promise<ClusterSubscriberInfo[]> {
+    const node = this.started()
+    const own = node.subscribers(topic).map(s => ({ ...s, instanceId: node.instanceId }))
+    const replies = await this.fanOut({ op: 'subscribers', topic })
+    return own.concat(...replies.map(r => Array.isArray(r.data) ? r.data as ClusterSubscriberInfo[] : []))
+  }
+
   async stats (): Promise<ClusterStats> {
     const node = this.started()
     const instances: Record<string, WsAuthStats> = { [node.instanceId]: node.stats() }
@@ -246,6 +253,7 @@ export class RedisAdapter implements ClusterAdapter {
       const command = envelope.command
       if (command.op === 'stats') reply.data = node.stats()
       else if (command.op === 'connections') reply.data = node.connections(command.userId).map(c => ({ ...c, instanceId: node.instanceId }))
+      else if (command.op === 'subscribers') reply.data = node.subscribers(String(command.topic)).map(s => ({ ...s, instanceId: node.instanceId }))
       else if (command.op === 'revoke') {
         const entry = revocationEntry(command.entry)
         reply.count = entry === undefined ? 0 : this.execute({ op: 'revoke', entry })

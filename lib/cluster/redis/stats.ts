@@ -7,7 +7,7 @@ import type { ClusterStats, WsAuthStats } from '../../types.ts'
  */
 export function sumStats (instances: Record<string, WsAuthStats>): ClusterStats {
   const total: ClusterStats = {
-    active: 0, authenticating: 0, users: 0, attempts: 0, established: 0, failures: {}, ended: {}, revocations: 0, instances
+    active: 0, authenticating: 0, users: 0, attempts: 0, established: 0, failures: {}, ended: {}, revocations: 0, refused: {}, subscriptions: 0, instances
   }
   for (const stats of Object.values(instances)) {
     total.active += number(stats.active)
@@ -18,6 +18,8 @@ export function sumStats (instances: Record<string, WsAuthStats>): ClusterStats 
     total.revocations = Math.max(total.revocations, number(stats.revocations))
     addCounts(total.failures, stats.failures)
     addCounts(total.ended, stats.ended)
+    addCounts(total.refused, stats.refused)
+    total.subscriptions += number(stats.subscriptions)
   }
   return total
 }
