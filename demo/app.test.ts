@@ -31,7 +31,7 @@ t.test('serves the page, its script and the plugin\'s close-code table', async t
   const page = await app.inject('/')
   t.equal(page.statusCode, 200)
   t.match(page.headers['content-type'], /^text\/html/)
-  for (const id of ['user', 'kind', 'source', 'route', 'mint', 'connect', 'refresh', 'log', 'status', 'codes']) {
+  for (const id of ['user', 'kind', 'source', 'route', 'mint', 'connect', 'refresh', 'log', 'status', 'codes', 'topics', 'topic-events']) {
     t.match(page.body, `id="${id}"`, `#${id}`)
   }
   const script = await app.inject('/app.js')
@@ -92,4 +92,55 @@ t.test('routes: project details, the stream ticks, the kick closes with 4001 Tok
   const kicked = await app.inject({ method: 'POST', url: '/demo/kick', payload: { user: 'bob' } })
   t.same(kicked.json(), { closed: 1 })
   t.same(await stream.closed, { code: 4001, reason: 'Token revoked' })
+})
+
+async function publish (app: FastifyInstance, topic: string): Promise<{ statusCode: number, body: Msg }> {
+  const res = await app.inject({ method: 'POST', url: '/demo/publish', payload: { topic } })
+  return { statusCode: res.statusCode, body: res.json() }
+}
+
+/** Sends `data` and waits for the next message. */
+async function answer (client: Client, data: unknown): Promise<unknown> {
+  const n = client.messages.length + 1
+  client.send(data)
+  return client.message(n)
+}
+
+t.test('topics on /ws/news: the page\'s list, subscribe answered or refused, publications only on request', async t => {
+  const { app, open } = await start(t)
+  const info = (await app.inject('/demo/info')).json()
+  t.equal(info.topicsRoute, '/ws/news')
+  t.same(info.topics.map((x: Msg) => x.topic), ['news:general', 'news:admin'], 'the topics the panel lists')
+  t.ok(info.routes.some((r: Msg) => r.path === '/ws/news'), 'the route is in the route list')
+
+  const carol = await open('/ws/news', 'carol', 'valid')
+  t.match(await carol.message(1), { type: 'connection_established', user: { id: 'carol', roles: ['viewer'] } })
+  t.same(await answer(carol, { type: 'subscribe', topic: 'news:general', id: 1 }), { type: 'subscribed', topic: 'news:general', id: 1 })
+  t.same(await answer(carol, { type: 'subscribe', topic: 'news:admin', id: 2 }),
+    { type: 'refused', of: 'subscribe', topic: 'news:admin', code: 4003, reason: 'Forbidden', id: 2 }, 'a viewer: news:admin refused 4003')
+  t.same(await answer(carol, { type: 'subscribe', topic: 'news:sports', id: 3 }),
+    { type: 'refused', of: 'subscribe', topic: 'news:sports', code: 4004, reason: 'Not found', id: 3 }, 'no pattern: 4004')
+  t.same(await answer(carol, 'hello'), { type: 'echo', data: 'hello' }, 'the socket stays open; other messages reach the handler')
+  t.equal(carol.messages.filter(m => (m as Msg).type === 'publication').length, 0, 'nothing is published without asking')
+
+  const alice = await open('/ws/news', 'alice', 'valid')
+  await alice.message(1)
+  t.same(await answer(alice, { type: 'subscribe', topic: 'news:admin', id: 1 }), { type: 'subscribed', topic: 'news:admin', id: 1 }, 'an admin: news:admin')
+
+  const general = await publish(app, 'news:general')
+  t.match(general, { statusCode: 200, body: { topic: 'news:general', n: 1, reached: 1 } }, 'news:general reaches carol')
+  t.match(await carol.messageWhere(m => (m as Msg).type === 'publication'),
+    { type: 'publication', topic: 'news:general', data: { n: 1, headline: 'news:general bulletin #1', at: String } })
+  t.match(await publish(app, 'news:admin'), { body: { n: 1, reached: 1 } }, 'news:admin reaches alice only')
+  t.match(await alice.messageWhere(m => (m as Msg).type === 'publication'), { topic: 'news:admin', data: { n: 1 } })
+  t.match(await publish(app, 'news:general'), { body: { n: 2, reached: 1 } }, 'counted per topic')
+  await carol.messageWhere(m => (m as Msg).type === 'publication' && ((m as Msg).data as Msg).n === 2)
+
+  t.same(await answer(carol, { type: 'unsubscribe', topic: 'news:general', id: 4 }), { type: 'unsubscribed', topic: 'news:general', id: 4 })
+  t.match(await publish(app, 'news:general'), { body: { n: 3, reached: 0 } }, 'no longer delivered')
+  t.same(carol.messages.filter(m => (m as Msg).type === 'publication').map(m => ((m as Msg).data as Msg).n), [1, 2], 'carol saw #1 and #2, once each')
+  t.match(app.wsAuth.stats(), { subscriptions: 1, refused: { 4003: 1, 4004: 1 } })
+  t.equal((await publish(app, 'news:sports')).statusCode, 400, 'only the listed topics can be published')
+  carol.ws.close()
+  alice.ws.close()
 })

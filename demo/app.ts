@@ -1,12 +1,13 @@
-// The demo playground: a local server with a throwaway secret, in-memory users, a token mint and
-// three kinds of protected routes, for the page in demo/public to drive. Demo only: the mint hands
-// out tokens to anyone who asks.
+// The demo playground: a local server with a throwaway secret, in-memory users, a token mint,
+// four kinds of protected routes (one with authorized topics) and a publish button's route, for
+// the page in demo/public to drive. Demo only: the mint hands out tokens, and the publish route
+// publishes, for anyone who asks.
 import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import jwt from '@fastify/jwt'
-import wsAuth from 'fastify-ws-auth'
+import wsAuth, { type TopicRule } from 'fastify-ws-auth'
 
 export interface DemoOptions {
   /** HS256 secret. @default a random one per process */
@@ -45,6 +46,16 @@ const WRONG_ROLE = 'guest'
 const PROJECTS: Readonly<Record<string, { name: string, members: readonly string[] }>> = {
   apollo: { name: 'Apollo', members: ['alice', 'bob', 'carol'] },
   hermes: { name: 'Hermes', members: ['bob'] }
+}
+
+/** The news route's topics: who may subscribe to each. A topic matching neither is refused 4004. */
+const NEWS_TOPICS: Readonly<Record<string, TopicRule | true>> = {
+  'news:general': true,
+  'news:admin': { roles: ['admin'] }
+}
+const NEWS_LABELS: Readonly<Record<string, string>> = {
+  'news:general': 'anyone on the route',
+  'news:admin': 'role admin only'
 }
 
 const KINDS = ['valid', 'short', 'expired', 'tampered', 'wrong_role'] as const
@@ -96,8 +107,11 @@ export async function build (opts: DemoOptions = {}): Promise<FastifyInstance> {
       { path: '/ws/admin', label: 'Admin console: roles admin' },
       { path: '/ws/projects/apollo', label: 'Project apollo: permission projects.read + authorize (members alice, bob, carol)' },
       { path: '/ws/projects/hermes', label: 'Project hermes: authorize (members bob; admins see all)' },
-      { path: '/ws/projects/unknown', label: "Project unknown: authorize returns 'not_found'" }
+      { path: '/ws/projects/unknown', label: "Project unknown: authorize returns 'not_found'" },
+      { path: '/ws/news', label: 'News: any valid token; topics news:general (anyone) and news:admin (role admin), see Topics' }
     ],
+    topicsRoute: '/ws/news',
+    topics: Object.keys(NEWS_TOPICS).map(topic => ({ topic, label: NEWS_LABELS[topic] })),
     options: { sources: ['query', 'protocol', 'message'], expiryWarning, appPing: true }
   }))
 
@@ -133,6 +147,25 @@ export async function build (opts: DemoOptions = {}): Promise<FastifyInstance> {
     schema: { body: { type: 'object', required: ['user'], properties: { user: { type: 'string' } } } }
   }, async (request) => ({ closed: await app.wsAuth.disconnectUser(request.body.user) }))
 
+  // The Publish buttons: a publication when asked for (no timer), so a test decides when one flows.
+  const published = new Map<string, number>()
+  app.post<{ Body: { topic: string } }>('/demo/publish', {
+    schema: {
+      body: {
+        type: 'object',
+        required: ['topic'],
+        additionalProperties: false,
+        properties: { topic: { enum: Object.keys(NEWS_TOPICS) } }
+      }
+    }
+  }, async (request) => {
+    const { topic } = request.body
+    const n = (published.get(topic) ?? 0) + 1
+    published.set(topic, n)
+    const reached = await app.wsAuth.publish(topic, { n, headline: `${topic} bulletin #${n}`, at: new Date().toISOString() })
+    return { topic, n, reached }
+  })
+
   app.get('/ws/stream', { websocket: true }, (socket) => {
     let n = 0
     const timer = setInterval(() => socket.send(JSON.stringify({ type: 'tick', n: ++n, at: new Date().toISOString() })), tickMs)
@@ -158,6 +191,11 @@ export async function build (opts: DemoOptions = {}): Promise<FastifyInstance> {
   }, (socket, request) => {
     const id = request.params.id
     socket.send(JSON.stringify({ type: 'project', id, ...PROJECTS[id] }))
+    socket.on('message', (data) => socket.send(JSON.stringify({ type: 'echo', data: data.toString() })))
+  })
+
+  // subscribe / unsubscribe are answered by the plugin and never reach this handler.
+  app.get('/ws/news', { websocket: true, wsAuth: { topics: NEWS_TOPICS } }, (socket) => {
     socket.on('message', (data) => socket.send(JSON.stringify({ type: 'echo', data: data.toString() })))
   })
 

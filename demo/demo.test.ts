@@ -1,6 +1,6 @@
 // The demo page in a real headless Chromium (Debian's /usr/bin/chromium, never a downloaded
-// browser): every token source, the close codes with their meaning, refresh, expiry. Leaves a
-// screenshot in test-artifacts/demo.png.
+// browser): every token source, the close codes with their meaning, refresh, expiry, the topics
+// panel (a subscription, publications, refusals). Leaves a screenshot in test-artifacts/demo.png.
 import { mkdirSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
@@ -26,13 +26,39 @@ async function connectWith (page: Page, choice: Choice): Promise<number> {
   return from
 }
 
-/** Waits for a log line after the first `from` lines that contains `text`; returns the whole line. */
-async function line (page: Page, from: number, text: string): Promise<string> {
-  const handle = await page.waitForFunction(([from, text]) => {
-    const found = Array.from(document.querySelectorAll('#log li')).slice(from).find(li => li.textContent!.includes(text))
+/** Waits for a line of `list` after its first `from` lines that contains `text`; returns the whole line. */
+async function lineOf (page: Page, list: string, from: number, text: string): Promise<string> {
+  const handle = await page.waitForFunction(([list, from, text]) => {
+    const found = Array.from(document.querySelectorAll(`${list} li:not(.empty)`)).slice(from).find(li => li.textContent!.includes(text))
     return found?.textContent ?? false
-  }, [from, text] as const)
+  }, [list, from, text] as const)
   return await handle.jsonValue() as string
+}
+
+/** A line of the session log. */
+async function line (page: Page, from: number, text: string): Promise<string> {
+  return lineOf(page, '#log', from, text)
+}
+
+/** How many lines the topics panel shows. */
+async function topicLines (page: Page): Promise<number> {
+  return page.locator('#topic-events li:not(.empty)').count()
+}
+
+/** Clicks a button of the topics panel; returns how many panel lines there were before. */
+async function topicClick (page: Page, action: string, topic?: string): Promise<number> {
+  const from = await topicLines(page)
+  await page.click(`#topics button[data-action=${action}]${topic === undefined ? '' : `[data-topic="${topic}"]`}`)
+  return from
+}
+
+/** A line of the topics panel. */
+async function topicLine (page: Page, from: number, text: string): Promise<string> {
+  return lineOf(page, '#topic-events', from, text)
+}
+
+async function topicState (page: Page, topic: string): Promise<string | null> {
+  return page.textContent(`#topics tr[data-topic="${topic}"] td.state`)
 }
 
 async function disconnect (page: Page): Promise<void> {
@@ -93,6 +119,45 @@ t.test('the demo page in Chromium', async t => {
   await line(page, from, '"type":"pong"')
   await time.tick(30_000)
   t.match(await line(page, from, 'close 4001'), /close 4001 Token expired meaning: token_expired/, 'the short-lived token expires: 4001')
+
+  // The topics panel: carol (viewer) on the news route may have news:general, not news:admin.
+  from = await connectWith(page, { user: 'carol', kind: 'valid', source: 'query', route: '/ws/news' })
+  await line(page, from, 'connection_established')
+  let at = await topicClick(page, 'subscribe', 'news:general')
+  t.match(await topicLine(page, at, 'subscribed news:general'), 'subscribed news:general (id 1)', 'the allowed topic: subscribed')
+  await line(page, from, '{"type":"subscribed","topic":"news:general","id":1}')
+  t.equal(await topicState(page, 'news:general'), 'subscribed')
+  at = await topicClick(page, 'publish', 'news:general')
+  t.match(await topicLine(page, at, 'publication news:general'), 'publication news:general: {"n":1,"headline":"news:general bulletin #1"', 'the Publish button: a publication')
+  t.match(await topicLine(page, at, 'server: app.wsAuth.publish'), "app.wsAuth.publish('news:general', bulletin #1) reached 1 socket(s)")
+  at = await topicLines(page)
+  t.equal(app.wsAuth.publish('news:general', { from: 'the test' }), 1, 'the test publishes: one subscriber, the page')
+  t.match(await topicLine(page, at, 'publication news:general'), 'publication news:general: {"from":"the test"}', 'a publication from the server side')
+
+  at = await topicClick(page, 'subscribe', 'news:admin')
+  t.match(await topicLine(page, at, 'refused subscribe news:admin'),
+    /refused subscribe news:admin: 4003 Forbidden \(id 2\) meaning: forbidden · HTTP 403 .*· client should: never/, 'the forbidden topic: 4003 with its meaning')
+  t.match(await line(page, from, '"type":"refused"'), /\{"type":"refused","of":"subscribe","topic":"news:admin","code":4003,"reason":"Forbidden","id":2\} meaning: forbidden/)
+  t.equal(await topicState(page, 'news:admin'), 'refused: 4003 Forbidden')
+  t.equal(await page.getAttribute('#codes tr.hit', 'data-failure'), 'forbidden', 'the table row of the refusal is highlighted')
+  at = await topicClick(page, 'publish', 'news:admin')
+  t.match(await topicLine(page, at, 'server: app.wsAuth.publish'), "app.wsAuth.publish('news:admin', bulletin #1) reached 0 socket(s)", 'refused: no publication')
+  at = await topicClick(page, 'subscribe-other')
+  t.match(await topicLine(page, at, 'refused subscribe news:sports'), /refused subscribe news:sports: 4004 Not found \(id 3\) meaning: not_found/, 'no pattern matches: 4004')
+  // The pong comes after every frame the server sent before it: none was a news:admin publication.
+  await page.click('#ping')
+  await line(page, from, '"type":"pong"')
+  t.equal(await page.locator('#topic-events li', { hasText: 'publication news:admin' }).count(), 0, 'no publication of the refused topic')
+  t.match(await page.textContent('#status'), 'authenticated as carol', 'refusals leave the socket open')
+  at = await topicClick(page, 'unsubscribe', 'news:general')
+  t.match(await topicLine(page, at, 'unsubscribed news:general'), 'unsubscribed news:general (id 4)')
+  t.equal(await topicState(page, 'news:general'), 'not subscribed')
+  at = await topicClick(page, 'subscribe', 'news:general')
+  await topicLine(page, at, 'subscribed news:general (id 5)')
+  at = await topicLines(page)
+  await disconnect(page)
+  t.match(await topicLine(page, at, 'connection closed'), 'connection closed: news:general ended with it', 'a close ends the subscriptions')
+  t.equal(await topicState(page, 'news:general'), 'not subscribed')
 
   from = await connectWith(page, { user: 'alice', kind: 'valid', source: 'protocol', route: '/ws/stream' })
   await line(page, from, 'connection_established')

@@ -270,6 +270,54 @@ t.test('messages held until the handler listens pass the gate when it does', asy
   client.ws.close()
 })
 
+t.test('refusals are answered before the handler listens, and on a push route whose handler never does', async t => {
+  const { url, sign } = await buildApp(t, {
+    routes: (app) => {
+      app.get('/push', { websocket: true, wsAuth: { messages: { '*': false } } }, (socket) => { socket.send('hello') })
+      app.get('/late', { websocket: true, wsAuth: { messages: { 'debug:dump': false } } }, async (socket) => {
+        socket.send('hello')
+        await listening.promise
+        socket.on('message', (data) => socket.send('heard ' + data.toString()))
+      })
+    }
+  })
+  const listening = deferred()
+  const token = sign({ sub: 'u1' })
+  const push = connect(url('/push?token=' + token))
+  await push.message(2)
+  t.same(await answer(push, { type: 'anything', id: 1 }), { type: 'refused', of: 'anything', code: 4003, reason: 'Forbidden', id: 1 })
+  const late = connect(url('/late?token=' + token))
+  await late.message(2)
+  late.send('{"type":"chat","n":1}')
+  t.same(await answer(late, { type: 'debug:dump', id: 2 }), { type: 'refused', of: 'debug:dump', code: 4003, reason: 'Forbidden', id: 2 },
+    'answered while the handler does not listen yet')
+  late.send('{"type":"chat","n":2}')
+  listening.resolve()
+  await late.message(5)
+  t.same(late.messages.slice(3), ['heard {"type":"chat","n":1}', 'heard {"type":"chat","n":2}'], 'the allowed ones, in order, once it listens')
+  push.ws.close()
+  late.ws.close()
+})
+
+t.test('messages sent right behind the auth message pass the gate once the session opens, in order', async t => {
+  const { url, sign } = await buildApp(t, {
+    auth: { sources: ['message'] },
+    routes: (app) => heard(app, '/ws', { messages: { 'debug:dump': false } })
+  })
+  const client = connect(url('/ws'))
+  await client.opened
+  client.send({ type: 'auth', token: sign({ sub: 'u1' }) })
+  client.send('{"type":"chat","n":1}')
+  client.send({ type: 'debug:dump', id: 1 })
+  client.send('{"type":"chat","n":2}')
+  await client.message(4)
+  t.match(client.messages[0], { type: 'connection_established' })
+  t.same(client.messages.slice(1), [
+    'heard {"type":"chat","n":1}', { type: 'refused', of: 'debug:dump', code: 4003, reason: 'Forbidden', id: 1 }, 'heard {"type":"chat","n":2}'
+  ])
+  client.ws.close()
+})
+
 t.test('route options are checked at declaration, naming the route and the field', async t => {
   const cases: Array<[string, WsAuthRouteOptions, RegExp]> = [
     ['the auth message', { messages: { auth: false } }, /wsAuth\.messages\.auth names a message the plugin handles itself/],

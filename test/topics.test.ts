@@ -298,3 +298,20 @@ t.test('topic patterns are checked at declaration', async t => {
     await t.rejects(buildApp(t, { routes: (app) => routes(app, wsAuth) }), message, what)
   }
 })
+
+t.test('an adapter written before topics (no subscribers method): subscribers({ cluster: true }) rejects, naming what is missing', async t => {
+  // A custom adapter of the 0.1 contract: every method but `subscribers`, each doing nothing.
+  const adapter = {
+    start: async () => {},
+    close: async () => {},
+    acquire: async () => ({ ok: true }),
+    release: () => {},
+    publish: async () => 0,
+    revoke: async () => 0,
+    connections: async () => [],
+    stats: async () => ({ active: 0, authenticating: 0, users: 0, attempts: 0, established: 0, failures: {}, ended: {}, revocations: 0, refused: {}, subscriptions: 0, instances: {} })
+  }
+  const { app } = await buildApp(t, { auth: { adapter } })
+  await t.rejects(app.wsAuth.subscribers('a:1', { cluster: true }), { code: 'FST_WS_AUTH_INVALID_ARGUMENT', message: /needs an adapter with a subscribers\(\) method/ })
+  t.same(app.wsAuth.subscribers('a:1'), [], 'this instance\'s own still answer')
+})

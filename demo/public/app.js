@@ -1,5 +1,6 @@
 // The playground page: plain browser JavaScript, no framework, no build step. It speaks the wire
-// protocol by hand (three token sources, in-band refresh, app ping) so every frame shows in the log.
+// protocol by hand (three token sources, in-band refresh, app ping, topic subscriptions) so every
+// frame shows in the log.
 /* global document, fetch, location, Option, WebSocket */
 'use strict'
 
@@ -7,13 +8,16 @@
   const $ = (id) => document.getElementById(id)
   const el = {}
   for (const id of ['user', 'kind', 'kind-help', 'mint', 'token', 'claims', 'source', 'route', 'route-help', 'connect', 'disconnect',
-    'refresh', 'ping', 'kick', 'message', 'send', 'status', 'expiry', 'stats', 'clear', 'log', 'codes']) el[id] = $(id)
+    'refresh', 'ping', 'kick', 'message', 'send', 'status', 'expiry', 'stats', 'clear', 'log', 'codes', 'topics', 'topics-route',
+    'topic-events']) el[id] = $(id)
 
   /** The server's close-code table, by failure class: the only source of each code's meaning. */
   let table = {}
   let kinds = []
   let sources = []
-  /** The open socket and what we know of its session. */
+  /** A topic typed in the last row: no pattern of the route matches it unless it is one of the above. */
+  const OTHER_TOPIC = 'news:sports'
+  /** The open socket and what we know of its session (`requests`: topic requests by id). */
   let session = null
   let countdown = null
 
@@ -118,6 +122,7 @@
   function setOpen (open) {
     el.connect.disabled = open
     for (const button of [el.disconnect, el.refresh, el.ping, el.kick, el.send]) button.disabled = !open
+    for (const button of el.topics.querySelectorAll('button[data-socket]')) button.disabled = !open
   }
 
   function showExpiry () {
@@ -133,8 +138,9 @@
   async function refreshStats () {
     try {
       const s = await getJson('/demo/stats')
-      const failures = Object.entries(s.failures).map(([code, n]) => `${code}×${n}`).join(' ') || 'none'
-      el.stats.textContent = `Server (app.wsAuth.stats()): ${s.active} active · ${s.attempts} attempts · ${s.established} established · refused by code: ${failures}`
+      const byCode = (counts) => Object.entries(counts || {}).map(([code, n]) => `${code}×${n}`).join(' ') || 'none'
+      el.stats.textContent = `Server (app.wsAuth.stats()): ${s.active} active · ${s.attempts} attempts · ${s.established} established · ` +
+        `refused by code: ${byCode(s.failures)} · ${s.subscriptions} subscription(s) · refused after the door: ${byCode(s.refused)}`
     } catch {
       el.stats.textContent = ''
     }
@@ -198,7 +204,7 @@
       log('event', `the browser refused to open the socket: ${error.message}`, { extra: 'error' })
       return
     }
-    session = { ws, user: el.user.value, established: false, expiresAt: null }
+    session = { ws, user: el.user.value, established: false, expiresAt: null, nextId: 1, requests: new Map() }
     setOpen(true)
     setStatus('connecting', 'connecting')
     log('event', `connecting to ${path}, token source: ${label}`)
@@ -216,8 +222,13 @@
     let message = null
     try { message = JSON.parse(data) } catch {}
     const type = message && typeof message === 'object' ? message.type : undefined
-    const control = ['connection_established', 'token_expiring', 'token_refreshed', 'pong'].includes(type)
-    log('received', String(data), { extra: control ? 'control' : '' })
+    const control = ['connection_established', 'token_expiring', 'token_refreshed', 'pong', 'subscribed', 'unsubscribed'].includes(type)
+    if (type === 'refused') {
+      log('received', String(data), { note: meaningOf(message.code, message.reason), extra: 'error' })
+    } else {
+      log('received', String(data), { extra: control ? 'control' : '' })
+    }
+    if (['subscribed', 'unsubscribed', 'publication', 'refused'].includes(type)) topicMessage(message)
     if (type === 'connection_established') {
       session.established = true
       session.expiresAt = message.expires_at
@@ -239,6 +250,7 @@
       extra: event.code === 1000 ? 'normal' : ''
     })
     highlight(event.code, event.reason)
+    endSubscriptions()
     setStatus('closed', `closed ${event.code}`)
     clearInterval(countdown)
     session = null
@@ -265,6 +277,140 @@
     log('event', `server: app.wsAuth.disconnectUser('${user}') closed ${count} socket(s)`)
   }
 
+  // ---- topics -------------------------------------------------------------------------------------
+
+  /** A line in the topics panel: `kind` is subscribed, unsubscribed, ended, publication, refused or server. */
+  function topicEvent (kind, text, note) {
+    const empty = el['topic-events'].querySelector('.empty')
+    if (empty) empty.remove()
+    const li = document.createElement('li')
+    li.className = kind
+    const body = span('text', text)
+    if (note) body.append(span('meaning', ' ' + note))
+    li.append(span('time', now()), body)
+    el['topic-events'].append(li)
+    el['topic-events'].scrollTop = el['topic-events'].scrollHeight
+  }
+
+  /** The table row showing `topic` (compared as data, never put into a selector). */
+  function topicRow (topic) {
+    return Array.from(el.topics.tBodies[0].rows).find(tr => tr.dataset.topic === topic)
+  }
+
+  function setTopicState (topic, state, text) {
+    setRowState(topicRow(topic), state, text)
+  }
+
+  function setRowState (tr, state, text) {
+    if (!tr) return
+    const cell = tr.querySelector('td.state')
+    cell.dataset.state = state
+    cell.textContent = text
+  }
+
+  function button (label, action, topic, socket) {
+    const b = document.createElement('button')
+    b.type = 'button'
+    b.textContent = label
+    b.dataset.action = action
+    if (topic !== undefined) b.dataset.topic = topic
+    if (socket) {
+      b.dataset.socket = ''
+      b.disabled = true
+    }
+    return b
+  }
+
+  function cell (className, content) {
+    const td = document.createElement('td')
+    td.className = className
+    if (typeof content === 'string') td.textContent = content
+    else td.append(...content)
+    return td
+  }
+
+  function renderTopics (topics) {
+    const rows = topics.map(({ topic, label }) => {
+      const tr = document.createElement('tr')
+      tr.dataset.topic = topic
+      tr.append(cell('topic', topic), cell('who', label), cell('state', 'not subscribed'), cell('actions', [
+        button('Subscribe', 'subscribe', topic, true), button('Unsubscribe', 'unsubscribe', topic, true), button('Publish', 'publish', topic, false)
+      ]))
+      return tr
+    })
+    const input = document.createElement('input')
+    input.type = 'text'
+    input.id = 'topic-other'
+    input.value = OTHER_TOPIC
+    input.setAttribute('aria-label', 'Another topic')
+    const other = document.createElement('tr')
+    other.dataset.topic = OTHER_TOPIC
+    other.append(cell('topic', [input]), cell('who', 'any other name: no pattern matches (4004)'), cell('state', 'not subscribed'),
+      cell('actions', [button('Subscribe', 'subscribe-other', undefined, true)]))
+    input.addEventListener('input', () => {
+      other.dataset.topic = input.value.trim()
+      setRowState(other, 'idle', 'not subscribed')
+    })
+    el.topics.tBodies[0].replaceChildren(...rows, other)
+    for (const b of el.topics.querySelectorAll('button[data-action]')) {
+      const topic = () => b.dataset.action === 'subscribe-other' ? input.value.trim() : b.dataset.topic
+      on(b, () => ({ subscribe: request, 'subscribe-other': request, unsubscribe: request, publish })[b.dataset.action](topic(), b.dataset.action))
+    }
+  }
+
+  /** Sends `subscribe` or `unsubscribe` with a fresh id, remembered to match the answer. */
+  function request (topic, action) {
+    if (!session) return
+    const type = action === 'unsubscribe' ? 'unsubscribe' : 'subscribe'
+    const id = session.nextId++
+    session.requests.set(id, { type, topic })
+    setTopicState(topic, 'pending', type === 'subscribe' ? 'subscribing…' : 'unsubscribing…')
+    send({ type, topic, id })
+  }
+
+  async function publish (topic) {
+    const { n, reached } = await getJson('/demo/publish', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ topic })
+    })
+    topicEvent('server', `server: app.wsAuth.publish('${topic}', bulletin #${n}) reached ${reached} socket(s)`)
+  }
+
+  /** A `subscribed`, `unsubscribed`, `publication` or `refused` message, in the panel and the table. */
+  function topicMessage (message) {
+    const asked = session.requests.get(message.id)
+    if (asked) session.requests.delete(message.id)
+    const topic = typeof message.topic === 'string' ? message.topic : asked && asked.topic
+    const id = message.id === undefined ? '' : ` (id ${message.id})`
+    if (message.type === 'subscribed') {
+      setTopicState(topic, 'subscribed', 'subscribed')
+      topicEvent('subscribed', `subscribed ${topic}${id}`)
+    } else if (message.type === 'unsubscribed' && message.code === undefined) {
+      setTopicState(topic, 'idle', 'not subscribed')
+      topicEvent('unsubscribed', `unsubscribed ${topic}${id}`)
+    } else if (message.type === 'unsubscribed') {
+      setTopicState(topic, 'ended', `ended by the server: ${message.code} ${message.reason}`)
+      topicEvent('ended', `unsubscribed ${topic} by the server: ${message.code} ${message.reason}`, meaningOf(message.code, message.reason))
+      highlight(message.code, message.reason)
+    } else if (message.type === 'publication') {
+      topicEvent('publication', `publication ${topic}: ${JSON.stringify(message.data)}`)
+    } else {
+      const about = message.of === 'subscribe' || message.of === 'unsubscribe' ? `${message.of} ${topic === undefined ? '(no valid topic)' : topic}` : `message ${message.of}`
+      if (topic !== undefined) setTopicState(topic, 'refused', `refused: ${message.code} ${message.reason}`)
+      topicEvent('refused', `refused ${about}: ${message.code} ${message.reason}${id}`, meaningOf(message.code, message.reason))
+      highlight(message.code, message.reason)
+    }
+    if (message.type !== 'publication') refreshStats()
+  }
+
+  /** Subscriptions belong to one connection: at its close they all end. */
+  function endSubscriptions () {
+    const held = Array.from(el.topics.tBodies[0].rows).filter(tr => tr.querySelector('td.state').dataset.state === 'subscribed')
+    for (const tr of el.topics.tBodies[0].rows) setRowState(tr, 'idle', 'not subscribed')
+    if (held.length > 0) topicEvent('ended', `connection closed: ${held.map(tr => tr.dataset.topic).join(', ')} ended with it`)
+  }
+
   /** Runs a click handler, logging what went wrong instead of failing silently. */
   function on (button, handler) {
     button.addEventListener('click', () => {
@@ -285,6 +431,8 @@
     el.route.addEventListener('change', showRouteHelp)
     showRouteHelp()
     renderCodes()
+    renderTopics(info.topics)
+    el['topics-route'].textContent = info.topicsRoute
     showKindHelp()
     el.user.addEventListener('change', forgetToken)
     el.kind.addEventListener('change', () => { forgetToken(); showKindHelp() })

@@ -52,7 +52,7 @@ t.test('login issues a short-lived token; bad credentials get 401', async t => {
   t.equal((await login('nobody', 'admin-password')).status, 401)
 })
 
-t.test('an admin connects: connection_established, ping/pong, get_stats, error for unknown messages', async t => {
+t.test('an admin connects: connection_established, ping/pong, get_stats; other messages refused', async t => {
   const { tokenOf, open } = await start(t)
   const c = open(await tokenOf('admin'))
   const established = await waitFor(c, 'connection_established')
@@ -69,16 +69,35 @@ t.test('an admin connects: connection_established, ping/pong, get_stats, error f
     timestamp: ISO
   })
 
-  c.send({ type: 'drop_tables' })
-  t.same(await waitFor(c, 'error'), { type: 'error', message: 'Unknown message type: drop_tables' })
+  c.send({ type: 'drop_tables', id: 7 })
+  t.same(await waitFor(c, 'refused'), { type: 'refused', of: 'drop_tables', code: 4003, reason: 'Forbidden', id: 7 })
   c.send('not json')
-  t.same(await waitFor(c, 'error', 2), { type: 'error', message: 'Messages must be JSON objects with a "type"' })
+  t.same(await waitFor(c, 'refused', 2), { type: 'refused', of: null, code: 4003, reason: 'Forbidden' })
+  c.send({ type: 'get_stats', id: 8 })
+  await waitFor(c, 'stats_update', 2)
+  t.equal(ofType(c, 'refused').length, 2, 'the socket stays open and an admin\'s get_stats is answered')
   c.ws.close()
 })
 
-t.test('refusals: a viewer gets 4003, bad / missing / expired tokens get 4001', async t => {
+t.test('a viewer connects, but get_stats is refused and the timer\'s stats go to admins only', async t => {
+  const { app, tokenOf, open } = await start(t, { statsIntervalMs: 30 })
+  const viewer = open(await tokenOf('viewer'))
+  t.match(await waitFor(viewer, 'connection_established'), { user: { id: 'viewer', roles: ['viewer'] } })
+  viewer.send({ type: 'get_stats', id: 1 })
+  t.same(await waitFor(viewer, 'refused'), { type: 'refused', of: 'get_stats', code: 4003, reason: 'Forbidden', id: 1 })
+  const admin = open(await tokenOf('admin'))
+  await waitFor(admin, 'stats_update', 2)
+  viewer.send({ type: 'ping' })
+  await waitFor(viewer, 'pong')
+  t.same(ofType(viewer, 'stats_update'), [], 'two broadcasts reached the admin, none the viewer')
+  t.match(app.wsAuth.stats().refused, { 4003: 1 })
+  admin.ws.close()
+  viewer.ws.close()
+})
+
+t.test('refusals: a guest gets 4003, bad / missing / expired tokens get 4001', async t => {
   const { app, tokenOf, open } = await start(t)
-  t.same(await open(await tokenOf('viewer')).closed, { code: 4003, reason: 'Forbidden' })
+  t.same(await open(await tokenOf('guest')).closed, { code: 4003, reason: 'Forbidden' })
   t.same(await open('not-a-token').closed, { code: 4001, reason: 'Invalid token' })
   t.same(await open().closed, { code: 4001, reason: 'No token provided' })
   const expired = app.jwt.sign({ sub: 'admin' }, { expiresIn: -1 })
@@ -126,7 +145,8 @@ t.test('a client refreshes its token in band with a fresh login', async t => {
   t.ok(Date.parse(refreshed.expires_at as string) >= Date.parse(established.expires_at as string))
   c.send({ type: 'get_stats' })
   await waitFor(c, 'stats_update')
-  t.same(ofType(c, 'error'), [], 'the auth message never reached the handler')
+  t.same(ofType(c, 'refused'), [], 'the auth message was not taken for an app message')
+  t.equal(ofType(c, 'stats_update').length, 1, 'nor did it reach the handler')
   c.ws.close()
 })
 

@@ -1,5 +1,6 @@
-// Admin dashboard: a login route issues short-lived JWTs; admins open `/admin/ws?token=...` and get
-// live server stats (on request and on a timer), with JSON ping/pong. GET /admin/test serves an
+// Admin dashboard: a login route issues short-lived JWTs; admins and viewers open
+// `/admin/ws?token=...`, and admins get live server stats (on request and on a timer), with JSON
+// ping/pong. A viewer's stats request is refused by a `messages` policy. GET /admin/test serves an
 // HTML page to try it all by hand.
 import { randomBytes } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
@@ -71,12 +72,16 @@ export async function build (opts: BuildOptions = {}): Promise<FastifyInstance> 
     }
   }
 
-  app.get(WS_PATH, { websocket: true, wsAuth: { roles: ['admin'] } }, (socket) => {
-    socket.on('message', (raw) => {
-      const type = messageType(raw.toString())
-      if (type === 'get_stats') return socket.send(JSON.stringify(statsUpdate()))
-      socket.send(JSON.stringify({ type: 'error', message: type === undefined ? 'Messages must be JSON objects with a "type"' : `Unknown message type: ${type}` }))
-    })
+  app.get(WS_PATH, {
+    websocket: true,
+    wsAuth: {
+      roles: ['admin', 'viewer'],
+      // Stats are for admins; any other message is refused (`{"type":"refused",...}`) as well.
+      messages: { get_stats: { roles: ['admin'] }, '*': false }
+    }
+  }, (socket) => {
+    // Only `get_stats` from an admin gets here.
+    socket.on('message', () => socket.send(JSON.stringify(statsUpdate())))
   })
 
   if (opts.statsIntervalMs !== false) {
@@ -84,22 +89,11 @@ export async function build (opts: BuildOptions = {}): Promise<FastifyInstance> 
     let timer: NodeJS.Timeout | undefined
     app.addHook('onReady', async () => {
       timer = setInterval(() => {
-        if (app.wsAuth.stats().active > 0) app.wsAuth.broadcast(statsUpdate(), { route: WS_PATH })
+        if (app.wsAuth.stats().active > 0) app.wsAuth.broadcast(statsUpdate(), { route: WS_PATH, roles: ['admin'] })
       }, period).unref()
     })
     app.addHook('onClose', async () => clearInterval(timer))
   }
 
   return app
-}
-
-/** The `type` of a JSON object message, `undefined` for anything else. */
-function messageType (text: string): string | undefined {
-  try {
-    const message: unknown = JSON.parse(text)
-    const type = (message as { type?: unknown } | null)?.type
-    return typeof type === 'string' ? type.slice(0, 50) : undefined
-  } catch {
-    return undefined
-  }
 }

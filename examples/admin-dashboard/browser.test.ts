@@ -62,9 +62,25 @@ t.test('the admin test page in Chromium', async t => {
     t.equal(await page.textContent('#status'), 'closed 4001')
   })
 
-  t.test('a viewer (not an admin): close 4003 Forbidden', async t => {
+  t.test('a viewer connects; Get stats is refused with 4003 and the request\'s id, the socket stays open', async t => {
     await fresh()
     await logIn(page, 'viewer', 'viewer-password')
+    await page.click('#connect')
+    await waitForLog(page, 'message connection_established')
+    await page.click('#get-stats')
+    await waitForLog(page, 'message refused')
+    const lines = await logLines(page)
+    t.ok(lines.includes('sent get_stats 1'), 'the request and its id')
+    t.ok(lines.includes('message refused {"type":"refused","of":"get_stats","code":4003,"reason":"Forbidden","id":1}'), 'the refusal, with code, reason and id')
+    t.notOk(lines.some(l => l.startsWith('message stats_update')), 'no stats')
+    await page.click('#ping')
+    await waitForLog(page, 'message pong')
+    t.equal(await page.textContent('#status'), 'authenticated', 'still open')
+  })
+
+  t.test('a guest (neither admin nor viewer): close 4003 Forbidden', async t => {
+    await fresh()
+    await logIn(page, 'guest', 'guest-password')
     await page.click('#connect')
     await waitForLog(page, 'close 4003')
     const lines = await logLines(page)

@@ -1,6 +1,7 @@
 // The HTML test page served at GET /admin/test: log in (or paste a token), connect to /admin/ws,
-// send ping / get_stats, and watch every message and close. Element ids are stable (a browser test
-// drives them): #username #password #login #token #connect #disconnect #ping #get-stats #status #log.
+// send ping / get_stats (each with an `id`, which a `refused` answer carries back), and watch every
+// message and close. Element ids are stable (a browser test drives them): #username #password
+// #login #token #connect #disconnect #ping #get-stats #status #log.
 // Each close is logged as `close <code> <reason>`, then its meaning and retry advice from the
 // plugin's close-code table (the row with that code and reason, else the first with that code).
 import type { CloseCodeTable } from 'fastify-ws-auth'
@@ -54,6 +55,7 @@ export function testPage (options: { wsPath: string, loginPath: string, closeCod
 const config = ${config}
 const $ = (id) => document.getElementById(id)
 let socket = null
+let nextId = 1
 
 function log (line) {
   $('log').textContent += line + '\\n'
@@ -105,8 +107,9 @@ $('get-stats').addEventListener('click', () => send({ type: 'get_stats' }))
 
 function send (message) {
   if (socket === null || socket.readyState !== WebSocket.OPEN) return log('not connected')
-  socket.send(JSON.stringify(message))
-  log('sent ' + message.type)
+  const id = nextId++
+  socket.send(JSON.stringify({ ...message, id }))
+  log('sent ' + message.type + ' ' + id)
 }
 </script>
 </body>

@@ -11,10 +11,14 @@ export type AdminUser = {
 
 export interface Account { username: string, password: string, roles: string[] }
 
-/** The demo accounts: one admin, and one viewer who may log in but not open the admin socket. */
+/**
+ * The demo accounts: an admin; a viewer, who may open the admin socket but not ask for stats; and a
+ * guest, who may log in but not open the socket.
+ */
 export const DEMO_ACCOUNTS: readonly Account[] = [
   { username: 'admin', password: 'admin-password', roles: ['admin'] },
-  { username: 'viewer', password: 'viewer-password', roles: ['viewer'] }
+  { username: 'viewer', password: 'viewer-password', roles: ['viewer'] },
+  { username: 'guest', password: 'guest-password', roles: ['guest'] }
 ]
 
 export interface UserStore {

@@ -5,6 +5,8 @@
 //   - `inventory:lowStock` only to the roles that manage stock (`broadcast` with `roles`),
 //   - `inventory:reserved` / `inventory:adjusted` to every open session of the user who asked
 //     (`sendToUser`: all their tabs agree), errors only to the socket that asked.
+// Only stock managers may send `inventory:adjust`: a `messages` policy refuses it to anyone else
+// (`{"type":"refused","of":"inventory:adjust","code":4003,...}`) before the handler sees it.
 import { randomBytes } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import jwt from '@fastify/jwt'
@@ -62,7 +64,6 @@ export async function build (opts: BuildOptions = {}): Promise<FastifyInstance> 
       return
     }
     if (request.type === 'inventory:adjust') {
-      if (!user.roles.some(r => (STOCK_MANAGERS as readonly string[]).includes(r))) return sendError(socket, 'Only stock managers may adjust stock')
       if (!isWhole(delta) || delta === 0) return sendError(socket, 'data.delta must be a non-zero whole number')
       const item = inventory.change(sku, delta)
       announce(item, user.username)
@@ -72,7 +73,10 @@ export async function build (opts: BuildOptions = {}): Promise<FastifyInstance> 
     sendError(socket, `Unknown message type: ${request.type}`)
   }
 
-  app.get(INVENTORY_PATH, { websocket: true }, (socket, req) => {
+  app.get(INVENTORY_PATH, {
+    websocket: true,
+    wsAuth: { messages: { 'inventory:adjust': { roles: STOCK_MANAGERS } } }
+  }, (socket, req) => {
     const user = socket.user as InventoryUser
     socket.send(JSON.stringify({ type: 'inventory:snapshot', data: { items: inventory.snapshot() } }))
     socket.on('message', (raw) => {

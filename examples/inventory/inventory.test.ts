@@ -25,13 +25,17 @@ t.test('first-message auth: connection_established, then the snapshot', async t 
   c.ws.close()
 })
 
-t.test('a message sent right behind the auth message is handled, in order', async t => {
+t.test('messages sent right behind the auth message are handled, or refused, in order', async t => {
   const { served, token } = await start(t)
   const c = connectWith(served.ws('/ws/inventory'), 'message', token('u-sales'))
-  c.ws.once('open', () => c.send({ type: 'inventory:reserve', data: { sku: 'GADGET-7', quantity: 1 } }))
-  t.match(await waitFor(c, 'inventory:reserved'), { data: { sku: 'GADGET-7', quantity: 1, remaining: 39 } })
+  c.ws.once('open', () => {
+    c.send({ type: 'inventory:adjust', data: { sku: 'GADGET-7', delta: 100 }, id: 1 })
+    c.send({ type: 'inventory:reserve', data: { sku: 'GADGET-7', quantity: 1 }, id: 2 })
+  })
+  t.match(await waitFor(c, 'inventory:reserved'), { data: { sku: 'GADGET-7', quantity: 1, remaining: 39 } }, 'the adjustment was not made')
   t.same(c.messages.map(m => (m as { type?: unknown }).type),
-    ['connection_established', 'inventory:snapshot', 'inventory:update', 'inventory:reserved'])
+    ['connection_established', 'inventory:snapshot', 'refused', 'inventory:update', 'inventory:reserved'])
+  t.same(await waitFor(c, 'refused'), { type: 'refused', of: 'inventory:adjust', code: 4003, reason: 'Forbidden', id: 1 })
   c.ws.close()
 })
 
@@ -89,28 +93,32 @@ t.test('a reservation: update to all, lowStock to stock managers only, the confi
   for (const c of everyone) c.ws.close()
 })
 
-t.test('adjusting stock is for stock managers; errors go to the asking socket only', async t => {
+t.test('adjusting stock is for stock managers: anyone else is refused; errors go to the asking socket only', async t => {
   const { join } = await start(t)
   const manager = await join('u-manager')
   const sales = await join('u-sales')
 
+  sales.send({ type: 'inventory:adjust', data: { sku: 'BOLT-M6', delta: 50 }, id: 'adjust-1' })
+  t.same(await waitFor(sales, 'refused'), { type: 'refused', of: 'inventory:adjust', code: 4003, reason: 'Forbidden', id: 'adjust-1' })
   sales.send({ type: 'inventory:adjust', data: { sku: 'BOLT-M6', delta: 50 } })
-  t.same(await waitFor(sales, 'error'), { type: 'error', data: { message: 'Only stock managers may adjust stock' } })
+  t.same(await waitFor(sales, 'refused', 2), { type: 'refused', of: 'inventory:adjust', code: 4003, reason: 'Forbidden' }, 'no id, none in the answer')
 
   manager.send({ type: 'inventory:adjust', data: { sku: 'BOLT-M6', delta: 50 } })
-  t.same((await waitFor(manager, 'inventory:adjusted')).data, { sku: 'BOLT-M6', delta: 50, quantity: 53 })
+  t.same((await waitFor(manager, 'inventory:adjusted')).data, { sku: 'BOLT-M6', delta: 50, quantity: 53 }, 'from 3: the refused ones changed nothing')
   t.match(await waitFor(sales, 'inventory:update'), { data: { sku: 'BOLT-M6', quantity: 53, by: 'max' } })
   await barrier(manager)
   t.same(ofType(manager, 'inventory:lowStock'), [], 'above the threshold: no lowStock')
+  t.same(ofType(manager, 'refused'), [], 'a stock manager is never refused')
 
   sales.send({ type: 'inventory:reserve', data: { sku: 'NOPE-0', quantity: 1 } })
-  t.same((await waitFor(sales, 'error', 2)).data, { message: 'Unknown SKU: NOPE-0' })
+  t.same((await waitFor(sales, 'error')).data, { message: 'Unknown SKU: NOPE-0' })
   sales.send({ type: 'inventory:reserve', data: { sku: 'GADGET-7', quantity: 41 } })
-  t.same((await waitFor(sales, 'error', 3)).data, { message: 'Only 40 of GADGET-7 in stock' })
+  t.same((await waitFor(sales, 'error', 2)).data, { message: 'Only 40 of GADGET-7 in stock' })
   sales.send('hello')
-  t.same((await waitFor(sales, 'error', 4)).data, { message: 'Messages are {"type":"...","data":{...}}' })
+  t.same((await waitFor(sales, 'error', 3)).data, { message: 'Messages are {"type":"...","data":{...}}' })
   await barrier(manager)
   t.same(ofType(manager, 'error'), [], 'the manager saw none of the errors')
+  t.equal(ofType(sales, 'inventory:update').length, 1, 'the only update the sales socket saw is the manager\'s')
   manager.ws.close()
   sales.ws.close()
 })

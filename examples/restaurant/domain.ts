@@ -33,7 +33,14 @@ export const DEMO_STAFF: readonly StaffUser[] = [
 export const METRICS = ['sales', 'orders', 'covers', 'avg_ticket'] as const
 export type MetricName = typeof METRICS[number]
 export const STATIONS = ['grill', 'fryer', 'salad', 'expo'] as const
-export const QUEUES = ['dine_in', 'takeout', 'delivery'] as const
+/** Order queues, each of one restaurant: queue id -> restaurant id. */
+export const QUEUES: Readonly<Record<string, string>> = {
+  'downtown-dine_in': 'r-downtown',
+  'downtown-takeout': 'r-downtown',
+  'downtown-delivery': 'r-downtown',
+  'harbor-dine_in': 'r-harbor',
+  'harbor-takeout': 'r-harbor'
+}
 
 export interface Order {
   id: string
@@ -62,7 +69,10 @@ export interface MetricValue {
 
 export const isMetric = (name: string): name is MetricName => (METRICS as readonly string[]).includes(name)
 export const isStation = (id: string): boolean => (STATIONS as readonly string[]).includes(id)
-export const isQueue = (id: string): boolean => (QUEUES as readonly string[]).includes(id)
+/** The restaurant a queue belongs to; `undefined` for no such queue. */
+export const restaurantOfQueue = (id: string): string | undefined => Object.hasOwn(QUEUES, id) ? QUEUES[id] : undefined
+/** Whether someone works at a restaurant (`'*'`: at all of them). */
+export const worksAt = (user: StaffUser, restaurant: string): boolean => user.restaurants.includes('*') || user.restaurants.includes(restaurant)
 
 export class Operations extends EventEmitter<{ order: [Order], table: [Table], metric: [MetricValue] }> {
   private readonly orders: Order[] = []

@@ -12,13 +12,16 @@ async function main (): Promise<void> {
 
   const menu = ['burger', 'fries', 'salad', 'soup', 'steak', 'lemonade']
   const simulation = [
-    setInterval(() => operations.placeOrder({
-      restaurant_id: pick(['r-downtown', 'r-harbor']),
-      station_id: pick(STATIONS),
-      queue_id: pick(QUEUES),
-      items: [pick(menu), pick(menu)],
-      total: Math.round(800 + Math.random() * 4000) / 100
-    }), 2000),
+    setInterval(() => {
+      const [queue, restaurant] = pick(Object.entries(QUEUES))
+      operations.placeOrder({
+        restaurant_id: restaurant,
+        station_id: pick(STATIONS),
+        queue_id: queue,
+        items: [pick(menu), pick(menu)],
+        total: Math.round(800 + Math.random() * 4000) / 100
+      })
+    }, 2000),
     setInterval(() => {
       const restaurant = pick(['r-downtown', 'r-harbor'])
       const table = pick(operations.tablesOf(restaurant))
@@ -40,8 +43,8 @@ Tokens (1 hour): ${DEMO_STAFF.map(u => `\n  ${u.username.padEnd(4)} ${u.roles.jo
 Try, e.g. with npx wscat -c '<url>':
   ${base}/api/v1/kds/ws/grill?token=${token('u-chef')}
   ${base}/api/v1/tables/ws/tables/r-downtown?token=${token('u-server')}
-  ${base}/analytics/realtime/dashboard?token=${token('u-analyst')}   then send {"type":"subscribe","data":{"metrics":["sales","orders"]}}
-  ${base}/api/v1/queues/ws/subscribe   then send {"type":"auth","token":"..."} and {"type":"subscribe","data":{"queue_ids":["takeout"]}}`)
+  ${base}/analytics/realtime/dashboard?token=${token('u-analyst')}   then send {"type":"subscribe","topic":"metric:sales","id":1}
+  ${base}/api/v1/queues/ws/subscribe   then send {"type":"auth","token":"..."} and {"type":"subscribe","topic":"queue:downtown-takeout","id":1}`)
 }
 
 main().catch((err) => {

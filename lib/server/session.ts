@@ -276,9 +276,17 @@ export class Session implements Timed {
     const handoff = this.handoff!
     this.handoff = undefined
     handoff(this.ws)
-    if (this.ws.listenerCount('message') > 0) return this.release()
+    // On a route with a gate, frames held while authenticating go through it now: refusals and
+    // topic requests are answered at once, and what it lets through waits for the handler.
+    const early = this.policy.gate === null ? null : this.waiting?.take() ?? null
+    if (this.ws.listenerCount('message') > 0) this.release()
     // The handler listens later (after an await, say): release held messages once it does.
-    if (this.state === HOLDING) this.ws.on('newListener', onNewListener as (event: string | symbol) => void)
+    else if (this.state === HOLDING) this.ws.on('newListener', onNewListener as (event: string | symbol) => void)
+    if (early === null) return
+    for (const [data, isBinary] of early) {
+      if (this.isClosed()) return
+      this.deliver(data, isBinary)
+    }
   }
 
   /** Files the next deadline (expiry warning, expiry or lifetime) with the shared timer. */
@@ -314,9 +322,12 @@ export class Session implements Timed {
     this.waiting = undefined
     this.state = OPEN
     if (held === null) return
+    // Behind a gate, held messages have passed it already.
+    const passed = this.policy.gate !== null
     for (const [data, isBinary] of held) {
       if (this.isClosed()) return
-      this.deliver(data, isBinary)
+      if (passed) protoEmit.call(this.ws, 'message', data, isBinary)
+      else this.deliver(data, isBinary)
     }
   }
 
@@ -329,8 +340,10 @@ export class Session implements Timed {
       this.onAuthMessage(data, isBinary === true)
       return true
     }
-    // Refresh, ping and topic requests are the plugin's, not the handler's: answer them even before it listens.
-    if (this.state === HOLDING && isBinary !== true && Buffer.isBuffer(data) && (this.isControl(data) || this.isTopicRequest(data))) return true
+    // Open, the handler not listening yet: a gate judges now (what it lets through is held),
+    // and refresh and ping are the plugin's, not the handler's: answered at once.
+    if (this.state === HOLDING && this.policy.gate !== null) return this.deliver(data, isBinary)
+    if (this.state === HOLDING && isBinary !== true && Buffer.isBuffer(data) && this.isControl(data)) return true
     this.hold(data, isBinary)
     return true
   }
@@ -346,22 +359,18 @@ export class Session implements Timed {
     return true
   }
 
-  /** Hands a message to the route handler (for the gate). */
+  /** Hands a message the gate let through to the route handler, or holds it until the handler listens. */
   emitMessage (data: unknown, isBinary: unknown): boolean {
+    if (this.state === HOLDING) {
+      this.hold(data, isBinary)
+      return true
+    }
     return protoEmit.call(this.ws, 'message', data, isBinary)
   }
 
   private gateOf (): Gate<Session> {
     this.gate ??= new Gate<Session>(this, this.host)
     return this.gate
-  }
-
-  /** A `subscribe`/`unsubscribe` on a route with `topics`, answered even before the handler listens. */
-  private isTopicRequest (data: Buffer): boolean {
-    const gate = this.policy.gate
-    if (gate === null || gate.topics === null || !gate.isTopicRequest(gate.read(data, false))) return false
-    this.gateOf().receive(data, false)
-    return true
   }
 
   /** Holds a topic without a policy check (`fastify.wsAuth.subscribe`); `false` once closed. */
