@@ -8,6 +8,9 @@
 //   node bench/instructions.mjs <server id> --functions [--vs <server id>] [--top 40]
 // Per message echoed on 50 established connections instead (warm-up and measured messages = 20000):
 //   node bench/instructions.mjs <server id> --echo [warm] [measured]
+// Per publish to 10,000 subscribers, `app.wsAuth.publish` beside the old hand-written hub on the
+// same sockets (issue 17's publish row; no server id; the clients run in this process):
+//   node bench/instructions.mjs --publish [subscribers = 10000] [publishes per dump = 3] [rounds = 3]
 // Why equal counts can take unequal time: simulated cache misses and mispredicted branches
 // (callgrind's simple models of the L1 caches and the branch predictor; twice as slow):
 //   node bench/instructions.mjs <server id> --simulate
@@ -16,6 +19,7 @@
 // outside valgrind. Needs valgrind; 20–40 s a server.
 import { parseArgs } from 'node:util'
 import { countInstructions } from './lib/callgrind.mjs'
+import { countPublishInstructions } from './lib/callgrind-publish.mjs'
 import { makeKeys } from './lib/tokens.mjs'
 import { variants } from './variants.mjs'
 
@@ -23,8 +27,9 @@ const LIMIT_MS = 5 * 60_000
 
 const { values: opts, positionals } = parseArgs({
   allowPositionals: true,
-  options: { echo: { type: 'boolean', default: false }, functions: { type: 'boolean', default: false }, simulate: { type: 'boolean', default: false }, vs: { type: 'string' }, top: { type: 'string', default: '40' } }
+  options: { publish: { type: 'boolean', default: false }, echo: { type: 'boolean', default: false }, functions: { type: 'boolean', default: false }, simulate: { type: 'boolean', default: false }, vs: { type: 'string' }, top: { type: 'string', default: '40' } }
 })
+if (opts.publish) await publishRow(positionals.map(Number))
 const unit = opts.echo ? 'message' : 'handshake'
 const [id, warm = opts.echo ? '20000' : '4000', measured = opts.echo ? '20000' : '2000'] = positionals
 const ids = [id, opts.vs].filter((v) => v !== undefined)
@@ -48,6 +53,20 @@ for (const variant of chosen) {
   results.push(result)
 }
 if (opts.functions) printFunctions(results, Number(opts.top))
+
+/** Issue 17's publish row in instructions: each round's two dumps, then the ratio of the lowest. */
+async function publishRow ([subscribers = 10_000, publishes = 3, rounds = 3]) {
+  setTimeout(() => { console.error('instructions: time limit reached'); process.exit(1) }, 2 * LIMIT_MS + subscribers * 10).unref()
+  const r = await countPublishInstructions(makeKeys(), { subscribers, publishes, rounds })
+  for (let i = 0; i < rounds; i++) {
+    console.log(`round ${i + 1}: plugin ${whole(r.plugin[i].perPublish)}, hand-written hub ${whole(r.hand[i].perPublish)} instructions per publish ` +
+      `(${whole(r.plugin[i].perSend)} / ${whole(r.hand[i].perSend)} per subscriber), ratio ${(r.plugin[i].perPublish / r.hand[i].perPublish).toFixed(3)}`)
+  }
+  const low = (side) => Math.min(...r[side].map((x) => x.perPublish))
+  console.log(`publish to ${subscribers} subscribers, lowest of ${rounds}: plugin ${whole(low('plugin'))}, hand-written hub ${whole(low('hand'))} ` +
+    `instructions per publish on the main thread; plugin ÷ hub ${(low('plugin') / low('hand')).toFixed(3)}`)
+  process.exit(0)
+}
 
 /** The simulated events of a run, in words. */
 function simulated ({ I1mr = 0, D1mr = 0, D1mw = 0, Bcm = 0, Bim = 0 }) {

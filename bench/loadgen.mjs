@@ -3,6 +3,8 @@
 //   handshakes {target, client, n, concurrency, timeoutMs} -> {ok, errors, firstError, wallMs, p50, p99}
 //   open       {target, client, n, concurrency, timeoutMs} -> {ok, errors, firstError, wallMs}  (held)
 //   echo       {durationMs, depth}                        -> {messages, counted, wallMs, unanswered}
+//   arm        {match}                                    -> {armed}  (count frames on held connections holding `match`)
+//   received   {n, timeoutMs}                             -> {count, timedOut}  (once n counted since `arm`)
 //   release    {timeoutMs}                                -> {open}
 //   exit
 import { LeanConn, prepareLean, SioConn, WsConn } from './lib/clients.mjs'
@@ -126,6 +128,34 @@ function echo ({ durationMs, depth = 4 }) {
   })
 }
 
+/** Frames counted on the held connections since `arm` (the publish row), and who waits for them. */
+let tally = { count: 0, match: null, wanted: Infinity, reached: null }
+
+function arm ({ match }) {
+  tally = { count: 0, match: Buffer.from(match), wanted: Infinity, reached: null }
+  const onMessage = (payload) => {
+    if (payload.indexOf(tally.match) === -1) return
+    if (++tally.count >= tally.wanted) tally.reached?.()
+  }
+  for (const conn of held) conn.onMessage = onMessage
+  return { armed: held.length }
+}
+
+function received ({ n, timeoutMs }) {
+  if (tally.count >= n) return { count: tally.count, timedOut: false }
+  return new Promise((resolve) => {
+    const done = (timedOut) => {
+      clearTimeout(timer)
+      tally.reached = null
+      tally.wanted = Infinity
+      resolve({ count: tally.count, timedOut })
+    }
+    const timer = setTimeout(() => done(true), timeoutMs)
+    tally.wanted = n
+    tally.reached = () => done(false)
+  })
+}
+
 const commands = {
   async handshakes (msg) {
     const result = await handshakes(msg, (conn) => conn.close())
@@ -136,6 +166,8 @@ const commands = {
     return handshakes(msg, (conn) => held.push(conn))
   },
   echo,
+  arm,
+  received,
   async release ({ timeoutMs = 5000 }) {
     for (const conn of held) conn.close()
     held = []

@@ -1,4 +1,5 @@
-// The bench harness: `npm run bench` (full) or `npm run bench -- --quick` (under a minute).
+// The bench harness: `npm run bench` (full) or `npm run bench -- --quick` (under a minute);
+// `npm run bench -- --after-door` runs only issue 17's rows (message policies, publish).
 // Servers run each in their own process pinned to core 0, the load generator in its own process
 // pinned to core 1; every figure is a median over rounds with its spread, and every ratio is
 // taken to the bare @fastify/websocket baseline measured in the same round. See docs/benchmarks.md.
@@ -9,8 +10,9 @@ import { Child, canPin, coreBusyUs, fileLimits } from './lib/proc.mjs'
 import { jwtSecret, makeKeys, tokenPool } from './lib/tokens.mjs'
 import { heapReport } from './lib/heap.mjs'
 import { profileReport } from './lib/profile.mjs'
+import { publishPhase } from './lib/publish.mjs'
 import { finalLine, markdownReport, textTable } from './lib/report.mjs'
-import { BASELINE_ID, PLUGIN_ID, variants } from './variants.mjs'
+import { BASELINE_ID, MESSAGES_IDS, PLUGIN_ID, variants } from './variants.mjs'
 
 const HERE = import.meta.dirname
 const TMP = join(HERE, '.tmp')
@@ -23,43 +25,55 @@ const QUICK_MEMORY = new Set([BASELINE_ID, PLUGIN_ID, 'hand-hs256'])
 
 // Per server: rounds × handshakes measured handshakes (full: 8 × 2,500 = 20,000), in rounds
 // interleaved with the other servers' so that a disturbance hits a round, not a server.
+// The publish row (not in --quick): publishRounds × publishes per side to `subscribers` sockets (bench/lib/publish.mjs).
+const PUBLISH = { subscribers: 10_000, publishes: 20, publishWarm: 10, publishRounds: 7 }
 const MODES = {
-  quick: { handshakes: 1000, warmMin: 3000, warmMax: 4000, rounds: 6, echoRounds: 3, concurrency: 50, echoConns: 50, echoMs: 150, conns: 1000, memRounds: 1, crossHandshakes: 500, crossRounds: 2, limitMs: 120_000 },
-  full: { handshakes: 2500, warmMin: 6000, warmMax: 12_000, rounds: 8, echoRounds: 5, concurrency: 50, echoConns: 50, echoMs: 1000, conns: 10_000, memRounds: 3, crossHandshakes: 5000, crossRounds: 3, limitMs: 45 * 60_000 }
+  quick: { handshakes: 1000, warmMin: 3000, warmMax: 4000, rounds: 6, echoRounds: 3, concurrency: 50, echoConns: 50, echoMs: 150, conns: 1000, memRounds: 1, crossHandshakes: 500, crossRounds: 2, limitMs: 120_000, ...PUBLISH, subscribers: 0 },
+  full: { handshakes: 2500, warmMin: 6000, warmMax: 12_000, rounds: 8, echoRounds: 5, concurrency: 50, echoConns: 50, echoMs: 1000, conns: 10_000, memRounds: 3, crossHandshakes: 5000, crossRounds: 3, limitMs: 45 * 60_000, ...PUBLISH },
+  // Issue 17's rows alone: echo on the plugin's route with and without `messages`, and publish.
+  afterDoor: { handshakes: 0, warmMin: 0, warmMax: 0, rounds: 0, echoRounds: 9, concurrency: 50, echoConns: 50, echoMs: 1000, conns: 0, memRounds: 0, crossHandshakes: 0, crossRounds: 0, limitMs: 15 * 60_000, ...PUBLISH }
 }
+const AFTER_DOOR_IDS = new Set([BASELINE_ID, PLUGIN_ID, ...MESSAGES_IDS])
 
 function options () {
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean', default: false },
+      'after-door': { type: 'boolean', default: false },
       only: { type: 'string' },
       rounds: { type: 'string' },
       handshakes: { type: 'string' },
       conns: { type: 'string' },
       'echo-ms': { type: 'string' },
+      subscribers: { type: 'string' },
       profile: { type: 'string' },
       heap: { type: 'string' },
       out: { type: 'string' },
       'no-echo': { type: 'boolean', default: false },
       'no-memory': { type: 'boolean', default: false },
-      'no-cross': { type: 'boolean', default: false }
+      'no-cross': { type: 'boolean', default: false },
+      'no-publish': { type: 'boolean', default: false }
     }
   })
-  const mode = { ...MODES[values.quick ? 'quick' : 'full'], quick: values.quick }
-  if (values.rounds) mode.rounds = mode.echoRounds = mode.memRounds = mode.crossRounds = Number(values.rounds)
+  const afterDoor = values['after-door']
+  const mode = { ...MODES[afterDoor ? 'afterDoor' : values.quick ? 'quick' : 'full'], quick: values.quick, afterDoor }
+  if (values.rounds) mode.echoRounds = mode.publishRounds = Number(values.rounds)
+  if (values.rounds && !afterDoor) mode.rounds = mode.memRounds = mode.crossRounds = Number(values.rounds)
   if (values.handshakes) mode.handshakes = Number(values.handshakes)
   if (values.conns) mode.conns = Number(values.conns)
   if (values['echo-ms']) mode.echoMs = Number(values['echo-ms'])
-  const only = values.only ? new Set([BASELINE_ID, ...values.only.split(',')]) : null
+  if (values.subscribers) mode.subscribers = Number(values.subscribers)
+  const only = values.only ? new Set([BASELINE_ID, ...values.only.split(',')]) : afterDoor ? AFTER_DOOR_IDS : null
   return {
     mode,
     selected: variants.filter((v) => (only ? only.has(v.id) : mode.quick ? v.quick : true)),
     profile: new Set(values.profile ? values.profile.split(',') : []),
     heap: new Set(values.heap ? values.heap.split(',') : []),
-    out: values.out ?? (mode.quick ? join(TMP, 'results-quick.md') : join(HERE, 'results.md')),
+    out: values.out ?? (afterDoor ? join(HERE, 'results-after-door.md') : mode.quick ? join(TMP, 'results-quick.md') : join(HERE, 'results.md')),
     echo: !values['no-echo'],
-    memory: !values['no-memory'],
-    cross: !values['no-cross']
+    memory: !values['no-memory'] && !afterDoor,
+    cross: !values['no-cross'] && !afterDoor,
+    publish: !values['no-publish'] && (afterDoor || !mode.quick)
   }
 }
 
@@ -71,7 +85,7 @@ function log (line) {
 
 /** Starts one server process per variant, in parallel; a server that fails to start is reported, not fatal. */
 async function startServers (list, { keys, tokens, opts, env = {} }) {
-  const nofile = opts.mode.conns + 1024
+  const nofile = Math.max(opts.mode.conns, opts.mode.subscribers) + 1024
   return Promise.all(list.map(async (variant) => {
     const nodeArgs = ['--expose-gc']
     const config = { ...variant, secret: variant.alg ? jwtSecret(variant.alg, keys) : null }
@@ -165,7 +179,7 @@ async function memoryRound (loadgen, server, mode, snapshots) {
 }
 
 function record (results, id, key, round) {
-  results[id] ??= { handshake: [], echo: [], memory: [], cross: [] }
+  results[id] ??= { handshake: [], echo: [], memory: [], cross: [], publish: [] }
   results[id][key].push(round)
   if (round.errors > 0) log(`${id} ${key}: ${round.errors} errors (first: ${round.firstError})`)
 }
@@ -176,6 +190,12 @@ function record (results, id, key, round) {
  */
 async function warmUp (loadgen, server, opts) {
   const { mode } = opts
+  if (mode.warmMax === 0) {
+    // No handshake rounds (--after-door): warm the echo path up instead.
+    for (let i = 0; i < 3; i++) await echoRound(loadgen, server, mode)
+    log(`warm-up ${server.variant.id}: 3 echo rounds`)
+    return
+  }
   const chunk = 1000
   let done = 0
   let previous = Infinity
@@ -258,7 +278,7 @@ async function main () {
   const keys = makeKeys()
   const tokens = Object.fromEntries(['HS256', 'RS256', 'ES256'].map((alg) => [alg, tokenPool(alg, keys, TOKENS_PER_ALG)]))
   const ctx = { keys, tokens }
-  const loadgen = new Child(join(HERE, 'loadgen.mjs'), { cpu: LOADGEN_CPU, nofile: opts.mode.conns + 1024, name: 'loadgen', env: { BENCH_MAX_LIFETIME_MS: String(opts.mode.limitMs) } })
+  const loadgen = new Child(join(HERE, 'loadgen.mjs'), { cpu: LOADGEN_CPU, nofile: Math.max(opts.mode.conns, opts.mode.subscribers) + 1024, name: 'loadgen', env: { BENCH_MAX_LIFETIME_MS: String(opts.mode.limitMs) } })
   await loadgen.ready()
 
   const results = {}
@@ -274,6 +294,10 @@ async function main () {
   const profiles = []
   await throughputPhases(loadgen, running, results, opts, profiles)
   await Promise.all(running.map((s) => s.child.stop()))
+  if (opts.publish) {
+    const failed = await publishPhase(loadgen, (list) => startServers(list, { ...ctx, opts }), opts.mode, (id, round) => record(results, id, 'publish', round), log)
+    if (failed !== null) unavailable.topics = failed
+  }
   const measured = running.map((s) => s.variant).filter((v) => !opts.mode.quick || QUICK_MEMORY.has(v.id))
   const snapshots = []
   if (opts.memory) await memoryPhase(loadgen, results, { ...opts, selected: measured }, ctx, snapshots)

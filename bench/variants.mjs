@@ -4,14 +4,21 @@
 //   cross: the off-the-shelf client of the cross-check ('ws' | 'sio');
 //   logged: Fastify's logger on at `info` (pino to /dev/null) instead of `logger: false`;
 //   direct: the plugin with a custom `verify` calling `fastify.jwt.verify` (no request.jwtVerify());
-//   lean: the baseline with what the plugin does for its own sockets (see bench/servers/fastify-ws.mjs).
+//   lean: the baseline with what the plugin does for its own sockets (see bench/servers/fastify-ws.mjs);
+//   messages: the route's `wsAuth.messages` (issue 17's echo rows: the same route with message policies).
 
 const HELLO = '"type":"hello"'
 const ESTABLISHED = '"type":"connection_established"'
 
-function plugin (id, label, { alg = 'HS256', cache = false, source = 'query', quick = true, cross = null, logged = false, direct = false } = {}) {
-  return { id, label, kind: 'plugin', alg, cache, source, auth: source, protocol: 'ws', expect: ESTABLISHED, quick, cross, logged, direct }
+function plugin (id, label, { alg = 'HS256', cache = false, source = 'query', quick = true, cross = null, logged = false, direct = false, messages = null } = {}) {
+  return { id, label, kind: 'plugin', alg, cache, source, auth: source, protocol: 'ws', expect: ESTABLISHED, quick, cross, logged, direct, messages }
 }
+
+// The echo message is `{"type":"message",...}` (bench/lib/clients.mjs ECHO_BODY). Unlisted: policies
+// for other types, as a route would have (the frame is let through by a byte search, not parsed);
+// listed: its own type with a roles policy the bench user (roles: ['admin']) passes.
+const UNLISTED = { 'order:void': { roles: ['manager'] }, 'stats:get': { permissions: ['analytics.view'] }, 'debug:dump': false }
+const LISTED = { ...UNLISTED, message: { roles: ['admin', 'staff'] } }
 
 function hand (id, label, { alg = 'HS256', cache = false, quick = false, logged = false } = {}) {
   return { id, label, kind: 'hand-jwt', alg, cache, auth: 'query', protocol: 'ws', expect: HELLO, quick, cross: null, logged }
@@ -30,6 +37,8 @@ export const variants = [
   plugin('plugin-direct', '(4) fastify-ws-auth, HS256, verify: fastify.jwt.verify', { direct: true, quick: false }),
   plugin('plugin-header', '(4) fastify-ws-auth, HS256 Authorization header', { source: 'header', quick: false }),
   plugin('plugin-protocol', '(4) fastify-ws-auth, HS256 subprotocol', { source: 'protocol', quick: false }),
+  plugin('plugin-messages-unlisted', '(4) the same route with `messages`, echoing an unlisted type', { quick: false, messages: UNLISTED }),
+  plugin('plugin-messages-listed', '(4) the same route with `messages`, echoing a listed type (roles policy)', { quick: false, messages: LISTED }),
   plugin('plugin-message', '(5) fastify-ws-auth, first-message auth', { source: 'message', quick: false }),
   plugin('plugin-rs256', '(6) fastify-ws-auth, RS256', { alg: 'RS256', quick: false }),
   plugin('plugin-rs256-cache', '(6) fastify-ws-auth, RS256 cached', { alg: 'RS256', cache: true }),
@@ -44,3 +53,5 @@ export const variants = [
 /** The plugin figure the quick run ends with, and the baseline every ratio is taken to. */
 export const PLUGIN_ID = 'plugin-hs256'
 export const BASELINE_ID = 'baseline'
+/** Issue 17's echo rows: these, each ÷ the plugin's same route without `messages` (PLUGIN_ID). */
+export const MESSAGES_IDS = ['plugin-messages-unlisted', 'plugin-messages-listed']

@@ -87,7 +87,7 @@ export async function countInstructions (variant, keys, { warm = 4000, measured 
 }
 
 /** A callgrind file's totals by event name (`Ir`, and with simulation `I1mr`, `Bcm`...). */
-function eventCounts (text) {
+export function eventCounts (text) {
   const names = /^events: (.+)$/m.exec(text)?.[1].trim().split(/\s+/) ?? []
   const totals = /^(?:summary|totals): (.+)$/m.exec(text)?.[1].trim().split(/\s+/).map(Number) ?? []
   return Object.fromEntries(names.map((name, i) => [name, totals[i] ?? 0]))

@@ -43,6 +43,9 @@ export function prepareLean (target) {
   return {
     port: target.port,
     eio,
+    // With `target.spread`, connection i comes from 127.0.0.(1 + i % spread): 10,000 connections
+    // and more without running out of ephemeral ports on one source address.
+    spread: target.spread ?? 0,
     requests: tokens.map((token) => upgradeRequest(target, token)),
     authFrames: tokens.map((token) => authFrame(target, token)),
     expect: Buffer.from(target.expect),
@@ -62,7 +65,9 @@ export class LeanConn {
     this.upgraded = false
     this.buf = EMPTY
     this.t0 = performance.now()
-    this.socket = net.connect(prep.port, '127.0.0.1')
+    this.socket = prep.spread > 0
+      ? net.connect({ port: prep.port, host: '127.0.0.1', localAddress: `127.0.0.${1 + (index % prep.spread)}` })
+      : net.connect(prep.port, '127.0.0.1')
     this.socket.setNoDelay(true)
     this.socket.on('connect', () => this.socket.write(prep.requests[index % prep.requests.length]))
     this.socket.on('data', (chunk) => this.data(chunk))

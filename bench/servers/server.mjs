@@ -1,7 +1,8 @@
 // One bench server in its own process. The harness talks to it over the IPC channel; the server
 // answers with its own CPU time, memory and connection count, so the figures are server-side.
 //   env BENCH_SERVER = {"kind":"fastify-ws",...}  (see bench/variants.mjs)
-// Messages in: {id, cmd: 'mark' | 'stats' | 'mem' | 'profile' | 'snapshot' | 'exit'}; out: {id, ...} and once
+// Messages in: {id, cmd: 'mark' | 'stats' | 'mem' | 'profile' | 'snapshot' | 'exit'}, or a command of the
+// server's own (`running.commands`, e.g. topics.mjs's `publish`); out: {id, ...} and once
 // {type: 'ready'} (or {type: 'error'} when the server cannot start).
 import { createHook } from 'node:async_hooks'
 import { writeFileSync } from 'node:fs'
@@ -115,7 +116,7 @@ async function main () {
     })
   })
   process.on('message', async (msg) => {
-    const command = commands[msg.cmd]
+    const command = commands[msg.cmd] ?? running.commands?.[msg.cmd]
     const reply = command ? await command(msg, running) : { error: `unknown command ${msg.cmd}` }
     process.send({ id: msg.id, ...reply })
   })

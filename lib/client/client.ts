@@ -1,5 +1,6 @@
 import { MAX_REASON_BYTES, closeCodes, isSendableCloseCode, utf8Length } from '../protocol/close-codes.ts'
 import { clock } from '../protocol/clock.ts'
+import { MessageType } from '../protocol/messages.ts'
 import { backoffDelay, setLongTimeout } from './backoff.ts'
 import { Emitter } from './emitter.ts'
 import { ClientError, WsAuthError, kindForAdvice } from './errors.ts'
@@ -7,15 +8,16 @@ import { normalize } from './options.ts'
 import type { Config } from './options.ts'
 import { authMessage, handshake, parseControl, rowForClose, rowForStatus, watchHttpRejection } from './protocol.ts'
 import type { ControlMessage, HttpRejection, Row } from './protocol.ts'
+import { Topics } from './topics.ts'
 import type {
   ClientEvents, ClientOptions, ClientState, CloseInfo, EstablishedInfo, PublicUser, RefreshedInfo,
-  TokenContext, WebSocketLike
+  Subscription, TokenContext, WebSocketLike
 } from './types.ts'
 
 /** The code of a normal close, the app's own: the table's `normal_closure` row. */
 const NORMAL_CLOSURE = closeCodes.normal_closure.code
 
-const EVENTS = ['established', 'message', 'refreshed', 'close', 'error'] as const
+const EVENTS = ['established', 'message', 'refreshed', 'close', 'error', 'refused', 'unsubscribed', 'publication'] as const
 const noop = (): void => {}
 const OPEN = 1
 
@@ -49,6 +51,7 @@ function encode (data: unknown): unknown {
 export class WsAuthClient<User = PublicUser> {
   readonly #config: Config
   readonly #events = new Emitter<ClientEvents<User>>(EVENTS)
+  readonly #topics: Topics
   #state: ClientState = 'connecting'
   #socket: WebSocketLike | null = null
   #generation = 0
@@ -69,6 +72,13 @@ export class WsAuthClient<User = PublicUser> {
 
   constructor (options: ClientOptions) {
     this.#config = normalize(options)
+    this.#topics = new Topics({
+      table: this.#config.table,
+      sendNow: (frame) => this.#sendNow(frame),
+      refused: (info) => this.#events.emit('refused', info),
+      unsubscribed: (info) => this.#events.emit('unsubscribed', info),
+      publication: (info) => this.#events.emit('publication', info)
+    })
     // Connect from a microtask so that listeners added right after createClient() see everything.
     queueMicrotask(() => { this.#connect('connect').catch(noop) })
   }
@@ -100,16 +110,28 @@ export class WsAuthClient<User = PublicUser> {
   send (data: unknown): void {
     if (this.#state === 'closed') throw new ClientError('FST_WS_AUTH_CLIENT_CLOSED', 'send() after the client closed')
     const frame = encode(data)
-    // Once closing, a socket drops what it is given without a word: queue it for the next one.
-    if (this.#state === 'open' && this.#socket !== null && this.#socket.readyState === OPEN) {
-      this.#socket.send(frame)
-      return
-    }
+    if (this.#sendNow(frame)) return
     if (this.#queue.length >= this.#config.queue) {
       throw new ClientError('FST_WS_AUTH_CLIENT_QUEUE_FULL',
         `send() while ${this.#state}: the queue already holds ${this.#config.queue} messages (option "queue"); wait for "established" or raise the limit`)
     }
     this.#queue.push(frame)
+  }
+
+  /**
+   * Subscribes to `topic` on a route with `topics`, and calls `onData` with the `data` of each
+   * publication on it. The `subscribe` request goes out once established (before the queued
+   * messages) and again after each reconnect; several callbacks on one topic share one request.
+   * Throws a `ClientError` for a topic that is not a non-empty string of at most 256 bytes, and
+   * after the client closed.
+   * @example
+   * const sub = client.subscribe('queue:42', (order) => render(order))
+   * await sub.ready // rejects with a WsAuthError when refused (e.g. 4003, kind 'refused')
+   * sub.unsubscribe()
+   */
+  subscribe<Data = unknown> (topic: string, onData: (data: Data) => void): Subscription {
+    if (this.#state === 'closed') throw new ClientError('FST_WS_AUTH_CLIENT_CLOSED', 'subscribe() after the client closed')
+    return this.#topics.subscribe(topic, onData as (data: unknown) => void)
   }
 
   /**
@@ -129,6 +151,7 @@ export class WsAuthClient<User = PublicUser> {
     const socket = this.#socket
     this.#detach()
     this.#shutdown()
+    this.#topics.stop({ code, reason, kind: 'closed', retry: 'never' })
     if (socket !== null) socket.close(code, reason)
     this.#events.emit('close', { code, reason, kind: 'closed', willRetry: false, delay: 0, attempt: this.#attempts, unsent: this.#queue.splice(0) })
   }
@@ -196,7 +219,15 @@ export class WsAuthClient<User = PublicUser> {
     if (control.type === 'connection_established') this.#establish(control as unknown as EstablishedInfo<User>)
     else if (control.type === 'token_expiring') this.#refresh().catch(noop)
     else if (control.type === 'token_refreshed') this.#refreshed(control)
+    else if (control.type !== MessageType.Pong) this.#topicMessage(control)
     // 'pong' (an answer to {"type":"ping"}) is consumed here.
+  }
+
+  /** `subscribed`, `unsubscribed`, `refused` or `publication`. */
+  #topicMessage (control: ControlMessage): void {
+    // Like app messages, they come only on authenticated sockets (the server may send no connection_established).
+    if (this.#state === 'authenticating') this.#establish(null)
+    this.#topics.receive(control)
   }
 
   #establish (info: EstablishedInfo<User> | null): void {
@@ -208,6 +239,7 @@ export class WsAuthClient<User = PublicUser> {
       this.#skew = Number.isNaN(serverNow) ? 0 : serverNow - clock.now()
       this.#scheduleRefresh(info.expires_at)
     }
+    this.#topics.established()
     const socket = this.#socket as WebSocketLike
     for (const frame of this.#queue.splice(0)) socket.send(frame)
     if (info !== null) this.#events.emit('established', info)
@@ -273,9 +305,10 @@ export class WsAuthClient<User = PublicUser> {
   #stop (info: Closing, problem: string | null, cause?: unknown): void {
     this.#shutdown()
     const unsent = this.#queue.splice(0)
+    const retry = info.failure !== undefined ? this.#config.table[info.failure].retry : info.code === null ? 'never' : 'backoff'
+    this.#topics.stop({ ...info, retry })
     if (problem !== null) {
       const detail = info.code === null ? '' : ` (${info.code}${info.reason === '' ? '' : ' ' + info.reason})`
-      const retry = info.failure !== undefined ? this.#config.table[info.failure].retry : info.code === null ? 'never' : 'backoff'
       this.#events.emit('error', new WsAuthError(`fastify-ws-auth client: ${problem}${detail}`, { ...info, retry, cause }))
     }
     this.#events.emit('close', { ...info, willRetry: false, delay: 0, attempt: this.#attempts, unsent })
@@ -330,9 +363,19 @@ export class WsAuthClient<User = PublicUser> {
     this.#events.emit('refreshed', control as RefreshedInfo)
   }
 
+  /** Sends at once when established on an open socket; returns whether it did. */
+  #sendNow (frame: unknown): boolean {
+    const socket = this.#socket
+    // Once closing, a socket drops what it is given without a word: the caller keeps it for the next one.
+    if (this.#state !== 'open' || socket === null || socket.readyState !== OPEN) return false
+    socket.send(frame)
+    return true
+  }
+
   #detach (): void {
     const socket = this.#socket
     this.#socket = null
+    this.#topics.lost()
     this.#cancelRefresh?.()
     this.#cancelRefresh = null
     this.#refreshing = false

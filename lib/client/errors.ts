@@ -68,8 +68,9 @@ export type ClientErrorCode =
   | 'FST_WS_AUTH_CLIENT_INVALID_CLOSE'
   | 'FST_WS_AUTH_CLIENT_INVALID_MESSAGE'
   | 'FST_WS_AUTH_CLIENT_UNKNOWN_EVENT'
+  | 'FST_WS_AUTH_CLIENT_INVALID_SUBSCRIPTION'
 
-/** Thrown synchronously by `createClient`, `send`, `close` and `on` when they are misused. */
+/** Thrown synchronously by `createClient`, `send`, `subscribe`, `close` and `on` when they are misused. */
 export class ClientError extends Error {
   /** One of the `FST_WS_AUTH_CLIENT_*` codes. */
   readonly code: ClientErrorCode

@@ -27,5 +27,6 @@ export { closeCodes, mergeCloseCodes, entryForCode } from '../protocol/close-cod
 export type { CloseCodeEntry, CloseCodeOverrides, CloseCodeTable, FailureClass, RetryAdvice } from '../protocol/close-codes.ts'
 export type {
   ClientEvents, ClientOptions, ClientState, CloseInfo, CloseKind, EstablishedInfo, PublicUser, ReconnectOptions,
-  RefreshedInfo, TokenContext, TokenProvider, Transport, WebSocketConstructor, WebSocketLike
+  PublicationInfo, RefreshedInfo, RefusedInfo, Subscription, TokenContext, TokenProvider, Transport, UnsubscribedInfo,
+  WebSocketConstructor, WebSocketLike
 } from './types.ts'

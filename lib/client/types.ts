@@ -163,6 +163,63 @@ export interface CloseInfo {
   unsent?: unknown[]
 }
 
+/**
+ * A `refused` message: the server refused a message (`of` is its `type`) or a subscription
+ * (`of: 'subscribe'`, with `topic`), and the connection goes on.
+ */
+export interface RefusedInfo {
+  /** The refused message's `type`: `'subscribe'` for a subscription, `null` for a frame without a type (not JSON, binary). */
+  of: string | null
+  /** The table's code: 4003 (forbidden), 4004 (not found), 4029 (too many subscriptions), 1011 (the server's check failed). */
+  code: number
+  /** The table's reason, e.g. `Forbidden`. */
+  reason: string
+  /** The failure class of the client's table row for `code` and `reason` (e.g. `too_many_subscriptions`). */
+  failure?: FailureClass
+  /** The refused message's `id`, when it had a string or number one (for a subscription: the client's request id). */
+  id?: string | number
+  /** The topic of a refused `subscribe` (absent when the server found no valid topic in it). */
+  topic?: string
+}
+
+/**
+ * A subscription the server ended by itself (the user lost access, after a refresh or a re-check;
+ * or the app on the server ended it), or that the server refused again after a reconnect.
+ */
+export interface UnsubscribedInfo {
+  topic: string
+  /** The table's code (4003 when the user lost access), or `null` when the server gave none. */
+  code: number | null
+  /** The table's reason, or `''` when the server gave none. */
+  reason: string
+  /** The failure class of the client's table row, when there is a code. */
+  failure?: FailureClass
+}
+
+/** A publication on a topic the server subscribed this socket to by itself (not through `subscribe()`). */
+export interface PublicationInfo {
+  topic: string
+  /** What the server published, as JSON decoded it. */
+  data: unknown
+}
+
+/** What `client.subscribe()` returns. */
+export interface Subscription {
+  /**
+   * Resolves when the server answers `subscribed`. Rejects with a `WsAuthError` when the server
+   * refuses (`code`, `reason`, `kind`, `failure` from the client's table: 4003 is `refused`,
+   * 1011 `transient`), when `unsubscribe()` is called first (`kind: 'closed'`, `code: null`), or
+   * when the client stops for good first (the final close's `code` and `kind`). A rejection
+   * nobody awaits is not reported as unhandled.
+   */
+  ready: Promise<void>
+  /**
+   * Stops the delivery to this callback at once; when no other callback holds the topic, sends
+   * `unsubscribe` (and no longer resubscribes after a reconnect). Calling it again does nothing.
+   */
+  unsubscribe (): void
+}
+
 /** The events of a client and their payloads. */
 export interface ClientEvents<User = PublicUser> {
   established: EstablishedInfo<User>
@@ -170,6 +227,9 @@ export interface ClientEvents<User = PublicUser> {
   refreshed: RefreshedInfo
   close: CloseInfo
   error: WsAuthError
+  refused: RefusedInfo
+  unsubscribed: UnsubscribedInfo
+  publication: PublicationInfo
 }
 
 /** The retry advice as this client reads it. */

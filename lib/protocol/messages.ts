@@ -38,8 +38,12 @@ export type ReservedType = typeof MessageType[keyof typeof MessageType]
 
 /** The types a server sends of its own; they never reach a client app's `message` listeners. */
 export const SERVER_MESSAGE_TYPES: ReadonlySet<string> = new Set([
-  MessageType.ConnectionEstablished, MessageType.TokenExpiring, MessageType.TokenRefreshed, MessageType.Pong
+  MessageType.ConnectionEstablished, MessageType.TokenExpiring, MessageType.TokenRefreshed, MessageType.Pong,
+  MessageType.Subscribed, MessageType.Unsubscribed, MessageType.Refused, MessageType.Publication
 ])
+
+/** The longest topic name a `subscribe` or `unsubscribe` may carry, in bytes of UTF-8. */
+export const MAX_TOPIC_BYTES = 256
 
 /** A JSON object parsed from a text frame, or `undefined` for anything else (not JSON, an array, a scalar). */
 export function parseJsonObject (text: string): Record<string, unknown> | undefined {

@@ -7,6 +7,8 @@ import jwt from '@fastify/jwt'
 import wsAuth, { closeCodes, fastifyWsAuth } from 'fastify-ws-auth'
 import type { AuthAttempt, ClusterSubscriberInfo, FailureClass, RefusalPhase, SubscriberInfo, Topic, WsAuthMessage, WsAuthPluginOptions, WsAuthRouteOptions, WsAuthUser } from 'fastify-ws-auth'
 import type { WebSocket } from 'ws'
+import { createClient, WsAuthError } from 'fastify-ws-auth/client'
+import type { ClientEvents, PublicationInfo, RefusedInfo, Subscription, UnsubscribedInfo } from 'fastify-ws-auth/client'
 
 /** `true` when A and B are the same type (not merely assignable). */
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
@@ -215,4 +217,40 @@ function afterTheDoor (): void {
   app.wsAuth.subscribe({} as WebSocket, 'a')
 }
 
-export { plugin, routes, afterTheDoor, failure, noFailure }
+// The client's topics (issue 17).
+async function clientTopics (): Promise<void> {
+  const client = createClient({ url: 'ws://127.0.0.1/ws', token: 't' })
+  const sub = client.subscribe('queue:42', (data) => { expectTrue<Equal<typeof data, unknown>>(true) })
+  expectTrue<Equal<typeof sub, Subscription>>(true)
+  expectTrue<Equal<typeof sub.ready, Promise<void>>>(true)
+  expectTrue<Equal<ReturnType<typeof sub.unsubscribe>, void>>(true)
+  client.subscribe<{ order: number }>('queue:42', (order) => { expectTrue<Equal<typeof order.order, number>>(true) })
+  await sub.ready.catch((err: unknown) => { if (err instanceof WsAuthError) use(err.code, err.kind, err.failure) })
+  client.on('refused', (info) => {
+    expectTrue<Equal<typeof info, RefusedInfo>>(true)
+    expectTrue<Equal<typeof info.of, string | null>>(true)
+    expectTrue<Equal<typeof info.code, number>>(true)
+    expectTrue<Equal<typeof info.id, string | number | undefined>>(true)
+    expectTrue<Equal<typeof info.topic, string | undefined>>(true)
+  })
+  client.on('unsubscribed', (info) => {
+    expectTrue<Equal<typeof info, UnsubscribedInfo>>(true)
+    expectTrue<Equal<typeof info.code, number | null>>(true)
+    expectTrue<Equal<typeof info.topic, string>>(true)
+  })
+  client.on('publication', (info) => {
+    expectTrue<Equal<typeof info, PublicationInfo>>(true)
+    expectTrue<Equal<typeof info.data, unknown>>(true)
+  })
+  expectTrue<Equal<ClientEvents['refused'], RefusedInfo>>(true)
+  // @ts-expect-error: a topic is a string
+  client.subscribe(42, () => {})
+  // @ts-expect-error: the callback is required
+  client.subscribe('queue:42')
+  // @ts-expect-error: a subscription has no resubscribe
+  sub.resubscribe()
+  // @ts-expect-error: not an event of the client
+  client.on('subscribed', () => {})
+}
+
+export { plugin, routes, afterTheDoor, clientTopics, failure, noFailure }

@@ -1,4 +1,5 @@
 import { utf8Length } from '../../protocol/close-codes.ts'
+import { MAX_TOPIC_BYTES } from '../../protocol/messages.ts'
 import type { OptionChecker } from '../../protocol/options.ts'
 import type { Topic } from '../../types.ts'
 import { buildRule, type Rule } from './rules.ts'
@@ -8,8 +9,7 @@ import { buildRule, type Rule } from './rules.ts'
  * `topic.params.name`. Checked once at route declaration; matched at each `subscribe`.
  */
 
-/** The longest topic name accepted, in bytes of UTF-8. */
-export const MAX_TOPIC_BYTES = 256
+export { MAX_TOPIC_BYTES }
 
 const PARAM = /^\{([A-Za-z_$][\w$]*)\}$/
 

@@ -26,7 +26,7 @@ export interface Recorder {
   final (): Promise<Events['close']>
 }
 
-const NAMES: Name[] = ['established', 'message', 'refreshed', 'close', 'error']
+const NAMES: Name[] = ['established', 'message', 'refreshed', 'close', 'error', 'refused', 'unsubscribed', 'publication']
 
 function describe (events: Recorded[]): string {
   const shown = events.slice(-4).map(e => `${e.name} ${JSON.stringify(e.payload)?.slice(0, 120)}`)
