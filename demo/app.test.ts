@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { closeCodes } from 'fastify-ws-auth'
-import { connect, type Client } from '../test/helpers/index.ts'
+import { answer, connect, type Client } from '../test/helpers/index.ts'
 import { build, type DemoOptions } from './app.ts'
 
 type Msg = Record<string, unknown>
@@ -97,13 +97,6 @@ t.test('routes: project details, the stream ticks, the kick closes with 4001 Tok
 async function publish (app: FastifyInstance, topic: string): Promise<{ statusCode: number, body: Msg }> {
   const res = await app.inject({ method: 'POST', url: '/demo/publish', payload: { topic } })
   return { statusCode: res.statusCode, body: res.json() }
-}
-
-/** Sends `data` and waits for the next message. */
-async function answer (client: Client, data: unknown): Promise<unknown> {
-  const n = client.messages.length + 1
-  client.send(data)
-  return client.message(n)
 }
 
 t.test('topics on /ws/news: the page\'s list, subscribe answered or refused, publications only on request', async t => {

@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import type { WebSocket } from 'ws'
 import type { AuthAttempt, WsAuthRouteOptions } from '../lib/types.ts'
 import { StringFinder } from '../lib/server/gate/frames.ts'
-import { buildApp, connect, deferred, logCapture, stillOpen, type Client } from './helpers/index.ts'
+import { answer, buildApp, connect, deferred, logCapture, stillOpen } from './helpers/index.ts'
 
 /** A route whose handler echoes what reached it, prefixed, so that a test sees what got through. */
 function heard (app: FastifyInstance, path: string, wsAuth: WsAuthRouteOptions): void {
@@ -17,11 +17,6 @@ function heard (app: FastifyInstance, path: string, wsAuth: WsAuthRouteOptions):
 }
 
 /** Sends and resolves with the next message the client gets. */
-async function answer (client: Client, data: unknown): Promise<unknown> {
-  const n = client.messages.length + 1
-  client.send(data)
-  return client.message(n)
-}
 
 const RESTAURANT: WsAuthRouteOptions = {
   roles: ['staff', 'manager'],

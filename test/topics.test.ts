@@ -6,7 +6,7 @@ import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import type { WebSocket } from 'ws'
 import type { AuthAttempt, Topic, WsAuthRouteOptions } from '../lib/types.ts'
-import { buildApp, connect, deferred, logCapture, serverSockets, stillOpen, type Client } from './helpers/index.ts'
+import { answer, buildApp, connect, deferred, logCapture, serverSockets, stillOpen, type Client } from './helpers/index.ts'
 import { manualClock } from './helpers/clock.ts'
 
 const QUEUES: WsAuthRouteOptions = {
@@ -24,12 +24,6 @@ function routes (app: FastifyInstance, wsAuth: WsAuthRouteOptions = QUEUES): voi
   app.get('/ws/:rid', { websocket: true, wsAuth }, (socket: WebSocket) => {
     socket.on('message', (data) => socket.send('heard ' + data.toString()))
   })
-}
-
-async function answer (client: Client, data: unknown): Promise<unknown> {
-  const n = client.messages.length + 1
-  client.send(data)
-  return client.message(n)
 }
 
 async function open (url: string): Promise<Client> {

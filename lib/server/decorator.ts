@@ -11,6 +11,10 @@ import type { BroadcastFilter, BroadcastPredicate, ClusterCommand, Count, Discon
 export function buildDecorator (host: Host): WsAuthDecorator {
   const { registry, config } = host
   const adapter = config.adapter
+  /** Without an adapter, a `{ cluster: true }` list is this instance's, each entry naming it. */
+  function here<T extends object> (entries: T[]): Promise<Array<T & { instanceId: string }>> {
+    return Promise.resolve(entries.map(entry => ({ ...entry, instanceId: host.instanceId })))
+  }
   function run (command: ClusterCommand): Count {
     return adapter === null ? host.execute(command) : adapter.publish(command)
   }
@@ -38,7 +42,7 @@ export function buildDecorator (host: Host): WsAuthDecorator {
       const id = userId === undefined ? undefined : checkUserId(userId)
       if (options?.cluster === true) {
         if (adapter !== null) return adapter.connections(id)
-        return Promise.resolve(registry.connections(id).map(c => ({ ...c, instanceId: host.instanceId })))
+        return here(registry.connections(id))
       }
       return registry.connections(id)
     },
@@ -72,7 +76,7 @@ export function buildDecorator (host: Host): WsAuthDecorator {
     subscribers (topic: string, options?: { cluster: true }) {
       const name = checkTopic('subscribers', topic)
       if (options?.cluster !== true) return registry.subscribers(name)
-      if (adapter === null) return Promise.resolve(registry.subscribers(name).map(s => ({ ...s, instanceId: host.instanceId })))
+      if (adapter === null) return here(registry.subscribers(name))
       if (adapter.subscribers === undefined) return Promise.reject(new InvalidArgumentError('subscribers: { cluster: true }', 'needs an adapter with a subscribers() method'))
       return adapter.subscribers(name)
     },

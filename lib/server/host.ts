@@ -17,7 +17,7 @@ import type { RefusalReport } from './gate/gate.ts'
 import type { RolePermissions } from './checks.ts'
 import type { TopicIndex } from '../cluster/topics.ts'
 import type { CloseCodeTable } from '../protocol/close-codes.ts'
-import type { AcquireResult, AuthAttempt, ClusterCommand, ClusterNode, RevocationEntry, Slot, SubscriberInfo, UserId, WsAuthClaims, WsAuthPluginOptions, WsAuthUser } from '../types.ts'
+import type { AcquireResult, AuthAttempt, ClusterCommand, ClusterNode, RefusalPhase, RevocationEntry, Slot, SubscriberInfo, UserId, WsAuthClaims, WsAuthPluginOptions, WsAuthUser } from '../types.ts'
 
 type Failure = Extract<Outcome, { ok: false }>
 
@@ -126,18 +126,11 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
 
   /** Logs, counts and audits a refused handshake or refresh. */
   logFailure (request: FastifyRequest, policy: RoutePolicy, outcome: Failure, token?: string, status?: number): void {
-    const code = this.config.table[outcome.failure].code
-    const attempt = attemptOf(request, policy.url, 'warn', this.config.onAuthFailure !== undefined)
-    attempt.failure = outcome.failure
-    attempt.code = code
-    attempt.userId = outcome.userId
-    attempt.phase = 'handshake'
+    const attempt = this.refusedAttempt(request, policy.url, outcome.failure, outcome.userId, 'handshake')
     if (status !== undefined) attempt.status = status
-    this.registry.countFailure(code)
+    this.registry.countFailure(attempt.code!)
     if (outcome.failure === 'internal_error') {
-      // A hook may have quoted the request (its URL, its headers): scrub the token it carried.
-      const carried = token ?? findToken(request, ALL_REQUEST_SOURCES, this.config)?.token
-      request.log.error({ ...attempt, err: scrubError(outcome.error, carried) }, 'websocket authentication error')
+      this.logScrubbed(request, attempt, outcome.error, 'websocket authentication error', token)
     } else {
       request.log.warn(attempt, 'websocket authentication failed')
     }
@@ -146,21 +139,15 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
 
   /** Logs, counts and audits a refused message or subscription. */
   refused (session: Session, report: RefusalReport): void {
-    const code = this.config.table[report.failure].code
-    this.registry.countRefused(code)
     const request = session.request
-    const attempt = attemptOf(request, session.policy.url, 'warn', this.config.onAuthFailure !== undefined)
-    attempt.failure = report.failure
-    attempt.code = code
-    attempt.userId = session.userId
+    const attempt = this.refusedAttempt(request, session.policy.url, report.failure, session.userId, report.phase)
+    this.registry.countRefused(attempt.code!)
     attempt.clientId = session.clientId
-    attempt.phase = report.phase
     attempt.messageType = shortened(report.messageType)
     if (report.topic !== undefined) attempt.topic = report.topic
     const what = report.phase === 'message' ? 'message' : 'subscription'
     if (report.failure === 'internal_error') {
-      const carried = findToken(request, ALL_REQUEST_SOURCES, this.config)?.token
-      request.log.error({ ...attempt, err: scrubError(report.error, carried) }, `websocket ${what} check failed`)
+      this.logScrubbed(request, attempt, report.error, `websocket ${what} check failed`)
     } else {
       request.log.warn(attempt, `websocket ${what} refused`)
     }
@@ -168,9 +155,27 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
   }
 
   recheckFailed (session: Session, topic: string, error: unknown): void {
-    const carried = findToken(session.request, ALL_REQUEST_SOURCES, this.config)?.token
-    session.request.log.error({ route: session.policy.url, userId: session.userId, clientId: session.clientId, topic, err: scrubError(error, carried) },
+    this.logScrubbed(session.request, { route: session.policy.url, userId: session.userId, clientId: session.clientId, topic }, error,
       'websocket subscription check failed; subscription kept')
+  }
+
+  /** The facts of a refusal, as logged and audited (the ip only when a line or a hook will show it). */
+  private refusedAttempt (request: FastifyRequest, route: string, failure: FailureClass, userId: UserId | undefined, phase: RefusalPhase): AuthAttempt {
+    const attempt = attemptOf(request, route, 'warn', this.config.onAuthFailure !== undefined)
+    attempt.failure = failure
+    attempt.code = this.config.table[failure].code
+    attempt.userId = userId
+    attempt.phase = phase
+    return attempt
+  }
+
+  /**
+   * Logs an error a hook threw, at `error`. A hook may have quoted the request (its URL, its
+   * headers): the token it carried (`token`, else the one in the request) is scrubbed from it.
+   */
+  private logScrubbed (request: FastifyRequest, fields: object, error: unknown, msg: string, token?: string): void {
+    const carried = token ?? findToken(request, ALL_REQUEST_SOURCES, this.config)?.token
+    request.log.error({ ...fields, err: scrubError(error, carried) }, msg)
   }
 
   refuseHttp (request: FastifyRequest, reply: FastifyReply, policy: RoutePolicy, outcome: Failure, token: string | undefined): FastifyReply {

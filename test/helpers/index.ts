@@ -208,6 +208,13 @@ export function connectWith (url: string, source: TokenSource, token: string, op
   }
 }
 
+/** Sends `data` and resolves with the next message the client gets (rejects like `message`). */
+export async function answer (client: Client, data: unknown): Promise<unknown> {
+  const n = client.messages.length + 1
+  client.send(data)
+  return client.message(n)
+}
+
 /** What `logCapture` keeps: every line written to `stream`. */
 export interface LogCapture {
   stream: Writable

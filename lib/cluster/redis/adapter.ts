@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis'
 import { InvalidOptionError } from '../../errors.ts'
 import { Health } from './health.ts'
-import { parseEnvelope, parseReply, Requests, revocationEntry, revocationMember, type Envelope, type Internal, type Reply } from './messages.ts'
+import { parseEnvelope, parseReply, Requests, revocationEntry, revocationMember, type Envelope, type Internal, type ListQuery, type Reply } from './messages.ts'
 import type { RedisConfig } from './options.ts'
 import { Keyspace } from './scripts.ts'
 import { LocalSlots, Store, within } from './store.ts'
@@ -154,18 +154,25 @@ export class RedisAdapter implements ClusterAdapter {
     return replies.reduce((sum, r) => sum + (r.count ?? 0), local)
   }
 
-  async connections (userId?: UserId): Promise<ClusterConnectionInfo[]> {
-    const node = this.started()
-    const own = node.connections(userId).map(c => ({ ...c, instanceId: node.instanceId }))
-    const replies = await this.fanOut({ op: 'connections', userId })
-    return own.concat(...replies.map(r => Array.isArray(r.data) ? r.data as ClusterConnectionInfo[] : []))
+  connections (userId?: UserId): Promise<ClusterConnectionInfo[]> {
+    return this.listed({ op: 'connections', userId })
   }
 
-  async subscribers (topic: string): Promise<ClusterSubscriberInfo[]> {
-    const node = this.started()
-    const own = node.subscribers(topic).map(s => ({ ...s, instanceId: node.instanceId }))
-    const replies = await this.fanOut({ op: 'subscribers', topic })
-    return own.concat(...replies.map(r => Array.isArray(r.data) ? r.data as ClusterSubscriberInfo[] : []))
+  subscribers (topic: string): Promise<ClusterSubscriberInfo[]> {
+    return this.listed({ op: 'subscribers', topic })
+  }
+
+  /** A list query: this instance's entries, then those of the instances that answered in time. */
+  private async listed<T> (query: ListQuery): Promise<T[]> {
+    const own = this.listedHere(this.started(), query) as T[]
+    const replies = await this.fanOut(query)
+    return own.concat(...replies.map(r => Array.isArray(r.data) ? r.data as T[] : []))
+  }
+
+  /** This instance's entries for a list query, each naming the instance. */
+  private listedHere (node: ClusterNode, query: ListQuery): unknown[] {
+    const entries = query.op === 'connections' ? node.connections(query.userId) : node.subscribers(String(query.topic))
+    return entries.map(entry => ({ ...entry, instanceId: node.instanceId }))
   }
 
   async stats (): Promise<ClusterStats> {
@@ -252,8 +259,7 @@ export class RedisAdapter implements ClusterAdapter {
     try {
       const command = envelope.command
       if (command.op === 'stats') reply.data = node.stats()
-      else if (command.op === 'connections') reply.data = node.connections(command.userId).map(c => ({ ...c, instanceId: node.instanceId }))
-      else if (command.op === 'subscribers') reply.data = node.subscribers(String(command.topic)).map(s => ({ ...s, instanceId: node.instanceId }))
+      else if (command.op === 'connections' || command.op === 'subscribers') reply.data = this.listedHere(node, command)
       else if (command.op === 'revoke') {
         const entry = revocationEntry(command.entry)
         reply.count = entry === undefined ? 0 : this.execute({ op: 'revoke', entry })

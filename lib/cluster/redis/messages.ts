@@ -1,7 +1,10 @@
 import type { ClusterCommand, RevocationEntry, UserId } from '../../types.ts'
 
 /** Questions an instance asks the others (answered with data, not a count). */
-export type Query = { op: 'connections', userId?: UserId } | { op: 'subscribers', topic: string } | { op: 'stats' }
+export type Query = ListQuery | { op: 'stats' }
+
+/** Questions answered with a list of entries, each naming its instance. */
+export type ListQuery = { op: 'connections', userId?: UserId } | { op: 'subscribers', topic: string }
 
 /** Revocations Redis had lost, re-stored by one instance: the others add them without closing anything. */
 export interface Restored { op: 'revocations', entries: RevocationEntry[] }

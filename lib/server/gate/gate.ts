@@ -216,19 +216,19 @@ export class Gate<Member extends GateMember> {
 
   private refuseTopic (of: string, failure: FailureClass, topic: string | undefined, id: string | number | undefined, error?: unknown): undefined {
     this.host.refused(this.member, { phase: 'subscribe', failure, error, messageType: of, topic })
+    this.member.send(this.refusal(of, failure, id, topic))
+    return undefined
+  }
+
+  /** `{"type":"refused","of","topic"?,"code","reason","id"?}`, with the row of the table in force. */
+  private refusal (of: string | null, failure: FailureClass, id: string | number | undefined, topic?: string): string {
     const { code, reason } = this.host.table[failure]
     const refusal: Record<string, unknown> = { type: MessageType.Refused, of }
     if (topic !== undefined) refusal.topic = topic
     refusal.code = code
     refusal.reason = reason
     if (id !== undefined) refusal.id = id
-    this.member.send(JSON.stringify(refusal))
-    return undefined
-  }
-
-  private refusal (of: string | null, failure: FailureClass, id: string | number | undefined): string {
-    const { code, reason } = this.host.table[failure]
-    return JSON.stringify(id === undefined ? { type: MessageType.Refused, of, code, reason } : { type: MessageType.Refused, of, code, reason, id })
+    return JSON.stringify(refusal)
   }
 }
 
