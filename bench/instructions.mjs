@@ -15,7 +15,8 @@
 // (callgrind's simple models of the L1 caches and the branch predictor; twice as slow):
 //   node bench/instructions.mjs <server id> --simulate
 // With BENCH_KEEP_CALLGRIND=1 the callgrind files are kept (their paths are printed) for
-// `callgrind_annotate`. Ids as in bench/variants.mjs. The load generator runs in this process,
+// `callgrind_annotate`. Ids as in bench/variants.mjs; `plugin-ticket` (issue 18) is given fresh
+// one-time tickets before the warm-up and before counting, so that issuing them is not counted. The load generator runs in this process,
 // outside valgrind. Needs valgrind; 20–40 s a server.
 import { parseArgs } from 'node:util'
 import { countInstructions } from './lib/callgrind.mjs'

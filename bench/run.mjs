@@ -1,5 +1,6 @@
 // The bench harness: `npm run bench` (full) or `npm run bench -- --quick` (under a minute);
-// `npm run bench -- --after-door` runs only issue 17's rows (message policies, publish).
+// `npm run bench -- --after-door` runs only issue 17's rows (message policies, publish);
+// `npm run bench -- --tickets` only issue 18's (ticket handshake ÷ HS256 query-token handshake).
 // Servers run each in their own process pinned to core 0, the load generator in its own process
 // pinned to core 1; every figure is a median over rounds with its spread, and every ratio is
 // taken to the bare @fastify/websocket baseline measured in the same round. See docs/benchmarks.md.
@@ -11,8 +12,9 @@ import { jwtSecret, makeKeys, tokenPool } from './lib/tokens.mjs'
 import { heapReport } from './lib/heap.mjs'
 import { profileReport } from './lib/profile.mjs'
 import { publishPhase } from './lib/publish.mjs'
+import { roundTarget } from './lib/tickets.mjs'
 import { finalLine, markdownReport, textTable } from './lib/report.mjs'
-import { BASELINE_ID, MESSAGES_IDS, PLUGIN_ID, variants } from './variants.mjs'
+import { BASELINE_ID, MESSAGES_IDS, PLUGIN_ID, TICKET_ID, variants } from './variants.mjs'
 
 const HERE = import.meta.dirname
 const TMP = join(HERE, '.tmp')
@@ -31,15 +33,19 @@ const MODES = {
   quick: { handshakes: 1000, warmMin: 3000, warmMax: 4000, rounds: 6, echoRounds: 3, concurrency: 50, echoConns: 50, echoMs: 150, conns: 1000, memRounds: 1, crossHandshakes: 500, crossRounds: 2, limitMs: 120_000, ...PUBLISH, subscribers: 0 },
   full: { handshakes: 2500, warmMin: 6000, warmMax: 12_000, rounds: 8, echoRounds: 5, concurrency: 50, echoConns: 50, echoMs: 1000, conns: 10_000, memRounds: 3, crossHandshakes: 5000, crossRounds: 3, limitMs: 45 * 60_000, ...PUBLISH },
   // Issue 17's rows alone: echo on the plugin's route with and without `messages`, and publish.
-  afterDoor: { handshakes: 0, warmMin: 0, warmMax: 0, rounds: 0, echoRounds: 9, concurrency: 50, echoConns: 50, echoMs: 1000, conns: 0, memRounds: 0, crossHandshakes: 0, crossRounds: 0, limitMs: 15 * 60_000, ...PUBLISH }
+  afterDoor: { handshakes: 0, warmMin: 0, warmMax: 0, rounds: 0, echoRounds: 9, concurrency: 50, echoConns: 50, echoMs: 1000, conns: 0, memRounds: 0, crossHandshakes: 0, crossRounds: 0, limitMs: 15 * 60_000, ...PUBLISH },
+  // Issue 18's row alone: handshakes of the plugin's route with tickets and with HS256 tokens (and the baseline).
+  tickets: { handshakes: 2500, warmMin: 6000, warmMax: 12_000, rounds: 15, echoRounds: 0, concurrency: 50, echoConns: 50, echoMs: 0, conns: 0, memRounds: 0, crossHandshakes: 0, crossRounds: 0, limitMs: 10 * 60_000, ...PUBLISH, subscribers: 0 }
 }
 const AFTER_DOOR_IDS = new Set([BASELINE_ID, PLUGIN_ID, ...MESSAGES_IDS])
+const TICKET_IDS = new Set([BASELINE_ID, PLUGIN_ID, TICKET_ID])
 
 function options () {
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean', default: false },
       'after-door': { type: 'boolean', default: false },
+      tickets: { type: 'boolean', default: false },
       only: { type: 'string' },
       rounds: { type: 'string' },
       handshakes: { type: 'string' },
@@ -56,24 +62,25 @@ function options () {
     }
   })
   const afterDoor = values['after-door']
-  const mode = { ...MODES[afterDoor ? 'afterDoor' : values.quick ? 'quick' : 'full'], quick: values.quick, afterDoor }
-  if (values.rounds) mode.echoRounds = mode.publishRounds = Number(values.rounds)
+  const tickets = values.tickets && !afterDoor
+  const mode = { ...MODES[afterDoor ? 'afterDoor' : tickets ? 'tickets' : values.quick ? 'quick' : 'full'], quick: values.quick && !tickets, afterDoor, tickets }
+  if (values.rounds && !tickets) mode.echoRounds = mode.publishRounds = Number(values.rounds)
   if (values.rounds && !afterDoor) mode.rounds = mode.memRounds = mode.crossRounds = Number(values.rounds)
   if (values.handshakes) mode.handshakes = Number(values.handshakes)
   if (values.conns) mode.conns = Number(values.conns)
   if (values['echo-ms']) mode.echoMs = Number(values['echo-ms'])
   if (values.subscribers) mode.subscribers = Number(values.subscribers)
-  const only = values.only ? new Set([BASELINE_ID, ...values.only.split(',')]) : afterDoor ? AFTER_DOOR_IDS : null
+  const only = values.only ? new Set([BASELINE_ID, ...values.only.split(',')]) : afterDoor ? AFTER_DOOR_IDS : tickets ? TICKET_IDS : null
   return {
     mode,
     selected: variants.filter((v) => (only ? only.has(v.id) : mode.quick ? v.quick : true)),
     profile: new Set(values.profile ? values.profile.split(',') : []),
     heap: new Set(values.heap ? values.heap.split(',') : []),
-    out: values.out ?? (afterDoor ? join(HERE, 'results-after-door.md') : mode.quick ? join(TMP, 'results-quick.md') : join(HERE, 'results.md')),
-    echo: !values['no-echo'],
-    memory: !values['no-memory'] && !afterDoor,
-    cross: !values['no-cross'] && !afterDoor,
-    publish: !values['no-publish'] && (afterDoor || !mode.quick)
+    out: values.out ?? (afterDoor ? join(HERE, 'results-after-door.md') : tickets ? join(HERE, 'results-tickets.md') : mode.quick ? join(TMP, 'results-quick.md') : join(HERE, 'results.md')),
+    echo: !values['no-echo'] && !tickets,
+    memory: !values['no-memory'] && !afterDoor && !tickets,
+    cross: !values['no-cross'] && !afterDoor && !tickets,
+    publish: !values['no-publish'] && !tickets && (afterDoor || !mode.quick)
   }
 }
 
@@ -112,11 +119,17 @@ function handshakeTimeout (n) {
   return Math.max(30_000, n * 5)
 }
 
+/** The server's target for a round of `n` connections: with `n` fresh tickets for a ticket route, issued now. */
+function targetFor (server, n) {
+  return roundTarget(server.variant, server.target, n, (cmd, fields, timeoutMs) => server.child.request(cmd, fields, timeoutMs))
+}
+
 async function handshakeRound (loadgen, server, n, client, concurrency) {
+  const { target, issueUs } = await targetFor(server, n)
   const busy0 = coreBusyUs()
   await server.child.request('mark')
   const timeoutMs = handshakeTimeout(n)
-  const r = await loadgen.request('handshakes', { target: server.target, client, n, concurrency, timeoutMs }, timeoutMs + 10_000)
+  const r = await loadgen.request('handshakes', { target, client, n, concurrency, timeoutMs }, timeoutMs + 10_000)
   const stats = await server.child.request('stats', { drainMs: 3000 })
   const busy1 = coreBusyUs()
   return {
@@ -130,12 +143,14 @@ async function handshakeRound (loadgen, server, n, client, concurrency) {
     clientBusy: r.clientCpuUs / (r.wallMs * 1000),
     ok: r.ok,
     errors: r.errors,
-    firstError: r.firstError
+    firstError: r.firstError,
+    issueUs
   }
 }
 
 async function echoRound (loadgen, server, mode) {
-  const opened = await loadgen.request('open', { target: server.target, client: 'lean', n: mode.echoConns, concurrency: mode.concurrency, timeoutMs: 20_000 }, 30_000)
+  const { target } = await targetFor(server, mode.echoConns)
+  const opened = await loadgen.request('open', { target, client: 'lean', n: mode.echoConns, concurrency: mode.concurrency, timeoutMs: 20_000 }, 30_000)
   try {
     if (opened.ok === 0) return { msgsPerS: NaN, cpuPerMsg: NaN, errors: opened.errors, firstError: opened.firstError }
     await server.child.request('mark')
@@ -157,10 +172,13 @@ async function echoRound (loadgen, server, mode) {
 
 async function memoryRound (loadgen, server, mode, snapshots) {
   // Grow the young generation to its working size first, so that the delta is the connections.
-  await loadgen.request('handshakes', { target: server.target, client: 'lean', n: 1000, concurrency: mode.concurrency, timeoutMs: 20_000 }, 30_000)
+  const warm = await targetFor(server, 1000)
+  await loadgen.request('handshakes', { target: warm.target, client: 'lean', n: 1000, concurrency: mode.concurrency, timeoutMs: 20_000 }, 30_000)
   const before = await server.child.request('mem')
+  // Tickets issued after `before`: redeemed (and dropped) by the time of `after`, so not counted.
+  const { target } = await targetFor(server, mode.conns)
   const timeoutMs = handshakeTimeout(mode.conns)
-  const opened = await loadgen.request('open', { target: server.target, client: 'lean', n: mode.conns, concurrency: mode.concurrency, timeoutMs }, timeoutMs + 10_000)
+  const opened = await loadgen.request('open', { target, client: 'lean', n: mode.conns, concurrency: mode.concurrency, timeoutMs }, timeoutMs + 10_000)
   const after = await server.child.request('mem')
   if (snapshots) {
     const file = join(PROFILE_DIR, `${server.variant.id}.heapsnapshot`)

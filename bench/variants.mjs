@@ -5,7 +5,9 @@
 //   logged: Fastify's logger on at `info` (pino to /dev/null) instead of `logger: false`;
 //   direct: the plugin with a custom `verify` calling `fastify.jwt.verify` (no request.jwtVerify());
 //   lean: the baseline with what the plugin does for its own sockets (see bench/servers/fastify-ws.mjs);
-//   messages: the route's `wsAuth.messages` (issue 17's echo rows: the same route with message policies).
+//   messages: the route's `wsAuth.messages` (issue 17's echo rows: the same route with message policies);
+//   source 'ticket': the route reads one-time tickets from `?ticket=` instead of tokens (issue 18's row;
+//     the server issues a fresh ticket per connection before each round, see bench/lib/tickets.mjs).
 
 const HELLO = '"type":"hello"'
 const ESTABLISHED = '"type":"connection_established"'
@@ -39,6 +41,7 @@ export const variants = [
   plugin('plugin-protocol', '(4) fastify-ws-auth, HS256 subprotocol', { source: 'protocol', quick: false }),
   plugin('plugin-messages-unlisted', '(4) the same route with `messages`, echoing an unlisted type', { quick: false, messages: UNLISTED }),
   plugin('plugin-messages-listed', '(4) the same route with `messages`, echoing a listed type (roles policy)', { quick: false, messages: LISTED }),
+  plugin('plugin-ticket', '(4) the same route reading one-time tickets, ?ticket=', { source: 'ticket', quick: false }),
   plugin('plugin-message', '(5) fastify-ws-auth, first-message auth', { source: 'message', quick: false }),
   plugin('plugin-rs256', '(6) fastify-ws-auth, RS256', { alg: 'RS256', quick: false }),
   plugin('plugin-rs256-cache', '(6) fastify-ws-auth, RS256 cached', { alg: 'RS256', cache: true }),
@@ -55,3 +58,5 @@ export const PLUGIN_ID = 'plugin-hs256'
 export const BASELINE_ID = 'baseline'
 /** Issue 17's echo rows: these, each ÷ the plugin's same route without `messages` (PLUGIN_ID). */
 export const MESSAGES_IDS = ['plugin-messages-unlisted', 'plugin-messages-listed']
+/** Issue 18's row: the ticket handshake ÷ the HS256 query-token handshake of the same route (PLUGIN_ID). */
+export const TICKET_ID = 'plugin-ticket'

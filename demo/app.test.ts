@@ -1,5 +1,5 @@
-// The demo server without a browser: the page, the close-code table, the mint, and what each kind
-// of token meets on each route (real server, real `ws` clients).
+// The demo server without a browser: the page, the close-code table, the mint, the ticket route,
+// and what each kind of token (or ticket) meets on each route (real server, real `ws` clients).
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
@@ -9,7 +9,15 @@ import { build, type DemoOptions } from './app.ts'
 
 type Msg = Record<string, unknown>
 
-async function start (t: Test, opts: DemoOptions = {}): Promise<{ app: FastifyInstance, open: (path: string, user: string, kind: string) => Promise<Client> }> {
+interface Started {
+  app: FastifyInstance
+  /** A socket on `path` with a token of `user` and `kind` in `?token=`. */
+  open: (path: string, user: string, kind: string) => Promise<Client>
+  /** A socket on `path` with a ticket in `?ticket=`. */
+  redeem: (path: string, ticket: string) => Client
+}
+
+async function start (t: Test, opts: DemoOptions = {}): Promise<Started> {
   const app = await build(opts)
   t.teardown(() => app.close())
   await app.listen({ host: '127.0.0.1', port: 0 })
@@ -18,7 +26,19 @@ async function start (t: Test, opts: DemoOptions = {}): Promise<{ app: FastifyIn
     const { token } = await mint(app, user, kind)
     return connect(`ws://127.0.0.1:${port}${path}?token=${token}`)
   }
-  return { app, open }
+  const redeem = (path: string, ticket: string): Client => connect(`ws://127.0.0.1:${port}${path}?ticket=${encodeURIComponent(ticket)}`)
+  return { app, open, redeem }
+}
+
+/** Asks the ticket route for a ticket to `route` (a pattern) with `token` as the bearer; `null` for none. */
+async function ticketFor (app: FastifyInstance, token: string | null, route: string): Promise<{ statusCode: number, body: Msg }> {
+  const res = await app.inject({
+    method: 'POST',
+    url: '/demo/ticket',
+    headers: token === null ? {} : { authorization: `Bearer ${token}` },
+    payload: { route }
+  })
+  return { statusCode: res.statusCode, body: res.json() }
 }
 
 async function mint (app: FastifyInstance, user: string, kind: string): Promise<{ token: string, claims: Msg }> {
@@ -136,4 +156,52 @@ t.test('topics on /ws/news: the page\'s list, subscribe answered or refused, pub
   t.equal((await publish(app, 'news:sports')).statusCode, 400, 'only the listed topics can be published')
   carol.ws.close()
   alice.ws.close()
+})
+
+t.test('the ticket route: a ticket for the bearer of a valid token, bound to a route, opening one socket once', async t => {
+  const { app, redeem } = await start(t, { shortLivedMs: 10_000 })
+  const info = (await app.inject('/demo/info')).json()
+  t.same(info.options.sources, ['query', 'protocol', 'message', 'ticket'], 'every route reads tickets')
+  t.same(info.sources.map((s: Msg) => s.source), ['query', 'protocol', 'message', 'ticket', 'ticket_reuse', 'none'])
+  t.same(info.routes.find((r: Msg) => r.path === '/ws/projects/hermes').pattern, '/ws/projects/:id', 'each route names its pattern')
+
+  const { token } = await mint(app, 'alice', 'valid')
+  const issued = await ticketFor(app, token, '/ws/stream')
+  t.equal(issued.statusCode, 200)
+  t.match(issued.body, { ticket: /^[A-Za-z0-9_-]{24}$/, route: '/ws/stream', ttl: 30_000 })
+  const ticket = issued.body.ticket as string
+  const first = redeem('/ws/stream', ticket)
+  t.match(await first.message(1), { type: 'connection_established', user: { id: 'alice', roles: ['admin'] } })
+  t.same(await redeem('/ws/stream', ticket).closed, { code: 4001, reason: 'Invalid ticket' }, 'used: refused')
+  first.ws.close()
+
+  const bound = (await ticketFor(app, token, '/ws/stream')).body.ticket as string
+  t.same(await redeem('/ws/admin', bound).closed, { code: 4001, reason: 'Invalid ticket' }, 'another route: refused')
+  const project = (await ticketFor(app, (await mint(app, 'carol', 'valid')).token, '/ws/projects/:id')).body.ticket as string
+  const apollo = redeem('/ws/projects/apollo', project)
+  t.match(await apollo.message(2), { type: 'project', id: 'apollo' }, 'a pattern: any of its URLs, and authorize as for a token')
+  apollo.ws.close()
+
+  const short = await mint(app, 'bob', 'short')
+  const session = redeem('/ws/stream', (await ticketFor(app, short.token, '/ws/stream')).body.ticket as string)
+  t.match(await session.message(1), { expires_at: new Date((short.claims.exp as number) * 1000).toISOString() }, 'the token\'s exp is the session\'s')
+  session.ws.close()
+
+  const wrongRole = (await ticketFor(app, (await mint(app, 'alice', 'wrong_role')).token, '/ws/admin')).body.ticket as string
+  t.same(await redeem('/ws/admin', wrongRole).closed, { code: 4003, reason: 'Forbidden' }, 'the roles of the token')
+  const inactive = (await ticketFor(app, (await mint(app, 'dave', 'valid')).token, '/ws/stream')).body.ticket as string
+  t.same(await redeem('/ws/stream', inactive).closed, { code: 4002, reason: 'User not found or inactive' }, 'loadUser at redemption')
+})
+
+t.test('the ticket route refuses what it must', async t => {
+  const { app } = await start(t)
+  t.equal((await ticketFor(app, null, '/ws/stream')).statusCode, 401, 'no token')
+  for (const kind of ['expired', 'tampered']) {
+    const refused = await ticketFor(app, (await mint(app, 'alice', kind)).token, '/ws/stream')
+    t.equal(refused.statusCode, 401, `a token ${kind}: no ticket`)
+    t.notOk('ticket' in refused.body)
+  }
+  const { token } = await mint(app, 'alice', 'valid')
+  t.equal((await ticketFor(app, token, '/ws/projects/apollo')).statusCode, 400, 'a URL, not a pattern')
+  t.equal((await ticketFor(app, token, '/ws/elsewhere')).statusCode, 400, 'a route of no socket')
 })

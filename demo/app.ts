@@ -1,13 +1,13 @@
-// The demo playground: a local server with a throwaway secret, in-memory users, a token mint,
-// four kinds of protected routes (one with authorized topics) and a publish button's route, for
-// the page in demo/public to drive. Demo only: the mint hands out tokens, and the publish route
-// publishes, for anyone who asks.
+// The demo playground: a local server with a throwaway secret, in-memory users, a token mint, a
+// ticket route (one-time tickets for a token's bearer), four kinds of protected routes (one with
+// authorized topics) and a publish button's route, for the page in demo/public to drive. Demo
+// only: the mint hands out tokens, and the publish route publishes, for anyone who asks.
 import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import jwt from '@fastify/jwt'
-import wsAuth, { type TopicRule } from 'fastify-ws-auth'
+import wsAuth, { type TokenSource, type TopicRule, type WsAuthClaims } from 'fastify-ws-auth'
 
 export interface DemoOptions {
   /** HS256 secret. @default a random one per process */
@@ -39,6 +39,9 @@ const ROLE_PERMISSIONS: Readonly<Record<string, readonly string[]>> = {
   viewer: ['projects.read']
 }
 
+/** How long a ticket of the demo's ticket route can be redeemed, in ms. */
+const TICKET_TTL = 30_000
+
 /** A role no route accepts, for the "wrong role" token. */
 const WRONG_ROLE = 'guest'
 
@@ -57,6 +60,19 @@ const NEWS_LABELS: Readonly<Record<string, string>> = {
   'news:general': 'anyone on the route',
   'news:admin': 'role admin only'
 }
+
+/** The routes the page offers: `pattern` as declared, which a ticket is bound to. */
+const ROUTES: ReadonlyArray<{ path: string, pattern: string, label: string }> = [
+  { path: '/ws/stream', pattern: '/ws/stream', label: 'Stream: any valid token, a tick every second' },
+  { path: '/ws/admin', pattern: '/ws/admin', label: 'Admin console: roles admin' },
+  { path: '/ws/projects/apollo', pattern: '/ws/projects/:id', label: 'Project apollo: permission projects.read + authorize (members alice, bob, carol)' },
+  { path: '/ws/projects/hermes', pattern: '/ws/projects/:id', label: 'Project hermes: authorize (members bob; admins see all)' },
+  { path: '/ws/projects/unknown', pattern: '/ws/projects/:id', label: "Project unknown: authorize returns 'not_found'" },
+  { path: '/ws/news', pattern: '/ws/news', label: 'News: any valid token; topics news:general (anyone) and news:admin (role admin), see Topics' }
+]
+
+/** Every route reads tickets too; `ticket` reads `?ticket=`, never `?token=`. */
+const SOURCES: readonly TokenSource[] = ['query', 'protocol', 'message', 'ticket']
 
 const KINDS = ['valid', 'short', 'expired', 'tampered', 'wrong_role'] as const
 type Kind = typeof KINDS[number]
@@ -78,7 +94,7 @@ export async function build (opts: DemoOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({ logger: opts.logger ?? false, logController: new LogController({ disableRequestLogging: true }) })
   await app.register(jwt, { secret })
   await app.register(wsAuth, {
-    sources: ['query', 'protocol', 'message'],
+    sources: SOURCES,
     expiryWarning,
     appPing: true,
     loadUser (claims) {
@@ -100,19 +116,14 @@ export async function build (opts: DemoOptions = {}): Promise<FastifyInstance> {
       { source: 'query', label: 'query ?token=' },
       { source: 'protocol', label: "subprotocol ['bearer.<jwt>', 'bearer']" },
       { source: 'message', label: 'first message {"type":"auth","token"}' },
+      { source: 'ticket', label: 'one-time ticket ?ticket= (POST /demo/ticket with the token first)' },
+      { source: 'ticket_reuse', label: 'the last ticket again (already used: refused)' },
       { source: 'none', label: 'none (no token at all)' }
     ],
-    routes: [
-      { path: '/ws/stream', label: 'Stream: any valid token, a tick every second' },
-      { path: '/ws/admin', label: 'Admin console: roles admin' },
-      { path: '/ws/projects/apollo', label: 'Project apollo: permission projects.read + authorize (members alice, bob, carol)' },
-      { path: '/ws/projects/hermes', label: 'Project hermes: authorize (members bob; admins see all)' },
-      { path: '/ws/projects/unknown', label: "Project unknown: authorize returns 'not_found'" },
-      { path: '/ws/news', label: 'News: any valid token; topics news:general (anyone) and news:admin (role admin), see Topics' }
-    ],
+    routes: ROUTES,
     topicsRoute: '/ws/news',
     topics: Object.keys(NEWS_TOPICS).map(topic => ({ topic, label: NEWS_LABELS[topic] })),
-    options: { sources: ['query', 'protocol', 'message'], expiryWarning, appPing: true }
+    options: { sources: SOURCES, expiryWarning, appPing: true }
   }))
 
   // The plugin's own table: the page reads every close code's meaning from here, not from a copy.
@@ -141,6 +152,24 @@ export async function build (opts: DemoOptions = {}): Promise<FastifyInstance> {
     let token = app.jwt.sign(claims)
     if (kind === 'tampered') token = tamper(token)
     return { token, kind, user: user.id, claims: decodePayload(token) }
+  })
+
+  // A one-time ticket for the bearer of a valid token, bound to a route pattern: what an app's own
+  // ticket route does (its session cookie or token authenticates the request). The ticket opens one
+  // socket, once, within 30 s; the claims it carries are the token's, `exp` included.
+  app.post<{ Body: { route: string } }>('/demo/ticket', {
+    schema: {
+      body: {
+        type: 'object',
+        required: ['route'],
+        additionalProperties: false,
+        properties: { route: { enum: [...new Set(ROUTES.map(r => r.pattern))] } }
+      }
+    }
+  }, async (request) => {
+    await request.jwtVerify()
+    const ticket = await app.wsAuth.issueTicket(request.user as WsAuthClaims, { route: request.body.route, ttl: TICKET_TTL })
+    return { ticket, route: request.body.route, ttl: TICKET_TTL }
   })
 
   app.post<{ Body: { user: string } }>('/demo/kick', {

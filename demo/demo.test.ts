@@ -1,6 +1,7 @@
 // The demo page in a real headless Chromium (Debian's /usr/bin/chromium, never a downloaded
-// browser): every token source, the close codes with their meaning, refresh, expiry, the topics
-// panel (a subscription, publications, refusals). Leaves a screenshot in test-artifacts/demo.png.
+// browser): every token source, a one-time ticket (and the same ticket again, refused), the close
+// codes with their meaning, refresh, expiry, the topics panel (a subscription, publications,
+// refusals). Leaves a screenshot in test-artifacts/demo.png.
 import { mkdirSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
@@ -158,6 +159,23 @@ t.test('the demo page in Chromium', async t => {
   await disconnect(page)
   t.match(await topicLine(page, at, 'connection closed'), 'connection closed: news:general ended with it', 'a close ends the subscriptions')
   t.equal(await topicState(page, 'news:general'), 'not subscribed')
+
+  // A one-time ticket: the page trades the minted token for one at POST /demo/ticket, then opens ?ticket=.
+  const issued = page.waitForResponse(res => res.url().endsWith('/demo/ticket'))
+  from = await connectWith(page, { user: 'bob', kind: 'valid', source: 'ticket', route: '/ws/projects/hermes' })
+  const { ticket } = await (await issued).json() as { ticket: string }
+  t.match(await line(page, from, 'ticket issued'), 'POST /demo/ticket: ticket issued for /ws/projects/:id (24 chars, single use, 30 s)')
+  t.match(await line(page, from, 'connection_established'), '"id":"bob"', 'ticket: connection_established')
+  t.match(await line(page, from, '"type":"project"'), '"id":"hermes"', 'the route\'s handler runs')
+  t.match(await page.textContent('#status'), 'authenticated as bob (manager)')
+  await disconnect(page)
+  from = await connectWith(page, { user: 'bob', kind: 'valid', source: 'ticket_reuse', route: '/ws/projects/hermes' })
+  await line(page, from, 'reusing the last ticket (24 chars)')
+  t.match(await line(page, from, 'close 4001'), /close 4001 Invalid ticket meaning: invalid_ticket · HTTP 401 .*· client should: reauthenticate/,
+    'the same ticket again: 4001 Invalid ticket')
+  t.equal(await page.getAttribute('#codes tr.hit', 'data-failure'), 'invalid_ticket', 'its row is highlighted')
+  const shown = (await page.textContent('body'))!
+  t.notOk(shown.includes(ticket.slice(0, 12)) || shown.includes(ticket.slice(-12)), 'no part of the ticket on the page')
 
   from = await connectWith(page, { user: 'alice', kind: 'valid', source: 'protocol', route: '/ws/stream' })
   await line(page, from, 'connection_established')

@@ -40,3 +40,12 @@ export const InvalidTokenError = createError('FST_WS_AUTH_INVALID_TOKEN', 'Inval
 
 /** Throw this from a custom `verify` for an expired token (closes with 4001 `Token expired`). */
 export const TokenExpiredError = createError('FST_WS_AUTH_TOKEN_EXPIRED', 'Token expired', 401)
+
+/**
+ * Throw this from a custom `verify` (or an `@fastify/jwt` `secret` function) when the keys cannot
+ * be fetched right now: the JWKS endpoint is down, slow or answers garbage. Closes with 1013
+ * `Try again later` (the client backs off and keeps its token), not 4001. Pass the failure as
+ * `{ cause }`; it is logged (scrubbed), never sent.
+ */
+export const KeySourceUnavailableError = createError<'FST_WS_AUTH_KEY_SOURCE_UNAVAILABLE', [{ cause: unknown }?]>(
+  'FST_WS_AUTH_KEY_SOURCE_UNAVAILABLE', 'fastify-ws-auth: the signing keys cannot be fetched right now', 503)

@@ -11,7 +11,7 @@ export { closeCodes, mergeCloseCodes, entryForCode, MAX_REASON_BYTES } from './p
 export type { CloseCodeEntry, CloseCodeOverrides, CloseCodeTable, FailureClass, RetryAdvice } from './protocol/close-codes.ts'
 export {
   InvalidOptionError, InvalidRouteOptionError, InvalidArgumentError, NoVerifierError, CookiePluginMissingError,
-  UnguardedRouteError, InvalidTokenError, TokenExpiredError
+  UnguardedRouteError, InvalidTokenError, TokenExpiredError, KeySourceUnavailableError
 } from './errors.ts'
 export { defaultLoadUser } from './server/options.ts'
 export { tokenShapeProblem, claimsProblem } from './server/token-shape.ts'

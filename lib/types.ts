@@ -30,8 +30,11 @@ export type WsAuthUser = FastifyJWT extends { user: infer U } ? U : DefaultWsAut
 /** Verified token claims, as `@fastify/jwt` returns them (typed by `FastifyJWT['payload']`). */
 export type WsAuthClaims = FastifyJWT extends { payload: infer P } ? P & Record<string, unknown> : Record<string, unknown>
 
-/** Where a token may come from, tried in the order given. */
-export type TokenSource = 'query' | 'header' | 'cookie' | 'protocol' | 'message'
+/**
+ * Where a token may come from, tried in the order given. `ticket` is a one-time connection ticket
+ * from `app.wsAuth.issueTicket()` in the query (`?ticket=`), not a token; only routes that list it read it.
+ */
+export type TokenSource = 'query' | 'header' | 'cookie' | 'protocol' | 'message' | 'ticket'
 
 /** How a refused handshake is answered. */
 export type RejectMode = 'close' | 'http'
@@ -152,6 +155,8 @@ export interface WsAuthPluginOptions {
   sources?: readonly TokenSource[]
   /** @default 'token' */
   queryParam?: string
+  /** Query parameter of the `ticket` source (one-time tickets from `issueTicket()`). @default 'ticket' */
+  ticketParam?: string
   /** Cookie read through `@fastify/cookie` by the `cookie` source. @default 'token' */
   cookieName?: string
   /** Subprotocol prefix: the client offers `<prefix>` and `<prefix>.<token>`. @default 'bearer' */
@@ -353,8 +358,23 @@ export interface WsAuthDecorator {
   /** The subscribers of a topic on this instance; `{ cluster: true }` asks every instance. */
   subscribers (topic: string): SubscriberInfo[]
   subscribers (topic: string, options: { cluster: true }): Promise<ClusterSubscriberInfo[]>
+  /**
+   * Issues a one-time connection ticket for the `ticket` source: an opaque string (144 random
+   * bits, base64url) that opens one socket, once, within `ttl`. `claims` is what `loadUser`
+   * receives at the handshake (typically `request.user` of the HTTP request that asked); their
+   * `exp` (seconds), if any, is the session's expiry. With a cluster adapter, any instance redeems it.
+   */
+  issueTicket (claims: object, options?: IssueTicketOptions): Promise<string>
   /** The close-code table in force (with the `closeCodes` overrides applied). */
   readonly closeCodes: CloseCodeTable
+}
+
+/** Options of `issueTicket()`. */
+export interface IssueTicketOptions {
+  /** How long the ticket can be redeemed, in ms (at most 600000). @default 30000 */
+  ttl?: number
+  /** The route pattern (as declared, e.g. `/ws/entries/:id`) the ticket opens; any route reading tickets when absent. */
+  route?: string
 }
 
 // Revocation.
@@ -454,6 +474,13 @@ export interface ClusterAdapter {
   connections (userId?: UserId): Promise<ClusterConnectionInfo[]>
   /** The subscribers of a topic on every instance. Optional: without it, `subscribers(topic, { cluster: true })` rejects. */
   subscribers? (topic: string): Promise<ClusterSubscriberInfo[]>
+  /**
+   * Stores a ticket's record under `key` (a hash of the ticket, never the ticket) for `ttl` ms.
+   * Optional, with `takeTicket`: without them, `issueTicket()` rejects (a ticket must be redeemable on any instance).
+   */
+  putTicket? (key: string, record: string, ttl: number): Promise<void>
+  /** Removes and returns a ticket's record, atomically (two instances never both get it); `null` when absent. */
+  takeTicket? (key: string): Promise<string | null>
   stats (): Promise<ClusterStats>
 }
 

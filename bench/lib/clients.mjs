@@ -25,6 +25,7 @@ function upgradeRequest (target, token) {
   const headers = [`Host: 127.0.0.1:${target.port}`, 'Upgrade: websocket', 'Connection: Upgrade',
     'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version: 13']
   if (target.auth === 'query') path += `?token=${token}`
+  if (target.auth === 'ticket') path += `?ticket=${token}`
   if (target.auth === 'header') headers.push(`Authorization: Bearer ${token}`)
   if (target.auth === 'protocol') headers.push(`Sec-WebSocket-Protocol: bearer.${token}, bearer`)
   return Buffer.from(`GET ${path} HTTP/1.1\r\n${headers.join('\r\n')}\r\n\r\n`, 'latin1')
@@ -144,7 +145,7 @@ export class LeanConn {
 export class WsConn {
   constructor (target, index, onReady) {
     const token = target.tokens[index % target.tokens.length]
-    const query = target.auth === 'query' ? `?token=${token}` : ''
+    const query = target.auth === 'query' ? `?token=${token}` : target.auth === 'ticket' ? `?ticket=${token}` : ''
     const protocols = target.auth === 'protocol' ? [`bearer.${token}`, 'bearer'] : undefined
     const headers = target.auth === 'header' ? { authorization: `Bearer ${token}` } : {}
     this.echoData = JSON.stringify(ECHO_BODY)

@@ -6,7 +6,7 @@ import os from 'node:os'
 import { join } from 'node:path'
 import { canPin } from './proc.mjs'
 import { formatSummary, summary } from './stats.mjs'
-import { BASELINE_ID, MESSAGES_IDS, PLUGIN_ID } from '../variants.mjs'
+import { BASELINE_ID, MESSAGES_IDS, PLUGIN_ID, TICKET_ID } from '../variants.mjs'
 import { PUBLISH_IDS } from './publish.mjs'
 
 const ROOT = join(import.meta.dirname, '..', '..')
@@ -144,6 +144,27 @@ function doorTargets (report) {
 
 const DOOR_HEAD = ['target (issue 17; timed, see docs/benchmarks.md for instruction counts)', 'goal', 'measured: median (min–max)', '']
 
+/**
+ * Issue 18's row: the route reading one-time tickets ÷ the same route reading HS256 `?token=`, CPU
+ * per handshake in the same rounds; and what issuing cost (measured apart, before each round).
+ */
+function ticketTargets (report) {
+  const ratio = paired(report, TICKET_ID, PLUGIN_ID, 'handshake', 'cpuPerHs')
+  if (ratio.n === 0) return []
+  // Issuing and redeeming ÷ the token handshake, like `paired`: the ratio of the medians, the spread of the rounds'.
+  const token = rounds(report, PLUGIN_ID, 'handshake')
+  const perRound = summary(rounds(report, TICKET_ID, 'handshake').slice(0, token.length).map((r, i) => (r.cpuPerHs + r.issueUs) / token[i].cpuPerHs))
+  const median = (metric(report, TICKET_ID, 'handshake', 'cpuPerHs').median + metric(report, TICKET_ID, 'handshake', 'issueUs').median) / metric(report, PLUGIN_ID, 'handshake', 'cpuPerHs').median
+  const withIssue = { ...perRound, median, min: Math.min(perRound.min, median), max: Math.max(perRound.max, median) }
+  return [
+    ['ticket handshake ÷ HS256 query-token handshake, CPU/handshake (same route, same rounds)', '≤ 1.00', formatSummary(ratio, 3), ratio.median <= 1 ? 'met' : 'NOT met'],
+    ['issueTicket, server CPU µs per ticket (issued before each round, outside the handshake window)', '(info)', formatSummary(metric(report, TICKET_ID, 'handshake', 'issueUs'), 1), ''],
+    ['(issueTicket + ticket handshake) ÷ HS256 query-token handshake', '(info)', formatSummary(withIssue, 3), '']
+  ]
+}
+
+const TICKET_HEAD = ['target (issue 18; timed, see docs/benchmarks.md for instruction counts)', 'goal', 'measured: median (min–max)', '']
+
 function publishRows (report) {
   return Object.entries(PUBLISH_IDS).filter(([, id]) => report.results[id]?.publish?.length).map(([via, id]) => [
     via === 'plugin' ? 'app.wsAuth.publish' : 'old hand-written hub (restaurant example)',
@@ -187,6 +208,7 @@ function parameters (report) {
   const m = report.opts.mode
   const publish = report.opts.publish ? `; publish ${m.publishRounds} rounds × ${m.publishes} publishes per side to ${m.subscribers} subscribers` : ''
   if (m.afterDoor) return `issue 17 rows (--after-door), ${report.seconds.toFixed(0)} s: echo ${m.echoRounds} rounds × ${m.echoConns} connections × ${m.echoMs} ms` + publish
+  if (m.tickets) return `issue 18 row (--tickets), ${report.seconds.toFixed(0)} s: ${m.rounds} rounds × ${m.handshakes} handshakes per server, ${m.concurrency} in flight (after ${m.warmMin}–${m.warmMax} warm-up handshakes)`
   return `${m.quick ? 'quick' : 'full'} run, ${report.seconds.toFixed(0)} s: ${m.rounds} rounds × ${m.handshakes} handshakes per server, ` +
     `${m.concurrency} in flight (after ${m.warmMin}–${m.warmMax} warm-up handshakes); echo ${m.echoRounds} rounds × ${m.echoConns} connections × ${m.echoMs} ms; ` +
     `memory ${m.memRounds} round(s) × ${m.conns} idle connections in fresh processes; cross-check ${m.crossRounds} × ${m.crossHandshakes} handshakes` + publish
@@ -223,9 +245,11 @@ export function textTable (report) {
   if (memory.length) parts.push('', 'memory of idle authenticated connections (fresh processes, after GC):', pad([MEMORY_HEAD, ...memory]))
   const published = publishRows(report)
   if (published.length) parts.push('', `publish to ${report.opts.mode.subscribers} subscribers (one server, the same sockets):`, pad([PUBLISH_HEAD, ...published]))
-  if (!report.opts.mode.afterDoor) parts.push('', pad([TARGET_HEAD, ...targets(report)]))
+  if (!report.opts.mode.afterDoor && !report.opts.mode.tickets) parts.push('', pad([TARGET_HEAD, ...targets(report)]))
   const door = doorTargets(report)
   if (door.length) parts.push('', pad([DOOR_HEAD, ...door]))
+  const tickets = ticketTargets(report)
+  if (tickets.length) parts.push('', pad([TICKET_HEAD, ...tickets]))
   const n = notes(report)
   if (n.length) parts.push('', ...n)
   return parts.join('\n')
@@ -237,7 +261,9 @@ export function markdownReport (report) {
   const n = notes(report)
   const published = publishRows(report)
   const door = doorTargets(report)
-  const flag = report.opts.mode.afterDoor ? ' --after-door' : report.opts.mode.quick ? ' --quick' : ''
+  const tickets = ticketTargets(report)
+  const { afterDoor, tickets: ticketMode, quick } = report.opts.mode
+  const flag = afterDoor ? ' --after-door' : ticketMode ? ' --tickets' : quick ? ' --quick' : ''
   return [
     '# Benchmark results', '',
     `Generated by \`node bench/run.mjs${flag}\` on ${new Date().toISOString()}, commit ${gitCommit()}.`, '',
@@ -249,15 +275,21 @@ export function markdownReport (report) {
     ...(cross.length ? ['Cross-check with off-the-shelf clients (`ws`, socket.io-client):', '', markdown(CROSS_HEAD, cross), ''] : []),
     ...(memoryRows(report).length ? ['Memory of idle authenticated connections (fresh processes, after GC):', '', markdown(MEMORY_HEAD, memoryRows(report)), ''] : []),
     ...(published.length ? [`Publish to ${report.opts.mode.subscribers.toLocaleString('en-US')} subscribers (one server, the same sockets; CPU from the first publish until the clients hold every frame):`, '', markdown(PUBLISH_HEAD, published), ''] : []),
-    ...(report.opts.mode.afterDoor ? [] : ['## Targets', '', markdown(TARGET_HEAD, targets(report)), '']),
+    ...(afterDoor || ticketMode ? [] : ['## Targets', '', markdown(TARGET_HEAD, targets(report)), '']),
     ...(door.length ? ['## Targets of issue 17', '', markdown(DOOR_HEAD, door), ''] : []),
+    ...(tickets.length ? ['## Target of issue 18', '', markdown(TICKET_HEAD, tickets), ''] : []),
     ...(n.length ? ['## Notes', '', ...n.map((l) => `- ${l}`), ''] : [])
   ].join('\n')
 }
 
-/** The last line of every run: `plugin/baseline cpu-per-handshake: <ratio>`. */
+/**
+ * The last line of every run: `plugin/baseline cpu-per-handshake: <ratio>`; before it, when the
+ * ticket route was measured, `ticket/hs256-query cpu-per-handshake: <ratio>`.
+ */
 export function finalLine (report) {
   const s = paired(report, PLUGIN_ID, BASELINE_ID, 'handshake', 'cpuPerHs')
   const why = report.unavailable[PLUGIN_ID] ?? 'not measured'
-  return `plugin/baseline cpu-per-handshake: ${s.n ? s.median.toFixed(2) : `n/a (${why})`}`
+  const t = paired(report, TICKET_ID, PLUGIN_ID, 'handshake', 'cpuPerHs')
+  const ticket = t.n ? `ticket/hs256-query cpu-per-handshake: ${t.median.toFixed(3)} (${t.min.toFixed(3)}–${t.max.toFixed(3)})\n` : ''
+  return `${ticket}plugin/baseline cpu-per-handshake: ${s.n ? s.median.toFixed(2) : `n/a (${why})`}`
 }

@@ -37,12 +37,16 @@ export function signJwt (alg, keys, claims) {
 export function tokenPool (alg, keys, size) {
   const iat = Math.floor(Date.now() / 1000)
   const tokens = []
-  for (let i = 0; i < size; i++) {
-    tokens.push(signJwt(alg, keys, {
-      sub: `user-${i}`, username: `user${i}`, roles: ['admin'], permissions: ['journal.read'], iat, exp: iat + 3600
-    }))
-  }
+  for (let i = 0; i < size; i++) tokens.push(signJwt(alg, keys, benchClaims(i, iat)))
   return tokens
+}
+
+/**
+ * The claims of bench user `i` (an admin), as every token carries them and as the ticket server
+ * (bench/servers/plugin.mjs with `source: 'ticket'`) issues its tickets: the same claims either way.
+ */
+export function benchClaims (i, iat = Math.floor(Date.now() / 1000)) {
+  return { sub: `user-${i}`, username: `user${i}`, roles: ['admin'], permissions: ['journal.read'], iat, exp: iat + 3600 }
 }
 
 /** The verification key (what a server holds) for an algorithm, in `@fastify/jwt` `secret` form. */

@@ -1,5 +1,5 @@
 // (2) THE baseline: bare @fastify/websocket, one route, no auth.
-// With `config.lean`, its sockets get what fastify-ws-auth does for its own (lib/lean-sockets.ts):
+// With `config.lean`, its sockets get what fastify-ws-auth does for its own (lib/server/internals.ts):
 // no errors built at close, no upgrade bytes kept. Measured beside the plugin, it shows what
 // authentication alone costs.
 import Fastify from 'fastify'
@@ -7,7 +7,7 @@ import websocket from '@fastify/websocket'
 import { echo, fastifyOptions, HELLO, LISTEN } from './common.mjs'
 
 export async function start (config) {
-  const lean = config.lean ? await import('../../dist/esm/lean-sockets.js') : null
+  const lean = config.lean ? await import('../../dist/esm/server/internals.js') : null
   const app = Fastify(fastifyOptions(config))
   await app.register(websocket)
   app.get('/ws', { websocket: true }, (socket, request) => {

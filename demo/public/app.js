@@ -1,6 +1,6 @@
 // The playground page: plain browser JavaScript, no framework, no build step. It speaks the wire
-// protocol by hand (three token sources, in-band refresh, app ping, topic subscriptions) so every
-// frame shows in the log.
+// protocol by hand (three token sources, one-time tickets, in-band refresh, app ping, topic
+// subscriptions) so every frame shows in the log. A ticket never shows: only its length.
 /* global document, fetch, location, Option, WebSocket */
 'use strict'
 
@@ -15,6 +15,10 @@
   let table = {}
   let kinds = []
   let sources = []
+  /** The page's routes, each with the pattern a ticket is bound to. */
+  let routes = []
+  /** The last ticket the server issued to this page: kept to show that a used one is refused, never displayed. */
+  let lastTicket = null
   /** A topic typed in the last row: no pattern of the route matches it unless it is one of the above. */
   const OTHER_TOPIC = 'news:sports'
   /** The open socket and what we know of its session (`requests`: topic requests by id). */
@@ -164,6 +168,35 @@
     return minted.token
   }
 
+  // ---- tickets ----------------------------------------------------------------------------------
+
+  /** Asks the ticket route for a one-time ticket, with the token as its credential; `null` (logged) when refused. */
+  async function requestTicket (token, pattern) {
+    let answer
+    try {
+      answer = await getJson('/demo/ticket', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify({ route: pattern })
+      })
+    } catch (error) {
+      log('event', `POST /demo/ticket refused: ${error.message}`, { extra: 'error' })
+      return null
+    }
+    lastTicket = answer.ticket
+    log('event', `POST /demo/ticket: ticket issued for ${answer.route} (${answer.ticket.length} chars, single use, ${answer.ttl / 1000} s)`)
+    return answer.ticket
+  }
+
+  function reuseTicket () {
+    if (lastTicket === null) {
+      log('event', 'no ticket yet: connect once with the one-time ticket source first', { extra: 'error' })
+      return null
+    }
+    log('event', `reusing the last ticket (${lastTicket.length} chars), already used by a connection`)
+    return lastTicket
+  }
+
   function forgetToken () {
     el.token.value = ''
     el.claims.textContent = ''
@@ -187,18 +220,23 @@
     const source = el.source.value
     const path = el.route.value
     let token = el.token.value.trim()
+    let ticket = null
     el.connect.disabled = true
     try {
-      if (token === '' && source !== 'none') token = await mintIntoBox()
+      if (token === '' && source !== 'none' && source !== 'ticket_reuse') token = await mintIntoBox()
+      if (source === 'ticket') ticket = await requestTicket(token, routes.find(r => r.path === path).pattern)
+      if (source === 'ticket_reuse') ticket = reuseTicket()
     } finally {
       el.connect.disabled = false
     }
+    if (ticket === null && (source === 'ticket' || source === 'ticket_reuse')) return
     const base = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}`
     const label = sources.find(s => s.source === source).label
     let ws
     try {
       if (source === 'query') ws = new WebSocket(`${base}?token=${encodeURIComponent(token)}`)
       else if (source === 'protocol') ws = new WebSocket(base, [`bearer.${token}`, 'bearer'])
+      else if (ticket !== null) ws = new WebSocket(`${base}?ticket=${encodeURIComponent(ticket)}`)
       else ws = new WebSocket(base)
     } catch (error) {
       log('event', `the browser refused to open the socket: ${error.message}`, { extra: 'error' })
@@ -423,11 +461,12 @@
     table = codes
     kinds = info.kinds
     sources = info.sources
+    routes = info.routes
     fill(el.user, info.users.map(u => [u.id, `${u.id} (${u.role})${u.active ? '' : ', deactivated'}`]))
     fill(el.kind, kinds.map(k => [k.kind, k.label]))
     fill(el.source, sources.map(s => [s.source, s.label]))
-    fill(el.route, info.routes.map(r => [r.path, r.path]))
-    const showRouteHelp = () => { el['route-help'].textContent = info.routes.find(r => r.path === el.route.value).label }
+    fill(el.route, routes.map(r => [r.path, r.path]))
+    const showRouteHelp = () => { el['route-help'].textContent = routes.find(r => r.path === el.route.value).label }
     el.route.addEventListener('change', showRouteHelp)
     showRouteHelp()
     renderCodes()

@@ -6,12 +6,12 @@ import { Emitter } from './emitter.ts'
 import { ClientError, WsAuthError, kindForAdvice } from './errors.ts'
 import { normalize } from './options.ts'
 import type { Config } from './options.ts'
-import { authMessage, handshake, parseControl, rowForClose, rowForStatus, watchHttpRejection } from './protocol.ts'
+import { authMessage, handshake, parseControl, rowForClose, rowForStatus, ticketHandshake, watchHttpRejection } from './protocol.ts'
 import type { ControlMessage, HttpRejection, Row } from './protocol.ts'
 import { Topics } from './topics.ts'
 import type {
   ClientEvents, ClientOptions, ClientState, CloseInfo, EstablishedInfo, PublicUser, RefreshedInfo,
-  Subscription, TokenContext, WebSocketLike
+  Subscription, TicketContext, WebSocketLike
 } from './types.ts'
 
 /** The code of a normal close, the app's own: the table's `normal_closure` row. */
@@ -20,6 +20,9 @@ const NORMAL_CLOSURE = closeCodes.normal_closure.code
 const EVENTS = ['established', 'message', 'refreshed', 'close', 'error', 'refused', 'unsubscribed', 'publication'] as const
 const noop = (): void => {}
 const OPEN = 1
+
+/** Why a connection is opened: a token's `refresh` never opens one. */
+type ConnectReason = TicketContext['reason']
 
 /** A close before the retry decision: what the server said and the table row it matches. */
 type Closing = Pick<CloseInfo, 'code' | 'reason' | 'kind' | 'failure' | 'status'>
@@ -44,12 +47,15 @@ function encode (data: unknown): unknown {
 }
 
 /**
- * A WebSocket client for routes guarded by fastify-ws-auth: authenticates with each connect,
- * reconnects or gives up as the close-code table says, refreshes its token in band, and queues
- * messages sent while it is not established. Build one with `createClient()`.
+ * A WebSocket client for routes guarded by fastify-ws-auth: authenticates with each connect (a
+ * token, or a new one-time ticket), reconnects or gives up as the close-code table says,
+ * refreshes its token in band, and queues messages sent while it is not established. Build one
+ * with `createClient()`.
  */
 export class WsAuthClient<User = PublicUser> {
   readonly #config: Config
+  /** What the app's function hands over, as messages name it: `token` or `ticket`. */
+  readonly #credentialName: 'token' | 'ticket'
   readonly #events = new Emitter<ClientEvents<User>>(EVENTS)
   readonly #topics: Topics
   #state: ClientState = 'connecting'
@@ -72,6 +78,7 @@ export class WsAuthClient<User = PublicUser> {
 
   constructor (options: ClientOptions) {
     this.#config = normalize(options)
+    this.#credentialName = this.#config.ticket === null ? 'token' : 'ticket'
     this.#topics = new Topics({
       table: this.#config.table,
       sendNow: (frame) => this.#sendNow(frame),
@@ -156,36 +163,47 @@ export class WsAuthClient<User = PublicUser> {
     this.#events.emit('close', { code, reason, kind: 'closed', willRetry: false, delay: 0, attempt: this.#attempts, unsent: this.#queue.splice(0) })
   }
 
-  async #connect (reason: TokenContext['reason']): Promise<void> {
+  async #connect (reason: ConnectReason): Promise<void> {
     if (this.#state === 'closed') return
     const generation = ++this.#generation
     this.#setState('connecting')
-    let token: string | null | undefined
+    let credential: string | null | undefined
     try {
-      const provider = this.#config.token
-      token = typeof provider === 'string' ? provider : await provider({ reason, attempt: this.#attempts })
+      credential = await this.#obtain(reason)
     } catch (err) {
-      if (generation === this.#generation) this.#tokenFailed(err)
+      if (generation === this.#generation) this.#credentialFailed(err)
       return
     }
     if (generation !== this.#generation) return
-    if (typeof token !== 'string' || token === '') {
+    if (typeof credential !== 'string' || credential === '') {
       const row = { ...this.#config.table.no_token, failure: 'no_token' as const }
-      this.#stop(closing(row.code, row.reason, row), 'token() returned no token')
+      const name = this.#credentialName
+      this.#stop(closing(row.code, row.reason, row), `${name}() returned no ${name}`)
       return
     }
-    this.#open(token)
+    this.#open(credential)
   }
 
-  #open (token: string): void {
+  /** The token, or a new ticket: one is never used twice. */
+  #obtain (reason: ConnectReason): string | null | undefined | Promise<string | null | undefined> {
+    const { token, ticket } = this.#config
+    const context = { reason, attempt: this.#attempts }
+    if (ticket !== null) return ticket(context)
+    return typeof token === 'function' ? token(context) : token
+  }
+
+  /** Opens a socket that carries `credential` (a token or a ticket). */
+  #open (credential: string): void {
     const config = this.#config
-    const { url, protocols, authMessage } = handshake({ ...config, token })
+    const { url, protocols, authMessage } = config.ticket === null
+      ? handshake({ ...config, token: credential })
+      : ticketHandshake({ ...config, ticket: credential })
     let socket: WebSocketLike
     try {
       socket = new config.WebSocket(url, protocols)
     } catch (err) {
-      // The platform's message may quote the URL or the subprotocols, hence the token.
-      const cause = new Error(String((err as Error)?.message ?? err).split(token).join('[token]'))
+      // The platform's message may quote the URL or the subprotocols, hence the token or ticket.
+      const cause = new Error(String((err as Error)?.message ?? err).split(credential).join(`[${this.#credentialName}]`))
       this.#stop({ code: null, reason: '', kind: 'refused' }, `the WebSocket constructor refused ${config.url}`, cause)
       return
     }
@@ -269,7 +287,7 @@ export class WsAuthClient<User = PublicUser> {
       case 'done': return this.#stop(info, null)
       case 'refused': return this.#stop(info, 'the server refused the connection')
       case 'unauthenticated':
-        if (this.#reauthenticated) return this.#stop(info, 'the server refused a fresh token too')
+        if (this.#reauthenticated) return this.#stop(info, `the server refused a fresh ${this.#credentialName} too`)
         this.#reauthenticated = true
         return this.#retry(info, 0, 'reauthenticate')
       case 'restart':
@@ -280,7 +298,7 @@ export class WsAuthClient<User = PublicUser> {
     }
   }
 
-  #retry (info: Closing, delay: number, reason: TokenContext['reason']): void {
+  #retry (info: Closing, delay: number, reason: ConnectReason): void {
     if (this.#attempts >= this.#config.reconnect.maxAttempts) {
       this.#stop(info, `gave up after ${this.#attempts} reconnect attempts (option "reconnect.maxAttempts")`)
       return
@@ -295,9 +313,11 @@ export class WsAuthClient<User = PublicUser> {
     }, delay)
   }
 
-  #tokenFailed (err: unknown): void {
-    const info: Closing = { code: null, reason: 'token() failed', kind: 'token' }
-    this.#events.emit('error', new WsAuthError('fastify-ws-auth client: token() threw', { ...info, retry: 'backoff', cause: err }))
+  /** `token()` or `ticket()` threw (or rejected): reported, then backoff, as for a transient close. */
+  #credentialFailed (err: unknown): void {
+    const name = this.#credentialName
+    const info: Closing = { code: null, reason: `${name}() failed`, kind: 'token' }
+    this.#events.emit('error', new WsAuthError(`fastify-ws-auth client: ${name}() threw`, { ...info, retry: 'backoff', cause: err }))
     if (this.#state === 'closed') return
     this.#retry(info, backoffDelay(this.#backoffStep++, this.#config.reconnect), 'reconnect')
   }
@@ -314,6 +334,7 @@ export class WsAuthClient<User = PublicUser> {
     this.#events.emit('close', { ...info, willRetry: false, delay: 0, attempt: this.#attempts, unsent })
   }
 
+  /** Only a token function refreshes: a ticket session ends at its expiry, and the reconnect takes a new ticket. */
   #refreshable (): boolean {
     return this.#config.refresh && typeof this.#config.token === 'function'
   }
@@ -334,7 +355,7 @@ export class WsAuthClient<User = PublicUser> {
   async #refresh (): Promise<void> {
     if (!this.#refreshable() || this.#refreshing || this.#state !== 'open') return
     const socket = this.#socket as WebSocketLike
-    const provider = this.#config.token as Exclude<Config['token'], string>
+    const provider = this.#config.token as Exclude<Config['token'], string | null>
     this.#refreshing = true
     this.#cancelRefresh?.()
     this.#cancelRefresh = null

@@ -5,7 +5,7 @@ import type { FailureClass, RetryAdvice } from '../protocol/close-codes.ts'
  * `unauthenticated` (reauthenticate, e.g. 4001), `refused` (never, e.g. 4003), `transient`
  * (backoff, e.g. 1006, and every code the table does not know), `restart` (immediately, e.g.
  * 4010), `done` (the server closed normally), `closed` (the app called `close()`), `token` (the
- * `token()` function threw; no socket was involved).
+ * `token()` or `ticket()` function threw; no socket was involved).
  */
 export type CloseKind = 'unauthenticated' | 'refused' | 'transient' | 'restart' | 'done' | 'closed' | 'token'
 
@@ -31,7 +31,7 @@ export interface WsAuthErrorInit {
 
 /**
  * Emitted on `error`: a close the client will not retry (a refusal, a second 4001 in a row,
- * `maxAttempts` reached), or a `token()` function that threw.
+ * `maxAttempts` reached), or a `token()` or `ticket()` function that threw.
  */
 export class WsAuthError extends Error {
   /** The close code, or `null` when no socket closed. */

@@ -3,12 +3,16 @@ import { OptionChecker } from '../protocol/options.ts'
 import type { CloseCodeTable } from '../protocol/close-codes.ts'
 import type { Backoff } from './backoff.ts'
 import { ClientError } from './errors.ts'
-import type { ClientOptions, TokenProvider, Transport, WebSocketConstructor } from './types.ts'
+import type { ClientBaseOptions, ClientOptions, TicketProvider, TokenProvider, Transport, WebSocketConstructor } from './types.ts'
 
 /** Client options with every default filled in, validated once. */
 export interface Config {
   readonly url: string
-  readonly token: TokenProvider
+  /** The token, or `null` for a ticket client. */
+  readonly token: TokenProvider | null
+  /** The ticket function, or `null` for a token client. */
+  readonly ticket: TicketProvider | null
+  readonly ticketParam: string
   readonly transport: Transport
   readonly WebSocket: WebSocketConstructor
   readonly protocols: readonly string[]
@@ -22,8 +26,10 @@ export interface Config {
   readonly protocolPrefix: string
 }
 
-const KNOWN = new Set(['url', 'token', 'transport', 'WebSocket', 'protocols', 'reconnect', 'refresh',
+const KNOWN = new Set(['url', 'token', 'ticket', 'ticketParam', 'transport', 'WebSocket', 'protocols', 'reconnect', 'refresh',
   'refreshMargin', 'queue', 'closeCodes', 'established', 'queryParam', 'protocolPrefix'])
+/** How a token travels and is refreshed: nothing a ticket client does, so giving one with `ticket` is a mistake. */
+const TOKEN_ONLY = ['transport', 'queryParam', 'protocolPrefix', 'refresh', 'refreshMargin'] as const satisfies ReadonlyArray<keyof ClientBaseOptions>
 const RECONNECT_KNOWN = new Set(['initialDelay', 'maxDelay', 'factor', 'jitter', 'maxAttempts', 'stableAfter'])
 const TRANSPORTS: readonly Transport[] = ['protocol', 'message', 'query']
 // RFC 6455 subprotocol names are RFC 7230 tokens.
@@ -53,9 +59,8 @@ function word (name: string, value: unknown, fallback: string): string {
 export function normalize (options: ClientOptions): Config {
   if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object', options)
   check.knownKeys(options, KNOWN, 'the client')
+  const { token, ticket } = credential(options)
   const transport = check.oneOf('transport', options.transport, TRANSPORTS, 'protocol')
-  const token = options.token
-  if (typeof token !== 'function' && typeof token !== 'string') throw invalid('token', 'must be a string or a function returning one', token)
   const protocols = options.protocols ?? []
   if (!Array.isArray(protocols) || !protocols.every(p => typeof p === 'string' && TOKEN_CHARS.test(p))) {
     throw invalid('protocols', 'must be an array of subprotocol names', protocols)
@@ -70,11 +75,13 @@ export function normalize (options: ClientOptions): Config {
   return Object.freeze({
     url: url(options.url),
     token,
+    ticket,
+    ticketParam: check.string('ticketParam', options.ticketParam, 'ticket'),
     transport,
     WebSocket: webSocket(options.WebSocket),
     protocols: Object.freeze([...protocols]),
     reconnect: reconnect(options.reconnect),
-    refresh: check.boolean('refresh', options.refresh, true),
+    refresh: check.boolean('refresh', options.refresh, ticket === null),
     refreshMargin: check.number('refreshMargin', options.refreshMargin, 30_000, 0),
     queue: check.number('queue', options.queue, 100, 0, true),
     table: closeCodes,
@@ -82,6 +89,26 @@ export function normalize (options: ClientOptions): Config {
     queryParam: queryParam(options.queryParam),
     protocolPrefix: word('protocolPrefix', options.protocolPrefix, 'bearer')
   })
+}
+
+/** The token or the ticket function: exactly one, and with a ticket no option of a token. */
+function credential (options: ClientBaseOptions): Pick<Config, 'token' | 'ticket'> {
+  const { token, ticket } = options
+  if (ticket === undefined) {
+    if (token === undefined) throw invalid('token', 'is required (or "ticket", a function returning a one-time ticket)')
+    if (typeof token !== 'function' && typeof token !== 'string') throw invalid('token', 'must be a string or a function returning one', token)
+    if (options.ticketParam !== undefined) throw invalid('ticketParam', 'applies to "ticket" only (the token travels by "transport")')
+    return { token, ticket: null }
+  }
+  if (token !== undefined) throw invalid('ticket', 'cannot be given with "token": a client authenticates with one of them')
+  // Never the value: a string here is likely a ticket, which must not reach an error message.
+  if (typeof ticket !== 'function') {
+    throw invalid('ticket', `must be a function returning a new ticket for each connection (a ticket opens one, once), got ${typeof ticket === 'string' ? 'a string' : describe(ticket)}`)
+  }
+  for (const name of TOKEN_ONLY) {
+    if (options[name] !== undefined) throw invalid(name, 'applies to "token" only: a ticket travels in the URL (?<ticketParam>=) and is never refreshed')
+  }
+  return { token: null, ticket }
 }
 
 function url (value: unknown): string {

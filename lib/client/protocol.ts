@@ -44,6 +44,26 @@ export function handshake (options: HandshakeOptions): Handshake {
   return { url: url.href, protocols: appProtocols, authMessage: null }
 }
 
+/** The inputs of `ticketHandshake()`. */
+export interface TicketHandshakeOptions {
+  url: string
+  /** A one-time ticket from the server's `issueTicket()`. */
+  ticket: string
+  protocols?: readonly string[]
+  /** @default 'ticket' */
+  ticketParam?: string
+}
+
+/**
+ * How to carry a one-time ticket: `?<ticketParam>=<ticket>` in the URL (replacing one already
+ * there), the app's protocols as they are, no auth message.
+ */
+export function ticketHandshake (options: TicketHandshakeOptions): Handshake {
+  const url = new URL(options.url)
+  url.searchParams.set(options.ticketParam ?? 'ticket', options.ticket)
+  return { url: url.href, protocols: [...(options.protocols ?? [])], authMessage: null }
+}
+
 export { authMessage }
 
 /** The types of the server's control messages; they never reach the app's `message` listeners. */

@@ -38,6 +38,25 @@ export interface TokenContext {
  */
 export type TokenProvider = string | ((context: TokenContext) => string | null | undefined | Promise<string | null | undefined>)
 
+/** Why `ticket()` is being called: as for `token()`, but a ticket session is never refreshed. */
+export interface TicketContext {
+  /**
+   * `connect`: the first connection; `reconnect`: after a transient close; `reauthenticate`: the
+   * server refused the last ticket or its session ended (4001, e.g. `Invalid ticket` or `Token expired`).
+   */
+  reason: 'connect' | 'reconnect' | 'reauthenticate'
+  /** Connection attempts since the last established connection (0 for the first). */
+  attempt: number
+}
+
+/**
+ * A function returning a fresh one-time ticket (from the server's `app.wsAuth.issueTicket()`,
+ * typically through an HTTP route of the app), called before every connect and every reconnect:
+ * a ticket opens one connection, once. Returning `null`, `undefined` or `''` means "no ticket"
+ * (say, the HTTP session is gone): the client stops with a fatal close of the `no_token` row.
+ */
+export type TicketProvider = (context: TicketContext) => string | null | undefined | Promise<string | null | undefined>
+
 /** Reconnection with exponential backoff. */
 export interface ReconnectOptions {
   /** First backoff delay, in ms. @default 500 */
@@ -73,13 +92,42 @@ export interface WebSocketLike {
 /** A WebSocket constructor: `globalThis.WebSocket`, or `WebSocket` from `ws`. */
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike
 
-/** Options of `createClient()`. */
-export interface ClientOptions {
+/**
+ * Options of `createClient()`: `url`, and either `token` or `ticket` (giving both throws a
+ * `ClientError`). The type is a union so that one of the two is required; extend
+ * `ClientBaseOptions` to build on it.
+ */
+export type ClientOptions = TokenClientOptions | TicketClientOptions
+
+/** A client that authenticates with a token (a JWT), on any transport, refreshed in band. */
+export interface TokenClientOptions extends ClientBaseOptions {
+  token: TokenProvider
+}
+
+/**
+ * A client that authenticates with a one-time ticket in the URL (`?<ticketParam>=<ticket>`), a new
+ * one for each connection. `transport`, `queryParam`, `protocolPrefix`, `refresh` and
+ * `refreshMargin` are token options: giving one with `ticket` throws a `ClientError`.
+ */
+export interface TicketClientOptions extends ClientBaseOptions {
+  ticket: TicketProvider
+}
+
+/** The options of both kinds of client. */
+export interface ClientBaseOptions {
   /** The `ws:`/`wss:` (or `http:`/`https:`) URL; in a browser it may be relative to the page. */
   url: string | URL
-  /** The token, or a function returning it. */
-  token: TokenProvider
-  /** How the token reaches the server. @default 'protocol' */
+  /** The token, or a function returning it. Not with `ticket`. */
+  token?: TokenProvider
+  /**
+   * A function returning a one-time ticket, called before every connect and reconnect (a ticket is
+   * never reused). Not with `token`. A ticket session is not refreshed: at its expiry the server
+   * closes with 4001 `Token expired`, and the client reconnects at once with a new ticket.
+   */
+  ticket?: TicketProvider
+  /** Query parameter of `ticket` (the server's `ticketParam`). @default 'ticket' */
+  ticketParam?: string
+  /** How the token reaches the server (not with `ticket`, which always travels in the URL). @default 'protocol' */
   transport?: Transport
   /** The WebSocket constructor. @default globalThis.WebSocket */
   WebSocket?: WebSocketConstructor
@@ -89,14 +137,14 @@ export interface ClientOptions {
   reconnect?: ReconnectOptions | false
   /**
    * Refresh in band: on `token_expiring` (or `refreshMargin` before `expires_at` when no warning
-   * comes), call `token()` and send `{"type":"auth","token"}`. Needs `token` to be a function.
-   * @default true
+   * comes), call `token()` and send `{"type":"auth","token"}`. Needs `token` to be a function
+   * (not with `ticket`). @default true
    */
   refresh?: boolean
   /**
    * How long before `expires_at` to refresh when the server sends no `token_expiring`, in ms;
    * at most half of the remaining lifetime is used, so short tokens are not refreshed at once.
-   * @default 30000
+   * Not with `ticket`. @default 30000
    */
   refreshMargin?: number
   /** Messages `send()` may hold while not established; one more throws. @default 100 */
@@ -109,9 +157,9 @@ export interface ClientOptions {
    * 'message'`). @default true
    */
   established?: boolean
-  /** Query parameter of `transport: 'query'` (the server's `queryParam`). @default 'token' */
+  /** Query parameter of `transport: 'query'` (the server's `queryParam`). Not with `ticket`. @default 'token' */
   queryParam?: string
-  /** Subprotocol prefix of `transport: 'protocol'` (the server's `protocolPrefix`). @default 'bearer' */
+  /** Subprotocol prefix of `transport: 'protocol'` (the server's `protocolPrefix`). Not with `ticket`. @default 'bearer' */
   protocolPrefix?: string
 }
 
@@ -144,7 +192,7 @@ export interface RefreshedInfo {
 export interface CloseInfo {
   /**
    * The close code; for an HTTP refusal (Node, `reject: 'http'`) the code of the table row with
-   * that status; `null` when no socket closed (`token()` threw, or the socket could not be built).
+   * that status; `null` when no socket closed (`token()` or `ticket()` threw, or the socket could not be built).
    */
   code: number | null
   reason: string

@@ -49,6 +49,8 @@ export const closeCodes = {
   token_revoked: { code: 4001, reason: 'Token revoked', status: 401, retry: 'reauthenticate', emitted: true, description: 'The token was revoked, or the application logged this user out everywhere.' },
   /** The first message was not `{"type":"auth","token":"..."}`. */
   invalid_auth_message: { code: 4001, reason: 'Invalid auth message', status: null, retry: 'reauthenticate', emitted: true, description: 'The first message was not {"type":"auth","token":"..."}.' },
+  /** The connection ticket (`?ticket=`) is unknown, already used, expired, or for another route. */
+  invalid_ticket: { code: 4001, reason: 'Invalid ticket', status: 401, retry: 'reauthenticate', emitted: true, description: 'The connection ticket is unknown, already used, expired, or for another route.' },
   /** `loadUser` returned `null`/`undefined`: unknown or inactive user. */
   user_not_found: { code: 4002, reason: 'User not found or inactive', status: 401, retry: 'never', emitted: true, description: 'The token is valid but its user is unknown or inactive.' },
   /** Missing role or permission, `authorize` returned `false`, or a disallowed `Origin`. */
@@ -83,8 +85,8 @@ export const closeCodes = {
   abnormal_closure: { code: 1006, reason: '', status: null, retry: 'backoff', emitted: false, description: 'The connection dropped without a close frame (also what browsers see for a refused upgrade).' },
   /** The server is restarting. */
   service_restart: { code: 1012, reason: '', status: null, retry: 'backoff', emitted: false, description: 'The server is restarting.' },
-  /** A limit could not be checked (the cluster store is down and `onRedisError` is `'fail-closed'`), or the server is overloaded. */
-  try_again_later: { code: 1013, reason: 'Try again later', status: 503, retry: 'backoff', emitted: true, description: 'A limit could not be checked right now, or the server is overloaded.' }
+  /** A limit or a ticket could not be checked (the cluster store is down), the signing keys could not be fetched, or the server is overloaded. */
+  try_again_later: { code: 1013, reason: 'Try again later', status: 503, retry: 'backoff', emitted: true, description: 'A limit or a ticket could not be checked right now, the signing keys could not be fetched, or the server is overloaded.' }
 } as const satisfies Record<string, CloseCodeEntry>
 
 /** A failure class: a key of the close-code table. */

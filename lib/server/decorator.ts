@@ -80,6 +80,9 @@ export function buildDecorator (host: Host): WsAuthDecorator {
       if (adapter.subscribers === undefined) return Promise.reject(new InvalidArgumentError('subscribers: { cluster: true }', 'needs an adapter with a subscribers() method'))
       return adapter.subscribers(name)
     },
+    issueTicket (claims, options) {
+      return host.tickets.issue(claims, options)
+    },
     closeCodes: config.table
   } as WsAuthDecorator
 }

@@ -10,6 +10,7 @@ import { NoVerifierError } from '../errors.ts'
 import type { Config, RoutePolicy } from './options.ts'
 import { scrubError } from './redact.ts'
 import { findToken } from './sources.ts'
+import { Tickets } from './tickets.ts'
 import { LocalRegistry } from '../cluster/registry.ts'
 import { covers, RevocationList } from '../cluster/revocation.ts'
 import type { AppClose, Session, SessionHost } from './session.ts'
@@ -21,7 +22,7 @@ import type { AcquireResult, AuthAttempt, ClusterCommand, ClusterNode, RefusalPh
 
 type Failure = Extract<Outcome, { ok: false }>
 
-const ALL_REQUEST_SOURCES = ['query', 'header', 'cookie', 'protocol'] as const
+const ALL_REQUEST_SOURCES = ['query', 'header', 'cookie', 'protocol', 'ticket'] as const
 
 /**
  * What sessions need from the plugin, in one place: the close-code table, verification, the
@@ -40,6 +41,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
   readonly rolePermissions: RolePermissions
   readonly table: CloseCodeTable
   readonly topicIndex: TopicIndex<Session>
+  readonly tickets: Tickets
   /** Session deadlines fire within this many ms after they are due. */
   readonly deadlines = new Deadlines(200)
   verifier: Verifier = () => { throw new NoVerifierError() }
@@ -59,6 +61,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     this.rolePermissions = config.rolePermissions
     this.table = config.table
     this.topicIndex = this.registry.topics
+    this.tickets = new Tickets(config.adapter)
   }
 
   authenticate (token: string, request: FastifyRequest, policy: RoutePolicy): Outcome | Promise<Outcome> {
@@ -131,6 +134,9 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     this.registry.countFailure(attempt.code!)
     if (outcome.failure === 'internal_error') {
       this.logScrubbed(request, attempt, outcome.error, 'websocket authentication error', token)
+    } else if (outcome.failure === 'try_again_later' && outcome.error !== undefined) {
+      // Why the keys or the ticket store could not answer: an operator needs it, scrubbed.
+      request.log.warn({ ...attempt, err: scrubError(outcome.error, token) }, 'websocket authentication failed')
     } else {
       request.log.warn(attempt, 'websocket authentication failed')
     }

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Verified, type Verifier } from './authenticate.ts'
 import { isThenable } from './checks.ts'
-import { InvalidTokenError, NoVerifierError } from '../errors.ts'
+import { InvalidTokenError, KeySourceUnavailableError, NoVerifierError } from '../errors.ts'
 import { callJwtVerify, type JwtRequest } from './internals.ts'
 import { checkShape, claimsProblem, tokenShapeProblem } from './token-shape.ts'
 import type { WsAuthClaims } from '../types.ts'
@@ -48,8 +48,18 @@ export function jwtVerifier (fastify: FastifyInstance): Verifier {
 function requestVerifier (token: string, request: FastifyRequest, decoratorName: string): unknown {
   const payload = checkedPayload(token)
   const claims = jwtVerify(request as JwtRequest, token, decoratorName)
-  if (isThenable(claims)) return Promise.resolve(claims).then(value => new Verified(payload, value))
+  if (isThenable(claims)) return Promise.resolve(claims).then(value => new Verified(payload, value), keySourceFailure)
   return new Verified(payload, claims)
+}
+
+/**
+ * Past the token's own checks, a `SyntaxError` from `@fastify/jwt` can only come from its `secret`
+ * function, the key source (`get-jwks` parsing a JWKS endpoint's HTML error page): the keys cannot
+ * be fetched, not a bad token.
+ */
+function keySourceFailure (error: unknown): never {
+  if ((error as { name?: unknown } | null)?.name === 'SyntaxError') throw new KeySourceUnavailableError({ cause: error })
+  throw error
 }
 
 /**

@@ -8,7 +8,7 @@ import type {
   WsAuthRouteOptions, WsAuthUser
 } from '../types.ts'
 
-const SOURCES: readonly TokenSource[] = ['query', 'header', 'cookie', 'protocol', 'message']
+const SOURCES: readonly TokenSource[] = ['query', 'header', 'cookie', 'protocol', 'message', 'ticket']
 const DEFAULT_SOURCES: readonly TokenSource[] = ['query', 'header', 'protocol', 'message']
 /** RFC 7230 `token` characters, which a subprotocol name must be made of. */
 const TCHARS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
@@ -19,6 +19,7 @@ const REGISTER_KEYS = new Set(['prefix', 'logLevel', 'logSerializers'])
 export interface Config {
   sources: readonly TokenSource[]
   queryParam: string
+  ticketParam: string
   cookieName: string
   protocolPrefix: string
   /** `protocolPrefix + '.'`: what the token entry of the subprotocol list starts with. */
@@ -77,6 +78,7 @@ export function buildConfig (opts: WsAuthPluginOptions): Config {
   const config: Config = {
     sources: sources(c, 'sources', opts.sources, DEFAULT_SOURCES),
     queryParam: c.string('queryParam', opts.queryParam, 'token'),
+    ticketParam: c.string('ticketParam', opts.ticketParam, 'ticket'),
     cookieName: c.string('cookieName', opts.cookieName, 'token'),
     protocolPrefix,
     protocolTokenPrefix: protocolPrefix + '.',
@@ -108,6 +110,9 @@ export function buildConfig (opts: WsAuthPluginOptions): Config {
   if (opts.websocket !== undefined && (opts.websocket === null || typeof opts.websocket !== 'object')) {
     throw new InvalidOptionError('websocket', 'must be an object (the options of @fastify/websocket)')
   }
+  if (config.ticketParam === config.queryParam) {
+    throw new InvalidOptionError('ticketParam', `must differ from queryParam (both are "${config.queryParam}")`)
+  }
   if (config.reject === 'http' && config.sources.every(s => s === 'message')) {
     throw new InvalidOptionError('sources', 'needs a source other than "message" with reject: "http" (there is no first message before the upgrade)')
   }
@@ -119,7 +124,7 @@ const REJECT_MODES: readonly RejectMode[] = ['close', 'http']
 const serverOptions = new OptionChecker((name, problem) => new InvalidOptionError(name, problem))
 
 const KNOWN_OPTIONS = new Set<string>([
-  'sources', 'queryParam', 'cookieName', 'protocolPrefix', 'authTimeout', 'maxAuthMessageBytes',
+  'sources', 'queryParam', 'ticketParam', 'cookieName', 'protocolPrefix', 'authTimeout', 'maxAuthMessageBytes',
   'maxPendingMessages', 'maxPendingBytes', 'reject', 'established', 'verify', 'loadUser',
   'rolePermissions', 'allowedOrigins', 'publicUser', 'closeCodes', 'onAuthSuccess', 'onAuthFailure',
   'websocket', 'expiryWarning', 'revalidateInterval', 'maxConnectionsPerUser', 'onLimit', 'maxLifetime',

@@ -29,7 +29,8 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
   const config = buildConfig(opts)
   const host = new Host(config, fastify.log)
   // Every request line of the app's logger, 404s included; else a serializer per protected route.
-  const serializeRequest = redactRequestLogs(fastify.log, config.queryParam) ? null : buildReqSerializer(config.queryParam)
+  const params = [config.queryParam, config.ticketParam]
+  const serializeRequest = redactRequestLogs(fastify.log, params) ? null : buildReqSerializer(params)
   let usesCookie = config.sources.includes('cookie')
 
   if (usesCookie && config.originAllowed === null) {
@@ -39,7 +40,7 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
   // A token sent to a path with no route would reach the 404 handler's log line and its answer.
   fastify.addHook('onRequest', function redactNotFound (request, _reply, done) {
     if (request.is404 && request.raw.url !== undefined && request.raw.url.includes('?')) {
-      request.raw.url = redactUrl(request.raw.url, config.queryParam)
+      request.raw.url = redactUrl(request.raw.url, params)
     }
     done()
   })
@@ -66,6 +67,7 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
     route.preValidation = [guard, ...hooks.filter(hook => hook[kOwner] === undefined)] as RouteOptions['preValidation']
     if (policy === null) return
     if (policy.requestSources.includes('cookie')) usesCookie = true
+    if (policy.requestSources.includes('ticket')) host.tickets.routes.add(policy.url)
     if (serializeRequest === null) return
     // Fastify's own `incoming request` line is written before any hook: redact its URL.
     if (route.logSerializers) route.logSerializers.req = serializeRequest

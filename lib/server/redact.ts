@@ -5,10 +5,11 @@ import { pinoSerializers } from './internals.ts'
 export const REDACTED = '[REDACTED]'
 
 /**
- * Replaces the value of every query parameter whose decoded name is `param` with `[REDACTED]`.
- * Names are decoded first because Fastify's query parser decodes them too (`%74oken=` is `token=`).
+ * Replaces the value of every query parameter whose decoded name is one of `params` (the token's
+ * and the ticket's) with `[REDACTED]`. Names are decoded first because Fastify's query parser
+ * decodes them too (`%74oken=` is `token=`).
  */
-export function redactUrl (url: string, param: string): string {
+export function redactUrl (url: string, params: Iterable<string>): string {
   const q = url.indexOf('?')
   if (q === -1) return url
   const parts = url.slice(q + 1).split('&')
@@ -16,12 +17,17 @@ export function redactUrl (url: string, param: string): string {
   for (let i = 0; i < parts.length; i++) {
     const eq = parts[i].indexOf('=')
     const name = eq === -1 ? parts[i] : parts[i].slice(0, eq)
-    if (safeDecode(name) === param) {
+    if (includes(params, safeDecode(name))) {
       parts[i] = name + '=' + REDACTED
       changed = true
     }
   }
   return changed ? url.slice(0, q + 1) + parts.join('&') : url
+}
+
+function includes (params: Iterable<string>, name: string): boolean {
+  for (const param of params) if (param === name) return true
+  return false
 }
 
 function safeDecode (text: string): string {
@@ -34,15 +40,15 @@ function safeDecode (text: string): string {
 }
 
 /**
- * A `req` log serializer with the shape of Fastify's default one and the token query parameter
- * redacted. Set as a route-level `logSerializers.req` on protected routes, so that Fastify's own
+ * A `req` log serializer with the shape of Fastify's default one and the token and ticket query
+ * parameters redacted. Set as a route-level `logSerializers.req` on protected routes, so that Fastify's own
  * `incoming request` line (written before any hook runs) carries no token.
  */
-export function buildReqSerializer (param: string) {
+export function buildReqSerializer (params: readonly string[]) {
   return function serializeRequest (req: FastifyRequest) {
     return {
       method: req.method,
-      url: redactUrl(req.url, param),
+      url: redactUrl(req.url, params),
       version: req.headers?.['accept-version'],
       host: req.host,
       remoteAddress: req.ip,
@@ -54,27 +60,26 @@ export function buildReqSerializer (param: string) {
 const kRedacted = Symbol.for('fastify-ws-auth.redacted-params')
 
 /**
- * Makes the app's pino logger write every request's URL with the token parameter redacted, by
+ * Makes the app's pino logger write every request's URL with the token and ticket parameters redacted, by
  * wrapping its `req` serializer (Fastify's default one, or the app's own). Fastify writes
  * `incoming request` before any hook and for every request, 404s included, so only the logger can
  * clean that line. Returns `false` when the logger is not pino (a custom `loggerInstance`).
  */
-export function redactRequestLogs (log: object, param: string): boolean {
+export function redactRequestLogs (log: object, params: readonly string[]): boolean {
   const serializers = pinoSerializers(log) as Record<string, unknown> & { [kRedacted]?: Set<string> } | undefined
   if (serializers === undefined) return false
-  const params = serializers[kRedacted]
-  if (params !== undefined) {
-    params.add(param)
+  const known = serializers[kRedacted]
+  if (known !== undefined) {
+    for (const param of params) known.add(param)
     return true
   }
-  const redacted = new Set([param])
+  const redacted = new Set(params)
   const previous = typeof serializers.req === 'function' ? serializers.req as (req: unknown) => unknown : undefined
   serializers.req = function redactedRequest (req: FastifyRequest): unknown {
     const out = previous === undefined ? { method: req.method, url: req.url } : previous(req)
     const url = (out as { url?: unknown } | null)?.url
     if (typeof url !== 'string') return out
-    let clean = url
-    for (const name of redacted) clean = redactUrl(clean, name)
+    const clean = redactUrl(url, redacted)
     return clean === url ? out : { ...(out as object), url: clean }
   }
   serializers[kRedacted] = redacted

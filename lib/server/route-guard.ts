@@ -1,10 +1,10 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { clock } from '../protocol/clock.ts'
-import { authenticate, type Outcome } from './authenticate.ts'
+import { authenticate, within, type Outcome } from './authenticate.ts'
 import { isThenable } from './checks.ts'
 import type { Host } from './host.ts'
 import type { RoutePolicy } from './options.ts'
 import { findToken, type FoundToken } from './sources.ts'
+import { redeemTicket } from './tickets.ts'
 import { leaveVerdict } from './upgrade.ts'
 
 /*
@@ -14,8 +14,6 @@ import { leaveVerdict } from './upgrade.ts'
  */
 
 type Done = (err?: Error) => void
-/** What an upgrade whose checks did not answer within `authTimeout` gets. */
-const TIMED_OUT: Outcome = Object.freeze({ ok: false, failure: 'auth_timeout' })
 
 /** The hook of a route with `wsAuth: false`: marks its upgrades as opted out. */
 export function optOutHook (request: FastifyRequest, _reply: FastifyReply, done: Done): void {
@@ -54,6 +52,7 @@ export function routeGuard (host: Host, policy: RoutePolicy) {
 /** After the Origin check: authenticate the token from the request, or wait for the auth message. */
 function afterOrigin (host: Host, allowed: unknown, request: FastifyRequest, policy: RoutePolicy, found: FoundToken | undefined): Outcome | Promise<Outcome | undefined> | undefined {
   if (allowed !== true) return { ok: false, failure: 'forbidden' }
+  if (found?.source === 'ticket') return redeemTicket(host.tickets, found.token, request, policy, host)
   if (found !== undefined) return authenticate(found.token, request, policy, host)
   return policy.awaitsMessage ? undefined : { ok: false, failure: 'no_token' }
 }
@@ -72,15 +71,4 @@ function decide (host: Host, outcome: Outcome | undefined, request: FastifyReque
   if (outcome !== undefined && !outcome.ok) host.logFailure(request, policy, outcome, token)
   leaveVerdict(request, { request, policy, host, outcome })
   done()
-}
-
-/** Resolves with the outcome, or with `auth_timeout` once `ms` have passed without one. */
-function within (outcome: Promise<Outcome | undefined>, ms: number): Promise<Outcome | undefined> {
-  return new Promise(resolve => {
-    const cancel = clock.after(ms, () => resolve(TIMED_OUT))
-    outcome.then(settled => {
-      cancel()
-      resolve(settled)
-    })
-  })
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
-import { idOf, type Outcome } from './authenticate.ts'
+import { idOf, within, type Outcome } from './authenticate.ts'
 import { isThenable } from './checks.ts'
 import type { FailureClass } from '../protocol/close-codes.ts'
 import { clock } from '../protocol/clock.ts'
@@ -421,7 +421,8 @@ export class Session implements Timed {
     const previous = this.refreshing ?? Promise.resolve()
     this.refreshing = previous.then(async () => {
       if (this.isClosed()) return
-      const outcome = await this.host.authenticate(token, this.request, this.policy)
+      // Bounded like a handshake: a key source that hangs must not hold the refreshes queued behind it.
+      const outcome = await within(Promise.resolve(this.host.authenticate(token, this.request, this.policy)), this.policy.authTimeout)
       if (this.isClosed()) return
       if (!outcome.ok) return this.refuse({ ...outcome, userId: outcome.userId ?? this.userId }, token)
       if (idOf(outcome.user) !== this.userId) return this.refuse({ ok: false, failure: 'invalid_token', userId: this.userId }, token)

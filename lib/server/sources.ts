@@ -30,6 +30,7 @@ function read (request: FastifyRequest, source: TokenSource, config: Config): st
     case 'header': return fromHeader(request.headers.authorization)
     case 'cookie': return fromCookie(request, config.cookieName)
     case 'protocol': return fromProtocols(request.headers['sec-websocket-protocol'], config.protocolTokenPrefix)
+    case 'ticket': return fromQuery(request, config.ticketParam)
     default: return undefined
   }
 }

@@ -189,7 +189,7 @@ export function connect (url: string, protocols?: string | string[], options?: C
 
 /**
  * A client that presents `token` through `source`, as a real one does: `?token=` (appended to any
- * query), `Authorization: Bearer`, the `token` cookie, the `bearer.<token>` subprotocol next to
+ * query; a ticket as `?ticket=`), `Authorization: Bearer`, the `token` cookie, the `bearer.<token>` subprotocol next to
  * plain `bearer`, or the first message once the socket is open. `options` go to `ws` (merged
  * headers).
  */
@@ -197,6 +197,7 @@ export function connectWith (url: string, source: TokenSource, token: string, op
   const headers = (extra: Record<string, string>): ClientOptions => ({ ...options, headers: { ...options.headers as Record<string, string>, ...extra } })
   switch (source) {
     case 'query': return connect(`${url}${url.includes('?') ? '&' : '?'}token=${token}`, undefined, options)
+    case 'ticket': return connect(`${url}${url.includes('?') ? '&' : '?'}ticket=${token}`, undefined, options)
     case 'header': return connect(url, undefined, headers({ authorization: `Bearer ${token}` }))
     case 'cookie': return connect(url, undefined, headers({ cookie: `token=${token}` }))
     case 'protocol': return connect(url, [`bearer.${token}`, 'bearer'], options)

@@ -4,11 +4,11 @@
 import Fastify from 'fastify'
 import type { FastifyRequest } from 'fastify'
 import jwt from '@fastify/jwt'
-import wsAuth, { closeCodes, fastifyWsAuth } from 'fastify-ws-auth'
-import type { AuthAttempt, ClusterSubscriberInfo, FailureClass, RefusalPhase, SubscriberInfo, Topic, WsAuthMessage, WsAuthPluginOptions, WsAuthRouteOptions, WsAuthUser } from 'fastify-ws-auth'
+import wsAuth, { closeCodes, fastifyWsAuth, KeySourceUnavailableError } from 'fastify-ws-auth'
+import type { AuthAttempt, ClusterSubscriberInfo, FailureClass, IssueTicketOptions, RefusalPhase, SubscriberInfo, Topic, WsAuthMessage, WsAuthPluginOptions, WsAuthRouteOptions, WsAuthUser } from 'fastify-ws-auth'
 import type { WebSocket } from 'ws'
 import { createClient, WsAuthError } from 'fastify-ws-auth/client'
-import type { ClientEvents, PublicationInfo, RefusedInfo, Subscription, UnsubscribedInfo } from 'fastify-ws-auth/client'
+import type { ClientEvents, ClientOptions, PublicationInfo, RefusedInfo, Subscription, TicketContext, TicketProvider, UnsubscribedInfo } from 'fastify-ws-auth/client'
 
 /** `true` when A and B are the same type (not merely assignable). */
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
@@ -217,6 +217,31 @@ function afterTheDoor (): void {
   app.wsAuth.subscribe({} as WebSocket, 'a')
 }
 
+// Tickets and key sources (issue 18), server side.
+async function serverTickets (): Promise<void> {
+  const app = Fastify()
+  await app.register(wsAuth, { sources: ['ticket', 'header'], ticketParam: 'one_time' })
+  app.get('/ws/t', { websocket: true, wsAuth: { sources: ['ticket'] } }, () => {})
+  app.post('/ticket', async (request) => {
+    const ticket = await app.wsAuth.issueTicket(request.user, { ttl: 10_000, route: '/ws/t' })
+    expectTrue<Equal<typeof ticket, string>>(true)
+    use(ticket)
+    return { ticket: await app.wsAuth.issueTicket({ sub: 'u1', exp: 1 }) }
+  })
+  const opts: IssueTicketOptions = { ttl: 1 }
+  const failure: FailureClass = 'invalid_ticket'
+  expectTrue<Equal<typeof closeCodes.invalid_ticket.code, 4001>>(true)
+  const keysDown = new KeySourceUnavailableError({ cause: new Error('JWKS down') })
+  expectTrue<Equal<typeof keysDown.code, 'FST_WS_AUTH_KEY_SOURCE_UNAVAILABLE'>>(true)
+  use(opts, failure, keysDown)
+  // @ts-expect-error: ttl is a number of ms
+  await app.wsAuth.issueTicket({ sub: 'u1' }, { ttl: '30s' })
+  // @ts-expect-error: claims are an object
+  await app.wsAuth.issueTicket('u1')
+  // @ts-expect-error: an unknown source
+  await app.register(wsAuth, { sources: ['tickets'] })
+}
+
 // The client's topics (issue 17).
 async function clientTopics (): Promise<void> {
   const client = createClient({ url: 'ws://127.0.0.1/ws', token: 't' })
@@ -253,4 +278,39 @@ async function clientTopics (): Promise<void> {
   client.on('subscribed', () => {})
 }
 
-export { plugin, routes, afterTheDoor, clientTopics, failure, noFailure }
+// The client's one-time tickets (issue 18).
+function clientTickets (): void {
+  createClient({ url: '/ws', ticket: async () => 'a-ticket' })
+  createClient({ url: '/ws', ticket: () => 'a-ticket', ticketParam: 'one_time' })
+  createClient({ url: '/ws', ticket: async () => null }) // no ticket: the client stops
+  createClient({
+    url: '/ws',
+    ticket: async ({ reason, attempt }) => {
+      expectTrue<Equal<typeof reason, 'connect' | 'reconnect' | 'reauthenticate'>>(true)
+      expectTrue<Equal<typeof attempt, number>>(true)
+      return 'a-ticket'
+    }
+  })
+  expectTrue<Equal<Parameters<TicketProvider>[0], TicketContext>>(true)
+  // A spread of partial options still builds a client, as tests and wrappers do.
+  const partial: Partial<ClientOptions> = {}
+  createClient({ url: '/ws', ticket: async () => 'a-ticket', ...partial })
+  // @ts-expect-error: a token or a ticket is required
+  createClient({ url: '/ws' })
+  // @ts-expect-error: a ticket is a function: a ticket string opens one connection only
+  createClient({ url: '/ws', ticket: 'a-ticket' })
+  // @ts-expect-error: ticket() returns a string
+  createClient({ url: '/ws', ticket: async () => ({ ticket: 'a-ticket' }) })
+  // @ts-expect-error: ticketParam is a string
+  createClient({ url: '/ws', ticket: async () => 'a-ticket', ticketParam: 1 })
+  createClient({
+    url: '/ws',
+    ticket: ({ reason }) => {
+      // @ts-expect-error: a ticket session is never refreshed
+      if (reason === 'refresh') return null
+      return 'a-ticket'
+    }
+  })
+}
+
+export { plugin, routes, afterTheDoor, serverTickets, clientTopics, clientTickets, failure, noFailure }

@@ -162,6 +162,21 @@ export class RedisAdapter implements ClusterAdapter {
     return this.listed({ op: 'subscribers', topic })
   }
 
+  putTicket (key: string, record: string, ttl: number): Promise<void> {
+    return this.ticketStore(store => store.putTicket(key, record, ttl))
+  }
+
+  takeTicket (key: string): Promise<string | null> {
+    return this.ticketStore(store => store.takeTicket(key))
+  }
+
+  /** Tickets live in Redis only (any instance redeems them): without it, issuing and redeeming fail. */
+  private async ticketStore<T> (call: (store: Store) => Promise<T>): Promise<T> {
+    this.started()
+    if (!this.usable) throw new Error('Redis not ready')
+    return call(this.store!)
+  }
+
   /** A list query: this instance's entries, then those of the instances that answered in time. */
   private async listed<T> (query: ListQuery): Promise<T[]> {
     const own = this.listedHere(this.started(), query) as T[]

@@ -29,6 +29,11 @@ export class Keyspace {
     return this.namespace + 'conns:' + userPart(userId)
   }
 
+  /** STRING: a ticket's record, under the SHA-256 of the ticket, expiring with it. */
+  ticket (key: string): string {
+    return this.namespace + 'ticket:' + key
+  }
+
   /** Channel on which an instance receives the answers to its own requests. */
   replies (instanceId: string): string {
     return this.namespace + 'replies:' + instanceId

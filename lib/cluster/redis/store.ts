@@ -118,6 +118,21 @@ export class Store {
     for (const [err] of results ?? []) if (err) throw err
   }
 
+  /** Stores a ticket's record for `ttl` ms. */
+  async putTicket (key: string, record: string, ttl: number): Promise<void> {
+    await within(this.client.set(this.keys.ticket(key), record, 'PX', ttl), this.timeoutMs)
+  }
+
+  /** Reads and deletes a ticket's record in one transaction (GETDEL, which Redis 5 lacks): one taker only. */
+  async takeTicket (key: string): Promise<string | null> {
+    const name = this.keys.ticket(key)
+    const results = await within(this.client.multi().get(name).del(name).exec(), this.timeoutMs)
+    // exec() answers null only for a transaction with a failed WATCH: this one has none.
+    const [err, record] = results![0]
+    if (err) throw err
+    return record as string | null
+  }
+
   /** Removes this instance and its slots (shutdown). */
   async leave (): Promise<void> {
     await this.run(LEAVE, [this.keys.instances, this.keys.slots(this.instanceId)], [this.instanceId])
@@ -132,7 +147,6 @@ export class Store {
     return within(this.client.publish(this.keys.replies(to), message), this.timeoutMs)
   }
 
-  /** Runs a script by its SHA1, sending its body once when Redis does not know it (after a restart). */
   /** Runs a script by its SHA1 (batched), sending its body once when Redis does not know it (after a restart). */
   private async run (script: Script, keys: string[], args: Array<string | number>): Promise<unknown> {
     try {
