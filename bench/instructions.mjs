@@ -11,26 +11,35 @@
 // Per publish to 10,000 subscribers, `app.wsAuth.publish` beside the old hand-written hub on the
 // same sockets (issue 17's publish row; no server id; the clients run in this process):
 //   node bench/instructions.mjs --publish [subscribers = 10000] [publishes per dump = 3] [rounds = 3]
+// Issue 19's two rows, per handshake: `plugin-traces-off`, `plugin-metrics` and `plugin-hs256` (the
+// default, traces 'auto' without a tracer provider) in turn, `runs` times, then metrics on ÷ off and
+// traces auto ÷ off, of the lowest counts and run by run:
+//   node bench/instructions.mjs --observability [runs = 3] [warm = 4000] [measured = 2000]
 // Why equal counts can take unequal time: simulated cache misses and mispredicted branches
 // (callgrind's simple models of the L1 caches and the branch predictor; twice as slow):
 //   node bench/instructions.mjs <server id> --simulate
+// With `--frozen`, every server imports a copy of the current dist/ build taken at the start
+// (bench/lib/build-stamp.mjs): others rebuilding dist/ meanwhile do not change what is counted.
 // With BENCH_KEEP_CALLGRIND=1 the callgrind files are kept (their paths are printed) for
 // `callgrind_annotate`. Ids as in bench/variants.mjs; `plugin-ticket` (issue 18) is given fresh
 // one-time tickets before the warm-up and before counting, so that issuing them is not counted. The load generator runs in this process,
 // outside valgrind. Needs valgrind; 20–40 s a server.
 import { parseArgs } from 'node:util'
+import { distBuild, freezeDist, frozenBuild } from './lib/build-stamp.mjs'
 import { countInstructions } from './lib/callgrind.mjs'
 import { countPublishInstructions } from './lib/callgrind-publish.mjs'
 import { makeKeys } from './lib/tokens.mjs'
-import { variants } from './variants.mjs'
+import { OBSERVABILITY_IDS, variants } from './variants.mjs'
 
 const LIMIT_MS = 5 * 60_000
 
 const { values: opts, positionals } = parseArgs({
   allowPositionals: true,
-  options: { publish: { type: 'boolean', default: false }, echo: { type: 'boolean', default: false }, functions: { type: 'boolean', default: false }, simulate: { type: 'boolean', default: false }, vs: { type: 'string' }, top: { type: 'string', default: '40' } }
+  options: { frozen: { type: 'boolean', default: false }, publish: { type: 'boolean', default: false }, observability: { type: 'boolean', default: false }, echo: { type: 'boolean', default: false }, functions: { type: 'boolean', default: false }, simulate: { type: 'boolean', default: false }, vs: { type: 'string' }, top: { type: 'string', default: '40' } }
 })
+if (opts.frozen) freezeDist()
 if (opts.publish) await publishRow(positionals.map(Number))
+if (opts.observability) await observabilityRows(positionals.map(Number))
 const unit = opts.echo ? 'message' : 'handshake'
 const [id, warm = opts.echo ? '20000' : '4000', measured = opts.echo ? '20000' : '2000'] = positionals
 const ids = [id, opts.vs].filter((v) => v !== undefined)
@@ -47,9 +56,10 @@ const keys = makeKeys()
 const keep = process.env.BENCH_KEEP_CALLGRIND === '1'
 const results = []
 for (const variant of chosen) {
+  const build = frozenBuild() ?? distBuild()
   const result = await countInstructions(variant, keys, { warm: Number(warm), measured: Number(measured), echo: opts.echo, functions: opts.functions, simulate: opts.simulate, keep })
   for (const file of result.files) console.log(`kept ${file}`)
-  console.log(`${variant.id}: ${whole(result.main)} instructions per ${unit} on the main thread (${whole(result.all)} with V8's helper threads); ${result.failed} failed`)
+  console.log(`${variant.id}: ${whole(result.main)} instructions per ${unit} on the main thread (${whole(result.all)} with V8's helper threads); ${result.failed} failed; dist/ build ${build}`)
   if (result.events !== undefined) console.log(`  per ${unit}: ${simulated(result.events)}`)
   results.push(result)
 }
@@ -66,6 +76,31 @@ async function publishRow ([subscribers = 10_000, publishes = 3, rounds = 3]) {
   const low = (side) => Math.min(...r[side].map((x) => x.perPublish))
   console.log(`publish to ${subscribers} subscribers, lowest of ${rounds}: plugin ${whole(low('plugin'))}, hand-written hub ${whole(low('hand'))} ` +
     `instructions per publish on the main thread; plugin ÷ hub ${(low('plugin') / low('hand')).toFixed(3)}`)
+  process.exit(0)
+}
+
+/** Issue 19's rows in instructions: the three servers in turn, `runs` times; ratios ÷ traces off. */
+async function observabilityRows ([runs = 3, warm = 4000, measured = 2000]) {
+  const { off, metrics, auto } = OBSERVABILITY_IDS
+  const ids = [off, metrics, auto]
+  setTimeout(() => { console.error('instructions: time limit reached'); process.exit(1) }, LIMIT_MS * runs * ids.length).unref()
+  const keys = makeKeys()
+  const counts = Object.fromEntries(ids.map((v) => [v, []]))
+  for (let r = 0; r < runs; r++) {
+    for (const v of ids) {
+      const build = frozenBuild() ?? distBuild()
+      const result = await countInstructions(variants.find((variant) => variant.id === v), keys, { warm, measured })
+      counts[v].push(result.main)
+      console.log(`run ${r + 1}/${runs} ${v}: ${whole(result.main)} instructions per handshake on the main thread (${whole(result.all)} with V8's helper threads); ${result.failed} failed; dist/ build ${build}`)
+    }
+  }
+  const row = (name, id) => {
+    const low = Math.min(...counts[id]) / Math.min(...counts[off])
+    const byRun = counts[id].map((n, i) => (n / counts[off][i]).toFixed(3)).join(', ')
+    console.log(`${name}: lowest ${whole(Math.min(...counts[id]))} ÷ ${whole(Math.min(...counts[off]))} = ${low.toFixed(3)}; run by run ${byRun}`)
+  }
+  row('metrics on ÷ off', metrics)
+  row('traces auto, no provider ÷ traces off', auto)
   process.exit(0)
 }
 

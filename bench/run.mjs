@@ -1,6 +1,8 @@
 // The bench harness: `npm run bench` (full) or `npm run bench -- --quick` (under a minute);
 // `npm run bench -- --after-door` runs only issue 17's rows (message policies, publish);
-// `npm run bench -- --tickets` only issue 18's (ticket handshake ÷ HS256 query-token handshake).
+// `npm run bench -- --tickets` only issue 18's (ticket handshake ÷ HS256 query-token handshake);
+// `npm run bench -- --observability` only issue 19's (metrics on ÷ off, traces 'auto' without a
+// tracer provider ÷ traces off, and the time of a scrape with 10,000 open sessions).
 // Servers run each in their own process pinned to core 0, the load generator in its own process
 // pinned to core 1; every figure is a median over rounds with its spread, and every ratio is
 // taken to the bare @fastify/websocket baseline measured in the same round. See docs/benchmarks.md.
@@ -13,8 +15,10 @@ import { heapReport } from './lib/heap.mjs'
 import { profileReport } from './lib/profile.mjs'
 import { publishPhase } from './lib/publish.mjs'
 import { roundTarget } from './lib/tickets.mjs'
+import { scrapePhase } from './lib/scrape.mjs'
+import { freezeDist } from './lib/build-stamp.mjs'
 import { finalLine, markdownReport, textTable } from './lib/report.mjs'
-import { BASELINE_ID, MESSAGES_IDS, PLUGIN_ID, TICKET_ID, variants } from './variants.mjs'
+import { BASELINE_ID, MESSAGES_IDS, OBSERVABILITY_IDS, PLUGIN_ID, TICKET_ID, variants } from './variants.mjs'
 
 const HERE = import.meta.dirname
 const TMP = join(HERE, '.tmp')
@@ -29,16 +33,32 @@ const QUICK_MEMORY = new Set([BASELINE_ID, PLUGIN_ID, 'hand-hs256'])
 // interleaved with the other servers' so that a disturbance hits a round, not a server.
 // The publish row (not in --quick): publishRounds × publishes per side to `subscribers` sockets (bench/lib/publish.mjs).
 const PUBLISH = { subscribers: 10_000, publishes: 20, publishWarm: 10, publishRounds: 7 }
+// The scrape figure (issue 19; not in --quick): scrapeRounds × `scrapes` timed scrapes of the metrics
+// server's registry with no session, then with `conns` idle sessions open (bench/lib/scrape.mjs).
+const SCRAPE = { scrapeRounds: 5, scrapes: 50 }
 const MODES = {
-  quick: { handshakes: 1000, warmMin: 3000, warmMax: 4000, rounds: 6, echoRounds: 3, concurrency: 50, echoConns: 50, echoMs: 150, conns: 1000, memRounds: 1, crossHandshakes: 500, crossRounds: 2, limitMs: 120_000, ...PUBLISH, subscribers: 0 },
-  full: { handshakes: 2500, warmMin: 6000, warmMax: 12_000, rounds: 8, echoRounds: 5, concurrency: 50, echoConns: 50, echoMs: 1000, conns: 10_000, memRounds: 3, crossHandshakes: 5000, crossRounds: 3, limitMs: 45 * 60_000, ...PUBLISH },
+  quick: { handshakes: 1000, warmMin: 3000, warmMax: 4000, rounds: 6, echoRounds: 3, concurrency: 50, echoConns: 50, echoMs: 150, conns: 1000, memRounds: 1, crossHandshakes: 500, crossRounds: 2, limitMs: 120_000, ...PUBLISH, subscribers: 0, ...SCRAPE, scrapeRounds: 0 },
+  full: { handshakes: 2500, warmMin: 6000, warmMax: 12_000, rounds: 8, echoRounds: 5, concurrency: 50, echoConns: 50, echoMs: 1000, conns: 10_000, memRounds: 3, crossHandshakes: 5000, crossRounds: 3, limitMs: 45 * 60_000, ...PUBLISH, ...SCRAPE },
   // Issue 17's rows alone: echo on the plugin's route with and without `messages`, and publish.
-  afterDoor: { handshakes: 0, warmMin: 0, warmMax: 0, rounds: 0, echoRounds: 9, concurrency: 50, echoConns: 50, echoMs: 1000, conns: 0, memRounds: 0, crossHandshakes: 0, crossRounds: 0, limitMs: 15 * 60_000, ...PUBLISH },
+  afterDoor: { handshakes: 0, warmMin: 0, warmMax: 0, rounds: 0, echoRounds: 9, concurrency: 50, echoConns: 50, echoMs: 1000, conns: 0, memRounds: 0, crossHandshakes: 0, crossRounds: 0, limitMs: 15 * 60_000, ...PUBLISH, ...SCRAPE, scrapeRounds: 0 },
   // Issue 18's row alone: handshakes of the plugin's route with tickets and with HS256 tokens (and the baseline).
-  tickets: { handshakes: 2500, warmMin: 6000, warmMax: 12_000, rounds: 15, echoRounds: 0, concurrency: 50, echoConns: 50, echoMs: 0, conns: 0, memRounds: 0, crossHandshakes: 0, crossRounds: 0, limitMs: 10 * 60_000, ...PUBLISH, subscribers: 0 }
+  tickets: { handshakes: 2500, warmMin: 6000, warmMax: 12_000, rounds: 15, echoRounds: 0, concurrency: 50, echoConns: 50, echoMs: 0, conns: 0, memRounds: 0, crossHandshakes: 0, crossRounds: 0, limitMs: 10 * 60_000, ...PUBLISH, subscribers: 0, ...SCRAPE, scrapeRounds: 0 },
+  // Issue 19's rows alone: handshakes of the plugin's route with metrics, with traces off and with
+  // the default traces 'auto' (and the baseline), in `blocks` of fresh processes, `rounds` rounds each;
+  // then the scrape figure with `conns` open sessions.
+  observability: { blocks: 4, balanced: true, handshakes: 2500, warmMin: 6000, warmMax: 12_000, rounds: 6, echoRounds: 0, concurrency: 50, echoConns: 50, echoMs: 0, conns: 10_000, memRounds: 0, crossHandshakes: 0, crossRounds: 0, limitMs: 15 * 60_000, ...PUBLISH, subscribers: 0, ...SCRAPE }
 }
 const AFTER_DOOR_IDS = new Set([BASELINE_ID, PLUGIN_ID, ...MESSAGES_IDS])
 const TICKET_IDS = new Set([BASELINE_ID, PLUGIN_ID, TICKET_ID])
+const OBSERVABILITY_SET = new Set([BASELINE_ID, ...Object.values(OBSERVABILITY_IDS)])
+
+const OUT = {
+  quick: [TMP, 'results-quick.md'],
+  full: [HERE, 'results.md'],
+  afterDoor: [HERE, 'results-after-door.md'],
+  tickets: [HERE, 'results-tickets.md'],
+  observability: [HERE, 'results-observability.md']
+}
 
 function options () {
   const { values } = parseArgs({
@@ -46,8 +66,10 @@ function options () {
       quick: { type: 'boolean', default: false },
       'after-door': { type: 'boolean', default: false },
       tickets: { type: 'boolean', default: false },
+      observability: { type: 'boolean', default: false },
       only: { type: 'string' },
       rounds: { type: 'string' },
+      blocks: { type: 'string' },
       handshakes: { type: 'string' },
       conns: { type: 'string' },
       'echo-ms': { type: 'string' },
@@ -58,29 +80,37 @@ function options () {
       'no-echo': { type: 'boolean', default: false },
       'no-memory': { type: 'boolean', default: false },
       'no-cross': { type: 'boolean', default: false },
-      'no-publish': { type: 'boolean', default: false }
+      'no-publish': { type: 'boolean', default: false },
+      'no-scrape': { type: 'boolean', default: false },
+      frozen: { type: 'boolean', default: false }
     }
   })
   const afterDoor = values['after-door']
   const tickets = values.tickets && !afterDoor
-  const mode = { ...MODES[afterDoor ? 'afterDoor' : tickets ? 'tickets' : values.quick ? 'quick' : 'full'], quick: values.quick && !tickets, afterDoor, tickets }
-  if (values.rounds && !tickets) mode.echoRounds = mode.publishRounds = Number(values.rounds)
+  const observability = values.observability && !afterDoor && !tickets
+  const alone = afterDoor || tickets || observability
+  const name = afterDoor ? 'afterDoor' : tickets ? 'tickets' : observability ? 'observability' : values.quick ? 'quick' : 'full'
+  const mode = { ...MODES[name], quick: values.quick && !alone, afterDoor, tickets, observability }
+  if (values.rounds && !tickets && !observability) mode.echoRounds = mode.publishRounds = Number(values.rounds)
   if (values.rounds && !afterDoor) mode.rounds = mode.memRounds = mode.crossRounds = Number(values.rounds)
+  if (values.blocks) mode.blocks = Number(values.blocks)
   if (values.handshakes) mode.handshakes = Number(values.handshakes)
   if (values.conns) mode.conns = Number(values.conns)
   if (values['echo-ms']) mode.echoMs = Number(values['echo-ms'])
   if (values.subscribers) mode.subscribers = Number(values.subscribers)
-  const only = values.only ? new Set([BASELINE_ID, ...values.only.split(',')]) : afterDoor ? AFTER_DOOR_IDS : tickets ? TICKET_IDS : null
+  const only = values.only ? new Set([BASELINE_ID, ...values.only.split(',')]) : afterDoor ? AFTER_DOOR_IDS : tickets ? TICKET_IDS : observability ? OBSERVABILITY_SET : null
   return {
     mode,
     selected: variants.filter((v) => (only ? only.has(v.id) : mode.quick ? v.quick : true)),
     profile: new Set(values.profile ? values.profile.split(',') : []),
     heap: new Set(values.heap ? values.heap.split(',') : []),
-    out: values.out ?? (afterDoor ? join(HERE, 'results-after-door.md') : tickets ? join(HERE, 'results-tickets.md') : mode.quick ? join(TMP, 'results-quick.md') : join(HERE, 'results.md')),
-    echo: !values['no-echo'] && !tickets,
-    memory: !values['no-memory'] && !afterDoor && !tickets,
-    cross: !values['no-cross'] && !afterDoor && !tickets,
-    publish: !values['no-publish'] && !tickets && (afterDoor || !mode.quick)
+    out: values.out ?? join(...OUT[name]),
+    echo: !values['no-echo'] && !tickets && !observability,
+    memory: !values['no-memory'] && !alone,
+    cross: !values['no-cross'] && !alone,
+    publish: !values['no-publish'] && !tickets && !observability && (afterDoor || !mode.quick),
+    scrape: !values['no-scrape'] && mode.scrapeRounds > 0,
+    frozen: values.frozen
   }
 }
 
@@ -113,6 +143,20 @@ async function startServers (list, { keys, tokens, opts, env = {} }) {
 function rotate (list, by) {
   const k = by % list.length
   return [...list.slice(k), ...list.slice(0, k)]
+}
+
+/**
+ * Round `r`'s order of `list` in a Williams design: over `list.length` rounds (an even count), every
+ * server runs right after every other exactly once, so that what a round leaves behind (the caches,
+ * the kernel's closing sockets, the load generator's garbage) weighs on no server more than on
+ * another; with `rotate`, each server always follows the same one. Odd lengths alternate the design
+ * with its mirror. Issue 19's rows (--observability) measure 1 % differences this way.
+ */
+function balanced (list, r) {
+  const n = list.length
+  const first = Array.from({ length: n }, (_, j) => (j % 2 === 0 ? j / 2 : n - (j + 1) / 2))
+  const row = first.map((k) => list[(k + r) % n])
+  return n % 2 === 1 && Math.floor(r / n) % 2 === 1 ? row.reverse() : row
 }
 
 function handshakeTimeout (n) {
@@ -197,7 +241,7 @@ async function memoryRound (loadgen, server, mode, snapshots) {
 }
 
 function record (results, id, key, round) {
-  results[id] ??= { handshake: [], echo: [], memory: [], cross: [], publish: [] }
+  results[id] ??= { handshake: [], echo: [], memory: [], cross: [], publish: [], scrape: [] }
   results[id][key].push(round)
   if (round.errors > 0) log(`${id} ${key}: ${round.errors} errors (first: ${round.firstError})`)
 }
@@ -245,7 +289,8 @@ function total (results, id, key, field) {
   return (results[id]?.[key] ?? []).reduce((n, r) => n + r[field], 0)
 }
 
-async function throughputPhases (loadgen, running, results, opts, profiles) {
+/** `first`: the number of handshake rounds of earlier blocks, where the order of servers goes on from. */
+async function throughputPhases (loadgen, running, results, opts, profiles, first = 0) {
   const { mode } = opts
   mkdirSync(PROFILE_DIR, { recursive: true })
   for (const server of running) await warmUp(loadgen, server, opts)
@@ -253,7 +298,7 @@ async function throughputPhases (loadgen, running, results, opts, profiles) {
   await profiling(running, opts, profiles, handshakes, async () => {
     for (let r = 0; r < mode.rounds; r++) {
       log(`handshake round ${r + 1}/${mode.rounds}`)
-      for (const server of rotate(running, r)) record(results, server.variant.id, 'handshake', await handshakeRound(loadgen, server, mode.handshakes, 'lean', mode.concurrency))
+      for (const server of (mode.balanced ? balanced : rotate)(running, first + r)) record(results, server.variant.id, 'handshake', await handshakeRound(loadgen, server, mode.handshakes, 'lean', mode.concurrency))
     }
   })
   const echoes = { name: 'echo', unit: 'message', count: (id) => total(results, id, 'echo', 'messages') }
@@ -284,8 +329,37 @@ async function memoryPhase (loadgen, results, opts, ctx, snapshots) {
   }
 }
 
+/**
+ * Starts the servers, runs the throughput phases and the scrape figure on them, stops them; resolves
+ * with the variants that ran. With `mode.blocks` > 1 (--observability), all of it again on fresh
+ * processes per block: each server process's JIT settles its own way, which weighs on every round of
+ * that process alike (a few per cent between two processes of the same code), so that one process
+ * per server would give a ratio off by that much however many rounds it ran. The CPU profile
+ * (`--profile`) covers the first block; the scrape figure, the last.
+ */
+async function throughputBlocks (loadgen, results, unavailable, opts, ctx, profiles) {
+  const blocks = opts.mode.blocks ?? 1
+  let running = []
+  for (let b = 0; b < blocks; b++) {
+    if (blocks > 1) log(`block ${b + 1}/${blocks}: fresh server processes`)
+    const servers = await startServers(opts.selected, { ...ctx, opts })
+    for (const s of servers.filter((s) => s.error)) {
+      unavailable[s.variant.id] = s.error
+      log(`${s.variant.id} not measured: ${s.error}`)
+    }
+    running = servers.filter((s) => s.child)
+    if (!running.some((s) => s.variant.id === BASELINE_ID)) throw new Error('the baseline server did not start')
+    await throughputPhases(loadgen, running, results, b === 0 ? opts : { ...opts, profile: new Set() }, profiles, b * opts.mode.rounds)
+    const scraped = running.find((s) => s.variant.id === OBSERVABILITY_IDS.metrics)
+    if (opts.scrape && scraped && b === blocks - 1) await scrapePhase(loadgen, scraped, opts.mode, (id, round) => record(results, id, 'scrape', round), log)
+    await Promise.all(running.map((s) => s.child.stop()))
+  }
+  return running.map((s) => s.variant)
+}
+
 async function main () {
   const opts = options()
+  if (opts.frozen) log(`servers import a frozen copy of dist/ build ${freezeDist()}`)
   const started = performance.now()
   const limit = setTimeout(() => { log('overall time limit reached, stopping'); process.exit(1) }, opts.mode.limitMs)
   mkdirSync(TMP, { recursive: true })
@@ -301,22 +375,13 @@ async function main () {
 
   const results = {}
   const unavailable = {}
-  const servers = await startServers(opts.selected, { ...ctx, opts })
-  for (const s of servers.filter((s) => s.error)) {
-    unavailable[s.variant.id] = s.error
-    log(`${s.variant.id} not measured: ${s.error}`)
-  }
-  const running = servers.filter((s) => s.child)
-  if (!running.some((s) => s.variant.id === BASELINE_ID)) throw new Error('the baseline server did not start')
-
   const profiles = []
-  await throughputPhases(loadgen, running, results, opts, profiles)
-  await Promise.all(running.map((s) => s.child.stop()))
+  const ran = await throughputBlocks(loadgen, results, unavailable, opts, ctx, profiles)
   if (opts.publish) {
     const failed = await publishPhase(loadgen, (list) => startServers(list, { ...ctx, opts }), opts.mode, (id, round) => record(results, id, 'publish', round), log)
     if (failed !== null) unavailable.topics = failed
   }
-  const measured = running.map((s) => s.variant).filter((v) => !opts.mode.quick || QUICK_MEMORY.has(v.id))
+  const measured = ran.filter((v) => !opts.mode.quick || QUICK_MEMORY.has(v.id))
   const snapshots = []
   if (opts.memory) await memoryPhase(loadgen, results, { ...opts, selected: measured }, ctx, snapshots)
   await loadgen.stop()

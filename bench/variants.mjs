@@ -7,13 +7,17 @@
 //   lean: the baseline with what the plugin does for its own sockets (see bench/servers/fastify-ws.mjs);
 //   messages: the route's `wsAuth.messages` (issue 17's echo rows: the same route with message policies);
 //   source 'ticket': the route reads one-time tickets from `?ticket=` instead of tokens (issue 18's row;
-//     the server issues a fresh ticket per connection before each round, see bench/lib/tickets.mjs).
+//     the server issues a fresh ticket per connection before each round, see bench/lib/tickets.mjs);
+//   metrics, traces: the plugin's `metrics` (true: `{ registry: new Registry() }`, a registry of the
+//     server's own) and `traces` options (issue 19's rows). Without `traces`, the plugin's default
+//     ('auto'): `@opentelemetry/api` is installed, so every plugin server asks the global tracer for a
+//     span per handshake, and with no tracer provider registered gets a non-recording one.
 
 const HELLO = '"type":"hello"'
 const ESTABLISHED = '"type":"connection_established"'
 
-function plugin (id, label, { alg = 'HS256', cache = false, source = 'query', quick = true, cross = null, logged = false, direct = false, messages = null } = {}) {
-  return { id, label, kind: 'plugin', alg, cache, source, auth: source, protocol: 'ws', expect: ESTABLISHED, quick, cross, logged, direct, messages }
+function plugin (id, label, { alg = 'HS256', cache = false, source = 'query', quick = true, cross = null, logged = false, direct = false, messages = null, metrics = false, traces } = {}) {
+  return { id, label, kind: 'plugin', alg, cache, source, auth: source, protocol: 'ws', expect: ESTABLISHED, quick, cross, logged, direct, messages, metrics, traces }
 }
 
 // The echo message is `{"type":"message",...}` (bench/lib/clients.mjs ECHO_BODY). Unlisted: policies
@@ -42,6 +46,8 @@ export const variants = [
   plugin('plugin-messages-unlisted', '(4) the same route with `messages`, echoing an unlisted type', { quick: false, messages: UNLISTED }),
   plugin('plugin-messages-listed', '(4) the same route with `messages`, echoing a listed type (roles policy)', { quick: false, messages: LISTED }),
   plugin('plugin-ticket', '(4) the same route reading one-time tickets, ?ticket=', { source: 'ticket', quick: false }),
+  plugin('plugin-traces-off', '(4) the same route with traces: false', { quick: false, traces: false }),
+  plugin('plugin-metrics', '(4) the same route with metrics: { registry }, traces: false', { quick: false, metrics: true, traces: false }),
   plugin('plugin-message', '(5) fastify-ws-auth, first-message auth', { source: 'message', quick: false }),
   plugin('plugin-rs256', '(6) fastify-ws-auth, RS256', { alg: 'RS256', quick: false }),
   plugin('plugin-rs256-cache', '(6) fastify-ws-auth, RS256 cached', { alg: 'RS256', cache: true }),
@@ -60,3 +66,8 @@ export const BASELINE_ID = 'baseline'
 export const MESSAGES_IDS = ['plugin-messages-unlisted', 'plugin-messages-listed']
 /** Issue 18's row: the ticket handshake ÷ the HS256 query-token handshake of the same route (PLUGIN_ID). */
 export const TICKET_ID = 'plugin-ticket'
+/**
+ * Issue 19's rows, each ÷ `off` (the same route with `traces: false`, no metrics): `metrics` (metrics on,
+ * traces off) and `auto` (the plugin's default: traces 'auto', no tracer provider; PLUGIN_ID itself).
+ */
+export const OBSERVABILITY_IDS = { off: 'plugin-traces-off', metrics: 'plugin-metrics', auto: PLUGIN_ID }

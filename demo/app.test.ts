@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { closeCodes } from 'fastify-ws-auth'
-import { answer, connect, type Client } from '../test/helpers/index.ts'
+import { answer, connect, refusal, type Client } from '../test/helpers/index.ts'
 import { build, type DemoOptions } from './app.ts'
 
 type Msg = Record<string, unknown>
@@ -204,4 +204,41 @@ t.test('the ticket route refuses what it must', async t => {
   const { token } = await mint(app, 'alice', 'valid')
   t.equal((await ticketFor(app, token, '/ws/projects/apollo')).statusCode, 400, 'a URL, not a pattern')
   t.equal((await ticketFor(app, token, '/ws/elsewhere')).statusCode, 400, 'a route of no socket')
+})
+
+/** The samples of `name` in Prometheus's text format, each as its labels and value, sorted by their labels. */
+function samples (text: string, name: string): Array<{ labels: Record<string, string>, value: number }> {
+  const found = [...text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, 'gm'))].map(([, labels = '', value]) => ({
+    labels: Object.fromEntries([...labels.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map(([, k, v]) => [k, v])),
+    value: Number(value)
+  }))
+  return found.sort((a, b) => JSON.stringify(a.labels).localeCompare(JSON.stringify(b.labels)))
+}
+
+t.test('/metrics: the plugin\'s ws_auth_* metrics, on the demo\'s own registry, for Prometheus', async t => {
+  const { app, open } = await start(t)
+  const before = await app.inject('/metrics')
+  t.equal(before.statusCode, 200, 'GET /metrics')
+  t.equal(before.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8', 'Prometheus\'s text format')
+  const names = [...before.body.matchAll(/^# TYPE (\S+) (\w+)$/gm)].map(([, name, type]) => `${name} ${type}`)
+  for (const metric of ['ws_auth_handshakes_total counter', 'ws_auth_handshake_duration_seconds histogram', 'ws_auth_sessions gauge']) {
+    t.ok(names.includes(metric), metric)
+  }
+  t.same(names.filter(n => !n.startsWith('ws_auth_')), [], 'nothing else: no default process metrics')
+  t.same(samples(before.body, 'ws_auth_handshakes_total'), [], 'no handshake yet: the other tests\' apps count on registries of their own')
+
+  const project = await open('/ws/projects/apollo', 'carol', 'valid')
+  t.match(await project.message(2), { type: 'project', id: 'apollo' }, 'carol on /ws/projects/apollo: established')
+  t.same(await refusal(await open('/ws/admin', 'bob', 'valid')), { code: 4003, reason: 'Forbidden' }, 'bob on /ws/admin: 4003')
+  const text = (await app.inject('/metrics')).body
+  t.same(samples(text, 'ws_auth_handshakes_total'), [
+    { labels: { route: '/ws/admin', outcome: 'forbidden' }, value: 1 },
+    { labels: { route: '/ws/projects/:id', outcome: 'established' }, value: 1 }
+  ], 'by route pattern (never the URL) and outcome')
+  t.same(samples(text, 'ws_auth_sessions'), [{ labels: { route: '/ws/projects/:id' }, value: 1 }], 'the open session')
+  t.same(samples(text, 'ws_auth_handshake_duration_seconds_count'), [
+    { labels: { route: '/ws/admin' }, value: 1 },
+    { labels: { route: '/ws/projects/:id' }, value: 1 }
+  ], 'each handshake timed')
+  project.ws.close()
 })

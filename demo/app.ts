@@ -1,12 +1,14 @@
 // The demo playground: a local server with a throwaway secret, in-memory users, a token mint, a
 // ticket route (one-time tickets for a token's bearer), four kinds of protected routes (one with
-// authorized topics) and a publish button's route, for the page in demo/public to drive. Demo
-// only: the mint hands out tokens, and the publish route publishes, for anyone who asks.
+// authorized topics), a publish button's route, for the page in demo/public to drive, and the
+// plugin's Prometheus metrics at /metrics. Demo only: the mint hands out tokens, and the publish
+// route publishes, for anyone who asks.
 import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import jwt from '@fastify/jwt'
+import { Registry } from 'prom-client'
 import wsAuth, { type TokenSource, type TopicRule, type WsAuthClaims } from 'fastify-ws-auth'
 
 export interface DemoOptions {
@@ -92,11 +94,15 @@ export async function build (opts: DemoOptions = {}): Promise<FastifyInstance> {
 
   // Keep the plugin's own lines (one per attempt), not one per page asset.
   const app = Fastify({ logger: opts.logger ?? false, logController: new LogController({ disableRequestLogging: true }) })
+  // A registry of this app's own (not prom-client's global one): the plugin's ws_auth_* metrics
+  // and nothing else (no collectDefaultMetrics), and two demo apps in one process count apart.
+  const registry = new Registry()
   await app.register(jwt, { secret })
   await app.register(wsAuth, {
     sources: SOURCES,
     expiryWarning,
     appPing: true,
+    metrics: { registry },
     loadUser (claims) {
       const user = USERS.find(u => u.id === claims.sub)
       if (user === undefined || !user.active) return null
@@ -130,6 +136,9 @@ export async function build (opts: DemoOptions = {}): Promise<FastifyInstance> {
   app.get('/demo/close-codes', async () => app.wsAuth.closeCodes)
 
   app.get('/demo/stats', async () => app.wsAuth.stats())
+
+  // What Prometheus scrapes (docs/observability.md; test/prometheus.test.ts runs a real one on it).
+  app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()))
 
   app.post<{ Body: { user: string, kind: Kind } }>('/demo/token', {
     schema: {

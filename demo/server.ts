@@ -21,6 +21,7 @@ async function main (): Promise<void> {
   const address = app.server.address()
   const actual = typeof address === 'object' && address !== null ? address.port : port
   console.log(`\nfastify-ws-auth demo playground: http://127.0.0.1:${actual}/`)
+  console.log(`Prometheus metrics: http://127.0.0.1:${actual}/metrics`)
   console.log('(a random secret for this run, in-memory users; Ctrl+C to stop)\n')
 
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {

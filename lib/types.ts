@@ -219,6 +219,37 @@ export interface WsAuthPluginOptions {
   maxTokenLifetime?: number
   /** A cluster adapter (`redisAdapter()` from `fastify-ws-auth/redis`): registry calls, limits and revocations span instances. */
   adapter?: ClusterAdapter
+  /**
+   * Prometheus metrics (`ws_auth_*`) through prom-client, an optional peer: `true` for
+   * prom-client's default registry, or `{ registry, prefix }`. See docs/observability.md. @default off
+   */
+  metrics?: boolean | WsAuthMetricsOptions
+  /**
+   * OpenTelemetry spans (`ws.auth.handshake`, `ws.auth.refresh`) through `@opentelemetry/api`, an
+   * optional peer: on when it is installed and a tracer provider records; `false` turns them off,
+   * `{ userId: true }` adds `enduser.id`. @default on when `@opentelemetry/api` is installed
+   */
+  traces?: boolean | WsAuthTracesOptions
+}
+
+/** A prom-client `Registry`, as the plugin uses it. */
+export interface MetricsRegistry {
+  registerMetric (metric: unknown): void
+  getSingleMetric (name: string): unknown
+}
+
+/** The `metrics` option as an object. */
+export interface WsAuthMetricsOptions {
+  /** The registry to register the metrics on (`fastify-metrics` can share it). @default prom-client's default registry */
+  registry?: MetricsRegistry
+  /** The start of every metric name. @default 'ws_auth_' */
+  prefix?: string
+}
+
+/** The `traces` option as an object. */
+export interface WsAuthTracesOptions {
+  /** Add the user's id as `enduser.id` to spans (personal data: off unless asked). @default false */
+  userId?: boolean
 }
 
 /** Route-level `wsAuth`: `false` opts out, `true` (or absent) requires a valid token. */
@@ -440,6 +471,10 @@ export interface ClusterNode {
   stats (): WsAuthStats
   /** Stores revocations locally without closing anything (loading them at start). */
   addRevocations (entries: RevocationEntry[]): void
+  /** Reports how long a request of the adapter to its store took (the `cluster_request_seconds` metric). */
+  clusterRequest? (op: 'acquire' | 'fanout' | 'ticket', seconds: number): void
+  /** Reports a fan-out that ended at its timeout without every instance's answer. */
+  fanoutTimedOut? (): void
 }
 
 /** The answer to a slot request under `maxConnectionsPerUser`. */
@@ -479,6 +514,8 @@ export interface ClusterAdapter {
    * Optional, with `takeTicket`: without them, `issueTicket()` rejects (a ticket must be redeemable on any instance).
    */
   putTicket? (key: string, record: string, ttl: number): Promise<void>
+  /** Whether the adapter reaches its store now (the `cluster_up` metric). Optional. */
+  isUp? (): boolean
   /** Removes and returns a ticket's record, atomically (two instances never both get it); `null` when absent. */
   takeTicket? (key: string): Promise<string | null>
   stats (): Promise<ClusterStats>

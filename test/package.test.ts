@@ -167,3 +167,56 @@ t.test('the subpath entries load by name with require and import, and the core d
     t.ok(imports.every(i => i.startsWith('./') || i === '../close-codes.js'), `client/${file} imports only the client and the table`)
   }
 })
+
+/** Makes prom-client and @opentelemetry/api unresolvable, as in an app that did not install them. */
+const WITHOUT_PEERS_CJS = `
+const Module = require('node:module')
+const resolve = Module._resolveFilename
+Module._resolveFilename = function (request, ...rest) {
+  if (request === 'prom-client' || request === '@opentelemetry/api') throw Object.assign(new Error('Cannot find module ' + request), { code: 'MODULE_NOT_FOUND' })
+  return resolve.call(this, request, ...rest)
+}`
+const WITHOUT_PEERS_ESM = `
+import { register } from 'node:module'
+register('data:text/javascript,' + encodeURIComponent(\`export async function resolve (specifier, context, next) {
+  if (specifier === 'prom-client' || specifier === '@opentelemetry/api') throw Object.assign(new Error('Cannot find package ' + specifier), { code: 'ERR_MODULE_NOT_FOUND' })
+  return next(specifier, context)
+}\`))`
+/** Registers the plugin three ways and prints how each went. */
+const peersScenario = `
+const outcomes = []
+for (const options of [{}, { metrics: true }, { traces: true }]) {
+  const app = Fastify()
+  await app.register(jwt, { secret: 'a-package-test-secret-long-enough-for-hs256' })
+  try {
+    await app.register(plugin, options)
+    await app.ready()
+    outcomes.push('ok')
+  } catch (err) {
+    outcomes.push(err.code + ': ' + err.message)
+  }
+  await app.close()
+}
+process.stdout.write(JSON.stringify(outcomes))
+`
+
+t.test('without prom-client and @opentelemetry/api: works, and metrics or traces asked for fail naming the option', async t => {
+  const expected = [
+    'ok',
+    'FST_WS_AUTH_INVALID_OPTION: fastify-ws-auth: option "metrics" needs prom-client (npm i prom-client): it could not be loaded',
+    'FST_WS_AUTH_INVALID_OPTION: fastify-ws-auth: option "traces" needs @opentelemetry/api (npm i @opentelemetry/api): it could not be loaded'
+  ]
+  const cjs = WITHOUT_PEERS_CJS + `
+const plugin = require('fastify-ws-auth'); const Fastify = require('fastify'); const jwt = require('@fastify/jwt');
+(async () => {${peersScenario}})()`
+  t.same(JSON.parse((await run(process.execPath, ['-e', cjs], { cwd: root, timeout: 20_000 })).stdout), expected, 'require')
+  const esm = WITHOUT_PEERS_ESM + `
+const { default: plugin } = await import('fastify-ws-auth'); const { default: Fastify } = await import('fastify'); const { default: jwt } = await import('@fastify/jwt')
+${peersScenario}`
+  t.same(JSON.parse((await run(process.execPath, ['--input-type=module', '-e', esm], { cwd: root, timeout: 20_000 })).stdout), expected, 'import')
+})
+
+t.test('the tracer carries the package\'s version', async t => {
+  const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }
+  t.match(readFileSync(join(root, 'lib', 'server', 'observer.ts'), 'utf8'), `const VERSION = '${version}'`, 'bump lib/server/observer.ts with package.json')
+})

@@ -1,39 +1,20 @@
 // Turns the rounds into the figures: one table (text for the terminal, Markdown for
-// bench/results.md), the cross-check table, the targets of issue 5, and the final ratio line.
+// bench/results.md), the cross-check table, the targets of issue 5 (and of issues 17–19 when their
+// servers ran), and the final ratio line.
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import { canPin } from './proc.mjs'
+import { DIST_AT_START, distBuild, frozenBuild } from './build-stamp.mjs'
 import { formatSummary, summary } from './stats.mjs'
-import { BASELINE_ID, MESSAGES_IDS, PLUGIN_ID, TICKET_ID } from '../variants.mjs'
+import { metric, paired, rounds } from './rounds.mjs'
+import { DOOR_HEAD, doorTargets, OBSERVABILITY_HEAD, observabilityRatios, observabilityTargets, TICKET_HEAD, ticketTargets } from './issue-targets.mjs'
+import { BASELINE_ID, PLUGIN_ID, TICKET_ID } from '../variants.mjs'
 import { PUBLISH_IDS } from './publish.mjs'
 
 const ROOT = join(import.meta.dirname, '..', '..')
 const PACKAGES = ['fastify', '@fastify/websocket', '@fastify/jwt', 'fast-jwt', 'ws', 'socket.io', 'socket.io-client']
-
-function rounds (report, id, key) {
-  return report.results[id]?.[key] ?? []
-}
-
-function metric (report, id, key, name) {
-  return summary(rounds(report, id, key).map((r) => r[name]))
-}
-
-/**
- * a/b (or a−b) as the ratio of the two medians, each robust to a round disturbed by another
- * process; the spread is that of the per-round ratios (both sides from the same round).
- */
-function paired (report, a, b, key, name, op = (x, y) => x / y) {
-  const ra = rounds(report, a, key)
-  const rb = rounds(report, b, key)
-  const perRound = []
-  for (let i = 0; i < Math.min(ra.length, rb.length); i++) perRound.push(op(ra[i][name], rb[i][name]))
-  const spread = summary(perRound)
-  if (spread.n === 0) return spread
-  const median = op(metric(report, a, key, name).median, metric(report, b, key, name).median)
-  return { ...spread, median, min: Math.min(spread.min, median), max: Math.max(spread.max, median) }
-}
 
 function errorCount (report, id) {
   const r = report.results[id] ?? {}
@@ -127,44 +108,6 @@ function targets (report) {
 
 const TARGET_HEAD = ['target (issue 5)', 'goal', 'measured: median (min–max)', '']
 
-/** Issue 17's rows: message policies on the echo path, publish ÷ the old hand-written hub. */
-function doorTargets (report) {
-  const [unlisted, listed] = MESSAGES_IDS
-  const echo = (id) => paired(report, id, PLUGIN_ID, 'echo', 'cpuPerMsg')
-  const atMost = (limit) => (x) => x <= limit
-  const rows = [
-    ['echo CPU/msg, route with `messages`, unlisted type ÷ same route without', '≤ 1.05', echo(unlisted), atMost(1.05)],
-    ['echo CPU/msg, route with `messages`, listed type with a roles policy ÷ same route without', '≤ 1.10', echo(listed), atMost(1.1)],
-    [`publish to ${report.opts.mode.subscribers.toLocaleString('en-US')} subscribers, CPU/publish, plugin ÷ old hand-written hub`, '≤ 1.05',
-      paired(report, PUBLISH_IDS.plugin, PUBLISH_IDS.hand, 'publish', 'cpuPerPublish'), atMost(1.05)]
-  ]
-  if (rows.every(([, , s]) => s.n === 0)) return []
-  return rows.map(([what, goal, s, test]) => [what, goal, formatSummary(s, 3), s.n === 0 ? 'n/a' : test(s.median) ? 'met' : 'NOT met'])
-}
-
-const DOOR_HEAD = ['target (issue 17; timed, see docs/benchmarks.md for instruction counts)', 'goal', 'measured: median (min–max)', '']
-
-/**
- * Issue 18's row: the route reading one-time tickets ÷ the same route reading HS256 `?token=`, CPU
- * per handshake in the same rounds; and what issuing cost (measured apart, before each round).
- */
-function ticketTargets (report) {
-  const ratio = paired(report, TICKET_ID, PLUGIN_ID, 'handshake', 'cpuPerHs')
-  if (ratio.n === 0) return []
-  // Issuing and redeeming ÷ the token handshake, like `paired`: the ratio of the medians, the spread of the rounds'.
-  const token = rounds(report, PLUGIN_ID, 'handshake')
-  const perRound = summary(rounds(report, TICKET_ID, 'handshake').slice(0, token.length).map((r, i) => (r.cpuPerHs + r.issueUs) / token[i].cpuPerHs))
-  const median = (metric(report, TICKET_ID, 'handshake', 'cpuPerHs').median + metric(report, TICKET_ID, 'handshake', 'issueUs').median) / metric(report, PLUGIN_ID, 'handshake', 'cpuPerHs').median
-  const withIssue = { ...perRound, median, min: Math.min(perRound.min, median), max: Math.max(perRound.max, median) }
-  return [
-    ['ticket handshake ÷ HS256 query-token handshake, CPU/handshake (same route, same rounds)', '≤ 1.00', formatSummary(ratio, 3), ratio.median <= 1 ? 'met' : 'NOT met'],
-    ['issueTicket, server CPU µs per ticket (issued before each round, outside the handshake window)', '(info)', formatSummary(metric(report, TICKET_ID, 'handshake', 'issueUs'), 1), ''],
-    ['(issueTicket + ticket handshake) ÷ HS256 query-token handshake', '(info)', formatSummary(withIssue, 3), '']
-  ]
-}
-
-const TICKET_HEAD = ['target (issue 18; timed, see docs/benchmarks.md for instruction counts)', 'goal', 'measured: median (min–max)', '']
-
 function publishRows (report) {
   return Object.entries(PUBLISH_IDS).filter(([, id]) => report.results[id]?.publish?.length).map(([via, id]) => [
     via === 'plugin' ? 'app.wsAuth.publish' : 'old hand-written hub (restaurant example)',
@@ -194,6 +137,12 @@ function gitCommit () {
   }
 }
 
+/** Which build the servers ran: a hash of the lib/ sources dist/ was built from. */
+function built () {
+  const frozen = frozenBuild()
+  return frozen === null ? `dist/ build ${DIST_AT_START} (a hash of the lib/ sources it was built from)` : `a frozen copy of dist/ build ${frozen} (a hash of the lib/ sources it was built from; \`--frozen\`)`
+}
+
 function machine (report) {
   const cpus = os.cpus()
   return [
@@ -208,6 +157,10 @@ function parameters (report) {
   const m = report.opts.mode
   const publish = report.opts.publish ? `; publish ${m.publishRounds} rounds × ${m.publishes} publishes per side to ${m.subscribers} subscribers` : ''
   if (m.afterDoor) return `issue 17 rows (--after-door), ${report.seconds.toFixed(0)} s: echo ${m.echoRounds} rounds × ${m.echoConns} connections × ${m.echoMs} ms` + publish
+  if (m.observability) {
+    return `issue 19 rows (--observability), ${report.seconds.toFixed(0)} s: ${m.blocks} blocks of fresh server processes × ${m.rounds} rounds × ${m.handshakes} handshakes per server, ${m.concurrency} in flight (after ${m.warmMin}–${m.warmMax} warm-up handshakes in each block); ` +
+      `scrape ${m.scrapeRounds} rounds × ${m.scrapes} scrapes with no session, then with ${m.conns} open`
+  }
   if (m.tickets) return `issue 18 row (--tickets), ${report.seconds.toFixed(0)} s: ${m.rounds} rounds × ${m.handshakes} handshakes per server, ${m.concurrency} in flight (after ${m.warmMin}–${m.warmMax} warm-up handshakes)`
   return `${m.quick ? 'quick' : 'full'} run, ${report.seconds.toFixed(0)} s: ${m.rounds} rounds × ${m.handshakes} handshakes per server, ` +
     `${m.concurrency} in flight (after ${m.warmMin}–${m.warmMax} warm-up handshakes); echo ${m.echoRounds} rounds × ${m.echoConns} connections × ${m.echoMs} ms; ` +
@@ -226,6 +179,8 @@ function markdown (head, rows) {
 
 function notes (report) {
   const lines = []
+  const now = distBuild()
+  if (now !== DIST_AT_START && frozenBuild() === null) lines.push(`dist/ was rebuilt during the run (build ${DIST_AT_START} at the start, ${now} now): servers started after the rebuild (fresh processes of the memory and publish phases) measured the new build`)
   for (const [id, why] of Object.entries(report.unavailable)) lines.push(`${id}: not measured (${why})`)
   for (const [id, r] of Object.entries(report.results)) {
     for (const [key, list] of Object.entries(r)) {
@@ -234,6 +189,11 @@ function notes (report) {
     }
   }
   return lines
+}
+
+/** Whether the run measured one issue's rows alone (no targets of issue 5). */
+function alone ({ opts: { mode } }) {
+  return mode.afterDoor || mode.tickets || mode.observability
 }
 
 /** The terminal report. */
@@ -245,11 +205,13 @@ export function textTable (report) {
   if (memory.length) parts.push('', 'memory of idle authenticated connections (fresh processes, after GC):', pad([MEMORY_HEAD, ...memory]))
   const published = publishRows(report)
   if (published.length) parts.push('', `publish to ${report.opts.mode.subscribers} subscribers (one server, the same sockets):`, pad([PUBLISH_HEAD, ...published]))
-  if (!report.opts.mode.afterDoor && !report.opts.mode.tickets) parts.push('', pad([TARGET_HEAD, ...targets(report)]))
+  if (!alone(report)) parts.push('', pad([TARGET_HEAD, ...targets(report)]))
   const door = doorTargets(report)
   if (door.length) parts.push('', pad([DOOR_HEAD, ...door]))
   const tickets = ticketTargets(report)
   if (tickets.length) parts.push('', pad([TICKET_HEAD, ...tickets]))
+  const observed = observabilityTargets(report)
+  if (observed.length) parts.push('', pad([OBSERVABILITY_HEAD, ...observed]))
   const n = notes(report)
   if (n.length) parts.push('', ...n)
   return parts.join('\n')
@@ -262,11 +224,12 @@ export function markdownReport (report) {
   const published = publishRows(report)
   const door = doorTargets(report)
   const tickets = ticketTargets(report)
-  const { afterDoor, tickets: ticketMode, quick } = report.opts.mode
-  const flag = afterDoor ? ' --after-door' : ticketMode ? ' --tickets' : quick ? ' --quick' : ''
+  const observed = observabilityTargets(report)
+  const { afterDoor, tickets: ticketMode, observability, quick } = report.opts.mode
+  const flag = afterDoor ? ' --after-door' : ticketMode ? ' --tickets' : observability ? ' --observability' : quick ? ' --quick' : ''
   return [
     '# Benchmark results', '',
-    `Generated by \`node bench/run.mjs${flag}\` on ${new Date().toISOString()}, commit ${gitCommit()}.`, '',
+    `Generated by \`node bench/run.mjs${flag}\` on ${new Date().toISOString()}, commit ${gitCommit()}, ${built()}.`, '',
     ...machine(report).map((l) => `- ${l}`), `- ${parameters(report)}`, '',
     'Cells are `median (min–max)` over rounds. CPU is the server process\'s own `process.cpuUsage()` over the measured window; ' +
     '`× baseline` is the ratio of the two medians (bare `@fastify/websocket` measured in the same rounds), its spread that of the per-round ratios. ' +
@@ -275,21 +238,25 @@ export function markdownReport (report) {
     ...(cross.length ? ['Cross-check with off-the-shelf clients (`ws`, socket.io-client):', '', markdown(CROSS_HEAD, cross), ''] : []),
     ...(memoryRows(report).length ? ['Memory of idle authenticated connections (fresh processes, after GC):', '', markdown(MEMORY_HEAD, memoryRows(report)), ''] : []),
     ...(published.length ? [`Publish to ${report.opts.mode.subscribers.toLocaleString('en-US')} subscribers (one server, the same sockets; CPU from the first publish until the clients hold every frame):`, '', markdown(PUBLISH_HEAD, published), ''] : []),
-    ...(afterDoor || ticketMode ? [] : ['## Targets', '', markdown(TARGET_HEAD, targets(report)), '']),
+    ...(alone(report) ? [] : ['## Targets', '', markdown(TARGET_HEAD, targets(report)), '']),
     ...(door.length ? ['## Targets of issue 17', '', markdown(DOOR_HEAD, door), ''] : []),
     ...(tickets.length ? ['## Target of issue 18', '', markdown(TICKET_HEAD, tickets), ''] : []),
+    ...(observed.length ? ['## Targets of issue 19', '', markdown(OBSERVABILITY_HEAD, observed), ''] : []),
     ...(n.length ? ['## Notes', '', ...n.map((l) => `- ${l}`), ''] : [])
   ].join('\n')
 }
 
 /**
  * The last line of every run: `plugin/baseline cpu-per-handshake: <ratio>`; before it, when the
- * ticket route was measured, `ticket/hs256-query cpu-per-handshake: <ratio>`.
+ * ticket route was measured, `ticket/hs256-query cpu-per-handshake: <ratio>`, and when issue 19's
+ * servers were, `metrics-on/off` and `traces-auto/off`.
  */
 export function finalLine (report) {
   const s = paired(report, PLUGIN_ID, BASELINE_ID, 'handshake', 'cpuPerHs')
   const why = report.unavailable[PLUGIN_ID] ?? 'not measured'
   const t = paired(report, TICKET_ID, PLUGIN_ID, 'handshake', 'cpuPerHs')
   const ticket = t.n ? `ticket/hs256-query cpu-per-handshake: ${t.median.toFixed(3)} (${t.min.toFixed(3)}–${t.max.toFixed(3)})\n` : ''
-  return `${ticket}plugin/baseline cpu-per-handshake: ${s.n ? s.median.toFixed(2) : `n/a (${why})`}`
+  const { metrics, auto } = observabilityRatios(report)
+  const ratio = (name, r) => r.n ? `${name} cpu-per-handshake: ${r.median.toFixed(3)} (${r.min.toFixed(3)}–${r.max.toFixed(3)})\n` : ''
+  return `${ticket}${ratio('metrics-on/off', metrics)}${ratio('traces-auto/off', auto)}plugin/baseline cpu-per-handshake: ${s.n ? s.median.toFixed(2) : `n/a (${why})`}`
 }

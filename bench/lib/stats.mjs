@@ -28,3 +28,21 @@ export function formatSummary (s, digits = 0) {
 }
 
 export { fixed as formatNumber }
+
+/**
+ * Sign test: the chance that at least as many of `values` as here are above `than` if each were as
+ * likely above as below (ties left out). A small figure (≤ 0.025) says the values lean above
+ * `than` by more than chance; a larger one, that the rounds cannot tell them from `than`.
+ */
+export function chanceAbove (values, than) {
+  const sides = values.filter((v) => Number.isFinite(v) && v !== than)
+  const above = sides.filter((v) => v > than).length
+  const n = sides.length
+  let p = 0
+  let ways = 1 // n choose k, from k = 0 up
+  for (let k = 0; k <= n; k++) {
+    if (k >= above) p += ways
+    ways = (ways * (n - k)) / (k + 1)
+  }
+  return { above, n, p: n === 0 ? NaN : p / 2 ** n }
+}

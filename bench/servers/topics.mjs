@@ -10,6 +10,7 @@ import jwt from '@fastify/jwt'
 import { setImmediate as turn } from 'node:timers/promises'
 import { fastifyOptions, jwtOptions, LISTEN } from './common.mjs'
 import { Hub } from '../lib/hand-hub.mjs'
+import { pluginSpecifier } from '../lib/build-stamp.mjs'
 
 export const TOPIC = 'queue:42'
 
@@ -20,7 +21,7 @@ export const DATA = {
 }
 
 export async function start (config) {
-  const { default: wsAuth } = await import('fastify-ws-auth')
+  const { default: wsAuth } = await import(pluginSpecifier())
   const app = Fastify(fastifyOptions(config))
   await app.register(jwt, jwtOptions(config))
   await app.register(wsAuth, { sources: ['query'], heartbeatInterval: false })

@@ -11,6 +11,8 @@ import type { Config, RoutePolicy } from './options.ts'
 import { scrubError } from './redact.ts'
 import { findToken } from './sources.ts'
 import { Tickets } from './tickets.ts'
+import type { GaugeSource } from './metrics.ts'
+import type { Observer } from './observer.ts'
 import { LocalRegistry } from '../cluster/registry.ts'
 import { covers, RevocationList } from '../cluster/revocation.ts'
 import type { AppClose, Session, SessionHost } from './session.ts'
@@ -45,6 +47,8 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
   /** Session deadlines fire within this many ms after they are due. */
   readonly deadlines = new Deadlines(200)
   verifier: Verifier = () => { throw new NoVerifierError() }
+  /** Metrics and spans: set at registration when either is on (the one check a handshake pays otherwise). */
+  observer: Observer | null = null
   private revalidating = false
 
   /** Sessions holding a slot in the cluster adapter. */
@@ -94,7 +98,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     }
     this.slotted.add(session)
     // The session may have closed while the slot was being taken.
-    if (!session.isAlive) this.gone(session)
+    if (!session.isAlive) this.releaseSlot(session)
     for (const clientId of result.evict ?? []) {
       if (this.execute({ op: 'closeClient', clientId, failure: 'too_many_connections' }) === 0) {
         this.config.adapter!.publish({ op: 'closeClient', clientId, failure: 'too_many_connections' }).catch(() => {})
@@ -124,11 +128,12 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
   }
 
   failed (session: Session, outcome: Failure, token?: string): void {
-    this.logFailure(session.request, session.policy, outcome, token)
+    this.logFailure(session.request, session.policy, outcome, token, undefined, session.isOpen ? session : undefined)
   }
 
-  /** Logs, counts and audits a refused handshake or refresh. */
-  logFailure (request: FastifyRequest, policy: RoutePolicy, outcome: Failure, token?: string, status?: number): void {
+  /** Logs, counts and audits a refused handshake, or the refused refresh of an open `session`. */
+  logFailure (request: FastifyRequest, policy: RoutePolicy, outcome: Failure, token?: string, status?: number, refreshing?: Session): void {
+    this.observer?.failed(request, policy.url, outcome, refreshing)
     const attempt = this.refusedAttempt(request, policy.url, outcome.failure, outcome.userId, 'handshake')
     if (status !== undefined) attempt.status = status
     this.registry.countFailure(attempt.code!)
@@ -147,6 +152,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
   refused (session: Session, report: RefusalReport): void {
     const request = session.request
     const attempt = this.refusedAttempt(request, session.policy.url, report.failure, session.userId, report.phase)
+    this.observer?.refused(session.policy.url, report.phase, attempt.code!)
     this.registry.countRefused(attempt.code!)
     attempt.clientId = session.clientId
     attempt.messageType = shortened(report.messageType)
@@ -201,6 +207,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
 
   established (session: Session): void {
     this.registry.opened(session)
+    this.observer?.established(session)
     const audited = this.config.onAuthSuccess !== undefined
     if (!audited && !wouldLog(session.request.log, 'info')) return
     // Logged or audited: the ip is wanted (attemptOf would ask the logger again).
@@ -212,11 +219,18 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
   }
 
   refreshed (session: Session): void {
+    this.observer?.refreshed(session)
     session.request.log.info({ route: session.policy.url, userId: session.userId, clientId: session.clientId }, 'websocket token refreshed')
   }
 
-  gone (session: Session): void {
+  /** The socket closed, with `code` (sent, or received from the client). */
+  gone (session: Session, code: number): void {
     this.registry.gone(session)
+    this.observer?.gone(session, code)
+    this.releaseSlot(session)
+  }
+
+  private releaseSlot (session: Session): void {
     if (this.slotted.delete(session)) this.config.adapter!.release(slotOf(session))
   }
 
@@ -233,7 +247,33 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     return closed
   }
 
+  /** What the gauges read at scrape time. */
+  gaugeSource (): GaugeSource {
+    return {
+      sessionsByRoute: () => {
+        const byRoute = new Map<string, number>()
+        for (const session of this.registry.openSessions()) byRoute.set(session.policy.url, (byRoute.get(session.policy.url) ?? 0) + 1)
+        return byRoute
+      },
+      authenticating: () => this.registry.stats().authenticating,
+      revocations: () => this.revocations.count(),
+      subscriptions: () => this.registry.stats().subscriptions,
+      clusterUp: () => {
+        const up = this.config.adapter?.isUp?.()
+        return up === undefined ? undefined : up ? 1 : 0
+      }
+    }
+  }
+
   // ClusterNode: what a cluster adapter sees of this instance.
+
+  clusterRequest (op: 'acquire' | 'fanout' | 'ticket', seconds: number): void {
+    this.observer?.metrics?.clusterRequest(op, seconds)
+  }
+
+  fanoutTimedOut (): void {
+    this.observer?.metrics?.fanoutTimedOut()
+  }
 
   execute (command: ClusterCommand): number {
     switch (command.op) {

@@ -4,7 +4,7 @@ import { OptionChecker } from '../protocol/options.ts'
 import { InvalidOptionError, InvalidRouteOptionError } from '../errors.ts'
 import { GatePolicy } from './gate/policy.ts'
 import type {
-  ClusterAdapter, AuthorizeFn, DefaultWsAuthUser, RejectMode, TokenSource, WsAuthClaims, WsAuthPluginOptions,
+  ClusterAdapter, AuthorizeFn, DefaultWsAuthUser, MetricsRegistry, RejectMode, TokenSource, WsAuthClaims, WsAuthPluginOptions,
   WsAuthRouteOptions, WsAuthUser
 } from '../types.ts'
 
@@ -20,6 +20,8 @@ export interface Config {
   sources: readonly TokenSource[]
   queryParam: string
   ticketParam: string
+  /** `[queryParam, ticketParam]`: the query parameters redacted from logs and request spans. */
+  secretParams: readonly string[]
   cookieName: string
   protocolPrefix: string
   /** `protocolPrefix + '.'`: what the token entry of the subprotocol list starts with. */
@@ -48,6 +50,10 @@ export interface Config {
   appPing: boolean
   maxTokenLifetime: number
   adapter: ClusterAdapter | null
+  /** `null`: no metrics. */
+  metrics: { registry: MetricsRegistry | null, prefix: string } | null
+  /** `'auto'`: spans when `@opentelemetry/api` is installed. */
+  traces: { mode: 'off' | 'auto' | 'on', userId: boolean }
 }
 
 /** One protected route's requirements, resolved against the plugin's options once, at declaration. */
@@ -79,6 +85,7 @@ export function buildConfig (opts: WsAuthPluginOptions): Config {
     sources: sources(c, 'sources', opts.sources, DEFAULT_SOURCES),
     queryParam: c.string('queryParam', opts.queryParam, 'token'),
     ticketParam: c.string('ticketParam', opts.ticketParam, 'ticket'),
+    secretParams: [],
     cookieName: c.string('cookieName', opts.cookieName, 'token'),
     protocolPrefix,
     protocolTokenPrefix: protocolPrefix + '.',
@@ -105,11 +112,14 @@ export function buildConfig (opts: WsAuthPluginOptions): Config {
     heartbeatInterval: opts.heartbeatInterval === false ? null : c.milliseconds('heartbeatInterval', opts.heartbeatInterval, 30000),
     appPing: c.boolean('appPing', opts.appPing, false),
     maxTokenLifetime: c.longMilliseconds('maxTokenLifetime', opts.maxTokenLifetime, 24 * 3600 * 1000),
-    adapter: adapter(opts.adapter)
+    adapter: adapter(opts.adapter),
+    metrics: metricsOption(c, opts.metrics),
+    traces: tracesOption(c, opts.traces)
   }
   if (opts.websocket !== undefined && (opts.websocket === null || typeof opts.websocket !== 'object')) {
     throw new InvalidOptionError('websocket', 'must be an object (the options of @fastify/websocket)')
   }
+  config.secretParams = Object.freeze([config.queryParam, config.ticketParam])
   if (config.ticketParam === config.queryParam) {
     throw new InvalidOptionError('ticketParam', `must differ from queryParam (both are "${config.queryParam}")`)
   }
@@ -128,7 +138,7 @@ const KNOWN_OPTIONS = new Set<string>([
   'maxPendingMessages', 'maxPendingBytes', 'reject', 'established', 'verify', 'loadUser',
   'rolePermissions', 'allowedOrigins', 'publicUser', 'closeCodes', 'onAuthSuccess', 'onAuthFailure',
   'websocket', 'expiryWarning', 'revalidateInterval', 'maxConnectionsPerUser', 'onLimit', 'maxLifetime',
-  'heartbeatInterval', 'appPing', 'maxTokenLifetime', 'adapter'
+  'heartbeatInterval', 'appPing', 'maxTokenLifetime', 'adapter', 'metrics', 'traces'
 ] satisfies (keyof WsAuthPluginOptions)[])
 
 const ROUTE_OPTIONS = new Set<string>([
@@ -238,6 +248,31 @@ function adapter (value: unknown): ClusterAdapter | null {
   const missing = ADAPTER_METHODS.filter(m => typeof (value as Record<string, unknown> | null)?.[m] !== 'function')
   if (missing.length > 0) throw new InvalidOptionError('adapter', `must be a cluster adapter (e.g. redisAdapter()); missing: ${missing.join(', ')}`)
   return value as ClusterAdapter
+}
+
+/** Prometheus metric names: a prefix of letters, digits and `_`, not starting with a digit. */
+const METRIC_PREFIX = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/
+
+function metricsOption (c: OptionChecker, value: unknown): Config['metrics'] {
+  if (value === undefined || value === false) return null
+  if (value === true) return { registry: null, prefix: 'ws_auth_' }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw c.problem('metrics', 'must be true, false or { registry?, prefix? }')
+  c.knownKeys(value, new Set(['registry', 'prefix']), 'metrics')
+  const { registry, prefix } = value as { registry?: unknown, prefix?: unknown }
+  if (registry !== undefined && typeof (registry as MetricsRegistry | null)?.getSingleMetric !== 'function') {
+    throw c.problem('metrics.registry', 'must be a prom-client Registry')
+  }
+  const name = c.string('metrics.prefix', prefix, 'ws_auth_')
+  if (!METRIC_PREFIX.test(name)) throw c.problem('metrics.prefix', 'must start a Prometheus metric name (letters, digits, _ and :, not a digit first)')
+  return { registry: (registry as MetricsRegistry | undefined) ?? null, prefix: name }
+}
+
+function tracesOption (c: OptionChecker, value: unknown): Config['traces'] {
+  if (value === undefined) return { mode: 'auto', userId: false }
+  if (typeof value === 'boolean') return { mode: value ? 'on' : 'off', userId: false }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw c.problem('traces', 'must be true, false or { userId? }')
+  c.knownKeys(value, new Set(['userId']), 'traces')
+  return { mode: 'on', userId: c.boolean('traces.userId', (value as { userId?: unknown }).userId, false) }
 }
 
 function closeCodeTable (value: unknown): CloseCodeTable {

@@ -9,6 +9,7 @@ import { buildDecorator } from './decorator.ts'
 import { Host } from './host.ts'
 import { isEnclosingScope } from './internals.ts'
 import { jwtVerifier } from './jwt.ts'
+import { buildObserver } from './observer.ts'
 import { buildConfig, buildRoutePolicy } from './options.ts'
 import { buildReqSerializer, redactRequestLogs, redactUrl } from './redact.ts'
 import { optOutHook, routeGuard } from './route-guard.ts'
@@ -28,8 +29,9 @@ type RouteHook = ((...args: never[]) => unknown) & { [kOwner]?: FastifyInstance 
 const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fastifyWsAuth (fastify, opts) {
   const config = buildConfig(opts)
   const host = new Host(config, fastify.log)
+  host.observer = await buildObserver(config, host.gaugeSource())
   // Every request line of the app's logger, 404s included; else a serializer per protected route.
-  const params = [config.queryParam, config.ticketParam]
+  const params = config.secretParams
   const serializeRequest = redactRequestLogs(fastify.log, params) ? null : buildReqSerializer(params)
   let usesCookie = config.sources.includes('cookie')
 
@@ -98,6 +100,7 @@ const wsAuthPlugin: FastifyPluginAsync<WsAuthPluginOptions> = async function fas
     // registration (@fastify/websocket's preClose closes them without a code).
     fastify.addHook('onClose', async function goingAway () {
       for (const cancel of timers) cancel()
+      host.observer?.metrics?.close()
       host.registry.closeAll('going_away')
       host.deadlines.stop()
       if (config.adapter !== null) await config.adapter.close()

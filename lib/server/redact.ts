@@ -87,6 +87,18 @@ export function redactRequestLogs (log: object, params: readonly string[]): bool
 }
 
 /**
+ * `@fastify/otel` writes the request's URL, query included, as `url.path` of its request span
+ * before any route hook runs: a token or a ticket in the query would reach the trace. The route
+ * guard writes it again, redacted, while that span is still open.
+ */
+export function redactRequestSpan (request: FastifyRequest, params: readonly string[]): void {
+  const otel = (request as FastifyRequest & { opentelemetry?: () => { span?: { setAttribute (key: string, value: string): unknown } | null } }).opentelemetry
+  if (typeof otel !== 'function') return
+  const span = otel.call(request).span
+  if (span != null) span.setAttribute('url.path', redactUrl(request.url, params))
+}
+
+/**
  * Removes a token and each of its dot-separated segments (the signature above all) from a text,
  * for error messages and stacks written by user code that may have quoted the token.
  */

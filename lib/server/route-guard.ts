@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { authenticate, within, type Outcome } from './authenticate.ts'
+import { authenticate, idOf, within, type Outcome } from './authenticate.ts'
+import { redactRequestSpan } from './redact.ts'
 import { isThenable } from './checks.ts'
 import type { Host } from './host.ts'
 import type { RoutePolicy } from './options.ts'
@@ -29,6 +30,8 @@ export function routeGuard (host: Host, policy: RoutePolicy) {
     if (!request.ws) return done()
     host.registry.attempts++
     const found = findToken(request, policy.requestSources, config)
+    if (request.url.includes('?')) redactRequestSpan(request, config.secretParams)
+    host.observer?.watch(request, found?.source)
     const token = found?.token
     let outcome: Outcome | Promise<Outcome | undefined> | undefined
     try {
@@ -60,7 +63,7 @@ function afterOrigin (host: Host, allowed: unknown, request: FastifyRequest, pol
 /** Leaves the verdict for the upgrade, or answers over HTTP with `reject: 'http'`. */
 function decide (host: Host, outcome: Outcome | undefined, request: FastifyRequest, reply: FastifyReply, policy: RoutePolicy, token: string | undefined, done: Done): void {
   if (policy.reject === 'http' && outcome !== undefined) {
-    const refusal = !outcome.ok ? outcome : host.atLimit(outcome.user) ? { ok: false as const, failure: 'too_many_connections' as const } : undefined
+    const refusal = !outcome.ok ? outcome : host.atLimit(outcome.user) ? { ok: false as const, failure: 'too_many_connections' as const, userId: idOf(outcome.user) } : undefined
     if (refusal !== undefined) {
       // An answer from a hook ends the request: done() is not called.
       host.refuseHttp(request, reply, policy, refusal, token)

@@ -14,6 +14,7 @@ import type { RoutePolicy } from './options.ts'
 import { IsoClock } from './iso.ts'
 import { interceptEmit, quietEnds } from './internals.ts'
 import { authMessageToken, Waiting } from './waiting.ts'
+import type { Observer } from './observer.ts'
 import type { WsAuthClaims, WsAuthUser } from '../types.ts'
 
 type Failure = Extract<Outcome, { ok: false }>
@@ -43,8 +44,10 @@ export interface SessionHost extends GateHost<Session> {
   ended (session: Session, how: FailureClass | AppClose): void
   established (session: Session): void
   refreshed (session: Session): void
-  /** The socket closed, for whatever reason. */
-  gone (session: Session): void
+  /** The socket closed, for whatever reason, with `code` (sent, or received from the client). */
+  gone (session: Session, code: number): void
+  /** Metrics and spans, when either is on. */
+  readonly observer: Observer | null
 }
 
 /** Hands the socket to @fastify/websocket, which then calls the route handler. */
@@ -55,6 +58,9 @@ export interface AppClose {
   code: number
   reason: string
 }
+
+/** The close code counted for a client that left while its handshake was being answered. */
+const LEFT = 1006
 
 const AUTHENTICATING = 0
 const HOLDING = 1
@@ -204,7 +210,7 @@ export class Session implements Timed {
     if (this.state === CLOSED) return
     const own = typeof how === 'object'
     if (report) this.host.ended(this, how)
-    this.finish()
+    this.finish(own ? how.code : this.host.table[how].code)
     if (own) this.ws.close(how.code, how.reason)
     else this.host.closeSocket(this.ws, how)
   }
@@ -234,8 +240,9 @@ export class Session implements Timed {
 
   private establish (outcome: Success): void {
     if (this.state === CLOSED) return
-    // The client may have started closing while its token was being checked.
-    if (this.ws.readyState !== 1) return this.finish()
+    // The client may have started closing while its token was being checked (counted as 1006:
+    // its own code, if it sent one, is not read before the close event, which then finds the session ended).
+    if (this.ws.readyState !== 1) return this.finish(LEFT)
     this.stopAuthTimer()
     if (!this.policy.established) return this.open()
     let shown: unknown
@@ -253,7 +260,7 @@ export class Session implements Timed {
   /** Sends `connection_established`, then opens the session. */
   private greet (shown: unknown): void {
     if (this.state === CLOSED) return
-    if (this.ws.readyState !== 1) return this.finish()
+    if (this.ws.readyState !== 1) return this.finish(LEFT)
     let user: string
     try {
       user = JSON.stringify(shown)
@@ -421,6 +428,7 @@ export class Session implements Timed {
     const previous = this.refreshing ?? Promise.resolve()
     this.refreshing = previous.then(async () => {
       if (this.isClosed()) return
+      this.host.observer?.refreshing(this)
       // Bounded like a handshake: a key source that hangs must not hold the refreshes queued behind it.
       const outcome = await within(Promise.resolve(this.host.authenticate(token, this.request, this.policy)), this.policy.authTimeout)
       if (this.isClosed()) return
@@ -447,6 +455,7 @@ export class Session implements Timed {
     const found = authMessageToken(data, isBinary, this.host.maxAuthMessageBytes)
     if (typeof found === 'string') return this.refuse({ ok: false, failure: found })
     const token = found.token
+    this.host.observer?.sourceIs(this.request, 'message')
     Promise.resolve(this.host.authenticate(token, this.request, this.policy)).then(outcome => {
       if (outcome.ok) this.admit(outcome)
       else this.refuse(outcome, token)
@@ -461,7 +470,8 @@ export class Session implements Timed {
     return this.state === CLOSED
   }
 
-  private finish (): void {
+  /** Ends the session; `code`: the close code sent, or received (1006: none). */
+  private finish (code: number): void {
     if (this.state === CLOSED) return
     this.state = CLOSED
     this.waiting?.restoreFrames(this.ws)
@@ -470,11 +480,12 @@ export class Session implements Timed {
     this.waiting = undefined
     this.ws.removeListener('newListener', onNewListener)
     this.gate?.dropAll()
-    this.host.gone(this)
+    this.host.gone(this, code)
   }
 
-  closed (): void {
-    this.finish()
+  /** The socket's close event, with the code it closed with. */
+  closed (code: number): void {
+    this.finish(code)
   }
 }
 
@@ -490,7 +501,7 @@ export function sessionOf (ws: unknown): Session | undefined {
  */
 function gatedEmit (this: SessionSocket, event: string | symbol, a?: unknown, b?: unknown): boolean {
   if (event === 'message') return this[kSession].receive(a, b)
-  if (event === 'close') this[kSession].closed()
+  if (event === 'close') this[kSession].closed(a as number)
   else if (event === 'pong') this[kSession].alive = true
   // Nothing listens before the handler runs (a client that vanished mid-handshake, a bad frame):
   // ws closes the socket itself and emits 'close'. An error nobody listens for must not throw.

@@ -4,8 +4,9 @@
 import Fastify from 'fastify'
 import type { FastifyRequest } from 'fastify'
 import jwt from '@fastify/jwt'
+import { Registry } from 'prom-client'
 import wsAuth, { closeCodes, fastifyWsAuth, KeySourceUnavailableError } from 'fastify-ws-auth'
-import type { AuthAttempt, ClusterSubscriberInfo, FailureClass, IssueTicketOptions, RefusalPhase, SubscriberInfo, Topic, WsAuthMessage, WsAuthPluginOptions, WsAuthRouteOptions, WsAuthUser } from 'fastify-ws-auth'
+import type { AuthAttempt, ClusterSubscriberInfo, FailureClass, IssueTicketOptions, WsAuthMetricsOptions, RefusalPhase, SubscriberInfo, Topic, WsAuthMessage, WsAuthPluginOptions, WsAuthRouteOptions, WsAuthUser } from 'fastify-ws-auth'
 import type { WebSocket } from 'ws'
 import { createClient, WsAuthError } from 'fastify-ws-auth/client'
 import type { ClientEvents, ClientOptions, PublicationInfo, RefusedInfo, Subscription, TicketContext, TicketProvider, UnsubscribedInfo } from 'fastify-ws-auth/client'
@@ -242,6 +243,21 @@ async function serverTickets (): Promise<void> {
   await app.register(wsAuth, { sources: ['tickets'] })
 }
 
+// Metrics and traces (issue 19).
+async function observability (): Promise<void> {
+  const app = Fastify()
+  await app.register(wsAuth, { metrics: true, traces: false })
+  const registry = new Registry()
+  const metrics: WsAuthMetricsOptions = { registry, prefix: 'realtime_' }
+  await app.register(wsAuth, { metrics, traces: { userId: true } })
+  // @ts-expect-error: the prefix is a string
+  await app.register(wsAuth, { metrics: { prefix: 1 } })
+  // @ts-expect-error: a registry is a prom-client Registry
+  await app.register(wsAuth, { metrics: { registry: {} } })
+  // @ts-expect-error: traces takes userId only
+  await app.register(wsAuth, { traces: { user: true } })
+}
+
 // The client's topics (issue 17).
 async function clientTopics (): Promise<void> {
   const client = createClient({ url: 'ws://127.0.0.1/ws', token: 't' })
@@ -313,4 +329,4 @@ function clientTickets (): void {
   })
 }
 
-export { plugin, routes, afterTheDoor, serverTickets, clientTopics, clientTickets, failure, noFailure }
+export { plugin, routes, afterTheDoor, serverTickets, observability, clientTopics, clientTickets, failure, noFailure }

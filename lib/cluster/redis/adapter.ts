@@ -20,7 +20,7 @@ export class RedisAdapter implements ClusterAdapter {
   private store: Store | undefined
   private health: Health | undefined
   private readonly keys: Keyspace
-  private readonly requests = new Requests()
+  private readonly requests = new Requests(() => this.node?.fanoutTimedOut?.())
   private readonly local = new LocalSlots()
   /** Revocations this instance knows (by member), re-stored after Redis lost them. */
   private readonly known = new Map<string, RevocationEntry>()
@@ -102,7 +102,9 @@ export class RedisAdapter implements ClusterAdapter {
       let result
       const generation = this.generation
       try {
+        const started = performance.now()
         result = await this.store!.acquire(slot, limit, mode === 'evict-oldest')
+        this.node?.clusterRequest?.('acquire', (performance.now() - started) / 1000)
       } catch (err) {
         this.lost(err)
         break
@@ -172,9 +174,12 @@ export class RedisAdapter implements ClusterAdapter {
 
   /** Tickets live in Redis only (any instance redeems them): without it, issuing and redeeming fail. */
   private async ticketStore<T> (call: (store: Store) => Promise<T>): Promise<T> {
-    this.started()
+    const node = this.started()
     if (!this.usable) throw new Error('Redis not ready')
-    return call(this.store!)
+    const started = performance.now()
+    const result = await call(this.store!)
+    node.clusterRequest?.('ticket', (performance.now() - started) / 1000)
+    return result
   }
 
   /** A list query: this instance's entries, then those of the instances that answered in time. */
@@ -244,6 +249,7 @@ export class RedisAdapter implements ClusterAdapter {
       this.health!.degraded('fanout')
       return []
     }
+    const started = performance.now()
     const { id, done } = this.requests.open(this.config.requestTimeout)
     const envelope: Envelope = { id, from: node.instanceId, command }
     try {
@@ -252,8 +258,16 @@ export class RedisAdapter implements ClusterAdapter {
       this.lost(err)
       this.health!.degraded('fanout')
       this.requests.finish(id)
+      return done
     }
-    return done
+    const replies = await done
+    node.clusterRequest?.('fanout', (performance.now() - started) / 1000)
+    return replies
+  }
+
+  /** Whether Redis is reachable now (the `cluster_up` metric). */
+  isUp (): boolean {
+    return this.usable
   }
 
   private receive (channel: string, message: string): void {

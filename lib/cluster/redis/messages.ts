@@ -93,10 +93,16 @@ export class Requests {
   private nextId = 1
   private readonly pending = new Map<number, Pending>()
 
+  /** `timedOut`: hears of each request that ended at its timeout without every answer. */
+  constructor (private readonly timedOut: () => void = () => {}) {}
+
   open (timeoutMs: number): { id: number, done: Promise<Reply[]> } {
     const id = this.nextId++
     const done = new Promise<Reply[]>(resolve => {
-      const timer = setTimeout(() => this.finish(id), timeoutMs)
+      const timer = setTimeout(() => {
+        this.timedOut()
+        this.finish(id)
+      }, timeoutMs)
       this.pending.set(id, { expected: Infinity, seen: 0, replies: [], timer, resolve })
     })
     return { id, done }
