@@ -26,13 +26,40 @@ t.test('options are checked at creation; errors name the option', async t => {
     [{ url: 'redis://x', requestTimeout: 1.5 }, /option "redisAdapter.requestTimeout"/],
     [{ url: 'redis://x', instanceTtl: 100 }, /option "redisAdapter.instanceTtl" must be a whole number of milliseconds from 300/],
     [{ url: 'redis://x', onRedisError: 'ignore' }, /option "redisAdapter.onRedisError" must be "fail-open" or "fail-closed"/],
-    [{ url: 'redis://x', keyPrefix: 'a' }, /option "redisAdapter.keyPrefix" is not an option of redisAdapter/]
+    [{ url: 'redis://x', keyPrefix: 'a' }, /option "redisAdapter.keyPrefix" is not an option of redisAdapter/],
+    [{ url: 'redis://x', sentinels: SENTINELS, name: 'mymaster' }, /option "redisAdapter.sentinels" cannot be combined with "url": give one of "url", "client" and "sentinels"/],
+    [{ client: {}, sentinels: SENTINELS, name: 'mymaster' }, /option "redisAdapter.sentinels" cannot be combined with "client"/],
+    [{ sentinels: [], name: 'mymaster' }, /option "redisAdapter.sentinels" must be a non-empty array of \{ host, port \}/],
+    [{ sentinels: '127.0.0.1:26379', name: 'mymaster' }, /option "redisAdapter.sentinels" must be a non-empty array/],
+    [{ sentinels: [null], name: 'mymaster' }, /option "redisAdapter.sentinels\[0\]" must be an object \{ host, port \}/],
+    [{ sentinels: [{ host: 'a', port: 26379, family: 6 }], name: 'mymaster' }, /option "redisAdapter.sentinels\[0\].family" is not a field of a Sentinel address .*pass a "client"/],
+    [{ sentinels: [...SENTINELS, { host: '', port: 26379 }], name: 'mymaster' }, /option "redisAdapter.sentinels\[1\].host" must be a non-empty string/],
+    [{ sentinels: [{ port: 26379 }], name: 'mymaster' }, /option "redisAdapter.sentinels\[0\].host" must be a non-empty string/],
+    [{ sentinels: [{ host: 'a', port: '26379' }], name: 'mymaster' }, /option "redisAdapter.sentinels\[0\].port" must be a port number from 1 to 65535/],
+    [{ sentinels: [{ host: 'a', port: 65536 }], name: 'mymaster' }, /option "redisAdapter.sentinels\[0\].port"/],
+    [{ sentinels: SENTINELS }, /option "redisAdapter.name" is required with "sentinels": the master name they monitor/],
+    [{ sentinels: SENTINELS, name: '' }, /option "redisAdapter.name" must be a non-empty string/],
+    [{ url: 'redis://x', name: 'mymaster' }, /option "redisAdapter.name" goes with "sentinels" only/]
   ]
   for (const [options, message] of bad) {
     t.throws(() => redisAdapter(options as RedisAdapterOptions), { code: 'FST_WS_AUTH_INVALID_OPTION', message }, JSON.stringify(options) ?? 'undefined')
   }
   t.doesNotThrow(() => redisAdapter({ url: 'rediss://user:pass@redis.example:6380/2', prefix: 'app', requestTimeout: 50, instanceTtl: 300, onRedisError: 'fail-closed' }))
+  t.throws(() => redisAdapter({ client: sentinelClient('slave') }),
+    { code: 'FST_WS_AUTH_INVALID_OPTION', message: /option "redisAdapter.client" connects to a replica \(Sentinel role "slave"\)/ })
+  t.doesNotThrow(() => redisAdapter({ sentinels: SENTINELS, name: 'mymaster', prefix: 'app' }))
+  t.doesNotThrow(() => redisAdapter({ client: sentinelClient('master') }))
 })
+
+/** Sentinel addresses for the option checks (nothing connects to them). */
+const SENTINELS = [{ host: '127.0.0.1', port: 26379 }]
+
+/** An ioredis Sentinel client that never connects (the option checks only look at it). */
+function sentinelClient (role: 'master' | 'slave'): Redis {
+  const client = new Redis({ sentinels: SENTINELS, name: 'mymaster', role, lazyConnect: true })
+  t.teardown(() => client.disconnect())
+  return client
+}
 
 t.test('with { client }: a duplicate subscribes; close() removes this instance\'s keys and leaves the client open', async t => {
   const namespace = prefix()

@@ -19,6 +19,7 @@ export interface Instance extends TestApp {
 
 export interface InstanceOptions {
   auth?: WsAuthPluginOptions
+  /** Adapter options; `client` or `sentinels` (with `name`) take the place of the URL. */
   redis?: Omit<RedisAdapterOptions, 'url' | 'client'> & { url?: string, client?: Redis }
   routes?: (app: FastifyInstance) => void
 }
@@ -38,7 +39,8 @@ export function routes (app: FastifyInstance): void {
 export async function instance (t: Teardown, url: string, namespace: string, opts: InstanceOptions = {}): Promise<Instance> {
   const logs = logCapture()
   const { url: own, client, ...rest } = opts.redis ?? {}
-  const adapter = redisAdapter(client !== undefined ? { client, prefix: namespace, ...rest } : { url: own ?? url, prefix: namespace, ...rest })
+  const target = client !== undefined ? { client } : rest.sentinels !== undefined ? {} : { url: own ?? url }
+  const adapter = redisAdapter({ ...target, prefix: namespace, ...rest })
   const app = await buildApp(t, {
     auth: { heartbeatInterval: false, ...opts.auth, adapter },
     routes: opts.routes ?? routes,

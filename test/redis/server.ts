@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync } from 'node:fs'
 import { createServer, connect as tcpConnect, type Server, type Socket } from 'node:net'
@@ -8,6 +8,9 @@ import { tmpdir } from 'node:os'
 export const REDIS_SERVER = process.env.REDIS_SERVER ?? '/usr/bin/redis-server'
 
 interface Teardown { teardown (fn: () => unknown): void }
+
+/** How long a wait on a server's output or on the proxy lasts before it fails (the test kit's WAIT_MS). */
+const WAIT_MS = Number(process.env.TEST_WAIT_MS ?? 20_000)
 
 export interface RedisServer {
   readonly port: number
@@ -21,6 +24,10 @@ export interface RedisServer {
   pause (): void
   /** Lets a frozen server go on (SIGCONT). */
   resume (): void
+  /** Kills the server (SIGKILL) the way a crash does: no goodbye to clients or replicas. */
+  kill (): void
+  /** Resolves once the server's output (since its last start) contains `text`; rejects after WAIT_MS. */
+  output (text: string): Promise<void>
 }
 
 /**
@@ -30,58 +37,87 @@ export interface RedisServer {
  */
 const GUARD = '"$@" & pid=$!; echo "guarded-pid $pid"; read _; kill -CONT $pid 2>/dev/null; kill -TERM $pid 2>/dev/null; wait $pid'
 
+/** A redis-server process (plain or Sentinel) run under GUARD. */
+export interface Guarded {
+  readonly pid: number
+  /** Ends it through the guard (SIGTERM; SIGKILL after 3 s) and waits for the guard's exit. */
+  stop (): Promise<void>
+  /** Resolves once its output contains `text`; rejects after WAIT_MS. */
+  output (text: string): Promise<void>
+}
+
 /**
- * Starts a real redis-server on a free loopback port, without persistence, with keyspace
- * notifications on (tests await a key's change instead of polling it), and stops it at
- * teardown (or when this process dies, whatever kills it). Throws, naming the apt package, when
- * the binary is missing: a test that needs Redis must fail, not pass silently.
+ * Starts `binary args` under GUARD and resolves once its output shows `readyText` and it answers
+ * PING on `port`; rejects with its output when it exits first or is not ready within 10 s.
  */
-export async function startRedis (t: Teardown, binary = REDIS_SERVER): Promise<RedisServer> {
+export async function spawnGuarded (binary: string, args: string[], port: number, readyText: string): Promise<Guarded> {
   if (!existsSync(binary)) {
     throw new Error(`redis-server not found at ${binary}: these tests need a real Redis. ` +
       'Install Debian\'s package with `apt-get install redis-server` (.ci/run does), or set REDIS_SERVER to its path.')
   }
-  const port = await freePort()
-  let guard: ChildProcess | undefined
+  const proc = spawn('sh', ['-c', GUARD, 'guard', binary, ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
+  // Kept whole (a server logs a few kB in a test), so that a wait never misses a line.
+  let output = ''
   let pid = 0
-
-  const start = async () => {
-    const proc = guard = spawn('sh', ['-c', GUARD, 'guard', binary, '--port', String(port), '--bind', '127.0.0.1',
-      '--save', '', '--appendonly', 'no', '--dir', tmpdir(), '--notify-keyspace-events', 'KA'], { stdio: ['pipe', 'pipe', 'pipe'] })
-    let output = ''
-    let signalReady = () => {}
-    const ready = new Promise<void>(resolve => { signalReady = resolve })
-    const collect = (chunk: Buffer) => {
-      output = (output + chunk.toString()).slice(-4000)
-      const guarded = /guarded-pid (\d+)/.exec(output)
-      if (guarded !== null) pid = Number(guarded[1])
-      if (pid !== 0 && output.includes('Ready to accept connections')) signalReady()
-    }
-    proc.stdout!.on('data', collect)
-    proc.stderr!.on('data', collect)
-    const exited = once(proc, 'exit').then(([code]) => { throw new Error(`redis-server exited with ${String(code)} at start:\n${output}`) })
-    exited.catch(() => {})
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`redis-server on port ${port} not ready within 10 s:\n${output}`)), 10_000)
-    })
-    try {
-      await Promise.race([ready, exited, late])
-    } finally {
-      clearTimeout(timer)
-    }
-    if (!await ping(port)) throw new Error(`redis-server on port ${port} does not answer PING:\n${output}`)
+  const watchers = new Set<() => void>()
+  const collect = (chunk: Buffer) => {
+    output += chunk.toString()
+    const guarded = /guarded-pid (\d+)/.exec(output)
+    if (pid === 0 && guarded !== null) pid = Number(guarded[1])
+    for (const w of [...watchers]) w()
   }
+  proc.stdout!.on('data', collect)
+  proc.stderr!.on('data', collect)
+  const outputOf = (text: string, expire = WAIT_MS) => new Promise<void>((resolve, reject) => {
+    const watcher = () => {
+      if (pid === 0 || !output.includes(text)) return
+      watchers.delete(watcher)
+      clearTimeout(timer)
+      resolve()
+    }
+    const timer = setTimeout(() => {
+      watchers.delete(watcher)
+      reject(new Error(`${binary} on port ${port}: ${JSON.stringify(text)} not in its output within ${expire} ms:\n${output.slice(-4000)}`))
+    }, expire)
+    timer.unref()
+    watchers.add(watcher)
+    watcher()
+  })
   const stop = async () => {
-    const proc = guard
-    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return
-    const exited = once(proc, 'exit')
+    if (proc.exitCode !== null || proc.signalCode !== null) return
+    const gone = once(proc, 'exit')
     proc.stdin!.end()
     const timer = setTimeout(() => signal(pid, 'SIGKILL'), 3000)
-    await exited
+    await gone
     clearTimeout(timer)
   }
+  const exited = once(proc, 'exit').then(([code]) => { throw new Error(`${binary} exited with ${String(code)} at start:\n${output.slice(-4000)}`) })
+  exited.catch(() => {})
+  try {
+    await Promise.race([outputOf(readyText, 10_000), exited])
+    if (!await ping(port)) throw new Error(`${binary} on port ${port} does not answer PING:\n${output.slice(-4000)}`)
+  } catch (err) {
+    await stop()
+    throw err
+  }
+  return { pid, stop, output: (text) => outputOf(text) }
+}
 
+/**
+ * Starts a real redis-server on a free loopback port, without persistence, with keyspace
+ * notifications on (tests await a key's change instead of polling it), and stops it at
+ * teardown (or when this process dies, whatever kills it). Throws, naming the apt package, when
+ * the binary is missing: a test that needs Redis must fail, not pass silently. `args` come after
+ * the defaults (a later `--dir` wins; `--replicaof 127.0.0.1 <port>` makes a replica).
+ */
+export async function startRedis (t: Teardown, binary = REDIS_SERVER, args: string[] = []): Promise<RedisServer> {
+  const port = await freePort()
+  let server: Guarded | undefined
+  const start = async () => {
+    server = await spawnGuarded(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      '--dir', tmpdir(), '--notify-keyspace-events', 'KA', ...args], port, 'Ready to accept connections')
+  }
+  const stop = async () => { await server?.stop() }
   await start()
   t.teardown(stop)
   return {
@@ -89,8 +125,10 @@ export async function startRedis (t: Teardown, binary = REDIS_SERVER): Promise<R
     url: `redis://127.0.0.1:${port}`,
     stop,
     restart: start,
-    pause: () => signal(pid, 'SIGSTOP'),
-    resume: () => signal(pid, 'SIGCONT')
+    pause: () => signal(server!.pid, 'SIGSTOP'),
+    resume: () => signal(server!.pid, 'SIGCONT'),
+    kill: () => signal(server!.pid, 'SIGKILL'),
+    output: (text) => server!.output(text)
   }
 }
 
@@ -161,9 +199,6 @@ export interface RedisProxy {
   /** Resolves once exactly `n` client connections are open; rejects after WAIT_MS. */
   waitForConnections (n: number): Promise<void>
 }
-
-/** How long a wait on the proxy lasts before it fails (the test kit's WAIT_MS). */
-const WAIT_MS = Number(process.env.TEST_WAIT_MS ?? 20_000)
 
 export async function redisProxy (t: Teardown, target: RedisServer): Promise<RedisProxy> {
   const sockets = new Set<Socket>()

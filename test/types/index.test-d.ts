@@ -10,6 +10,9 @@ import type { AuthAttempt, ClusterSubscriberInfo, FailureClass, IssueTicketOptio
 import type { WebSocket } from 'ws'
 import { createClient, WsAuthError } from 'fastify-ws-auth/client'
 import type { ClientEvents, ClientOptions, PublicationInfo, RefusedInfo, Subscription, TicketContext, TicketProvider, UnsubscribedInfo } from 'fastify-ws-auth/client'
+import { redisAdapter } from 'fastify-ws-auth/redis'
+import type { RedisAdapterOptions } from 'fastify-ws-auth/redis'
+import { Redis } from 'ioredis'
 
 /** `true` when A and B are the same type (not merely assignable). */
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
@@ -329,4 +332,26 @@ function clientTickets (): void {
   })
 }
 
-export { plugin, routes, afterTheDoor, serverTickets, observability, clientTopics, clientTickets, failure, noFailure }
+function redisSentinel (): void {
+  const sentinels = [{ host: '10.0.0.1', port: 26379 }, { host: '10.0.0.2', port: 26379 }]
+  redisAdapter({ sentinels, name: 'mymaster', prefix: 'app' })
+  redisAdapter({ client: new Redis({ sentinels, name: 'mymaster' }), prefix: 'app' })
+  const options: RedisAdapterOptions = { sentinels, name: 'mymaster', requestTimeout: 500, onRedisError: 'fail-closed' }
+  redisAdapter(options)
+  expectTrue<Equal<RedisAdapterOptions['sentinels'], ReadonlyArray<{ host: string, port: number }> | undefined>>(true)
+  expectTrue<Equal<RedisAdapterOptions['name'], string | undefined>>(true)
+  // A frozen list of addresses is fine (the adapter copies it).
+  redisAdapter({ sentinels: Object.freeze([{ host: '10.0.0.1', port: 26379 }]), name: 'mymaster' })
+  // @ts-expect-error: a port is a number
+  redisAdapter({ sentinels: [{ host: '10.0.0.1', port: '26379' }], name: 'mymaster' })
+  // @ts-expect-error: a Sentinel address has a host
+  redisAdapter({ sentinels: [{ port: 26379 }], name: 'mymaster' })
+  // @ts-expect-error: other ioredis fields go in a client's options
+  redisAdapter({ sentinels: [{ host: '10.0.0.1', port: 26379, family: 6 }], name: 'mymaster' })
+  // @ts-expect-error: sentinels is a list of addresses, not a string
+  redisAdapter({ sentinels: '10.0.0.1:26379', name: 'mymaster' })
+  // @ts-expect-error: the master name is a string
+  redisAdapter({ sentinels, name: 1 })
+}
+
+export { redisSentinel, plugin, routes, afterTheDoor, serverTickets, observability, clientTopics, clientTickets, failure, noFailure }

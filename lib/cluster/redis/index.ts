@@ -11,6 +11,7 @@ import type { ClusterAdapter } from '../../types.ts'
  * started later refuse the tokens too. See docs/cluster.md.
  * ```ts
  * await app.register(wsAuth, { adapter: redisAdapter({ url: 'redis://127.0.0.1:6379', prefix: 'app' }) })
+ * // or, behind Sentinels: redisAdapter({ sentinels: [{ host, port }, ...], name: 'mymaster', prefix: 'app' })
  * ```
  * Options are checked here, at creation (`FST_WS_AUTH_INVALID_OPTION` naming the option);
  * connections open when the app starts and close with it.
@@ -27,15 +28,7 @@ function retryStrategy (attempt: number): number {
 
 function connections (config: RedisConfig): Connections {
   const own = config.client === undefined
-  const command = config.client ?? new Redis(config.url!, {
-    lazyConnect: true,
-    retryStrategy,
-    // Fail at once while disconnected, and never replay a command whose answer was lost: the
-    // adapter falls back and resyncs instead of waiting on a queue.
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    autoResendUnfulfilledCommands: false
-  })
+  const command = config.client ?? ownClient(config)
   const subscriber = command.duplicate({
     lazyConnect: true,
     retryStrategy,
@@ -47,6 +40,25 @@ function connections (config: RedisConfig): Connections {
     autoResubscribe: false
   } satisfies RedisOptions)
   return { command, subscriber, ownsCommand: own }
+}
+
+/** The command connection the adapter opens itself: to `url`, or to the primary the Sentinels name. */
+function ownClient (config: RedisConfig): Redis {
+  const options: RedisOptions = {
+    lazyConnect: true,
+    retryStrategy,
+    // Fail at once while disconnected, and never replay a command whose answer was lost: the
+    // adapter falls back and resyncs instead of waiting on a queue.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false
+  }
+  if (config.sentinels === undefined) return new Redis(config.url!, options)
+  // A failover is seen as the connection dropping (a killed primary's, or a demoted one's: the
+  // Sentinels close its clients); each reconnection asks a Sentinel for the primary again, and
+  // ioredis's default sentinelRetryStrategy keeps trying them, for ever, when none answers.
+  // duplicate() keeps all this for the subscriber.
+  return new Redis({ ...options, sentinels: config.sentinels, name: config.name })
 }
 
 export type { RedisAdapterOptions, OnRedisError } from './options.ts'

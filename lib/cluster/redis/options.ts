@@ -5,16 +5,29 @@ import { InvalidOptionError } from '../../errors.ts'
 /** What to do with a limited user's new connection while Redis cannot be reached. */
 export type OnRedisError = 'fail-open' | 'fail-closed'
 
-/** Options of `redisAdapter()`. Give exactly one of `url` and `client`. */
+/** Options of `redisAdapter()`. Give exactly one of `url`, `client` and `sentinels`. */
 export interface RedisAdapterOptions {
   /** A `redis://` or `rediss://` URL; the adapter opens (and closes) its own two connections. */
   url?: string
   /**
    * An ioredis client to use for commands. The adapter adds one connection of its own
    * (`client.duplicate()`) for pub/sub, closes that one at shutdown and leaves yours open.
-   * Redis Cluster clients are not supported (the adapter needs one Redis, or one Sentinel group).
+   * Redis Cluster clients are not supported (the adapter needs one Redis, or one Sentinel group),
+   * nor Sentinel clients of a replica (`role: 'slave'`): the adapter writes.
    */
   client?: Redis
+  /**
+   * The Sentinels of a primary and its replicas, with `name`: the adapter asks them for the
+   * primary, opens its two connections to it, and follows a failover to the replica they promote
+   * (docs/cluster.md, "Sentinel"). For passwords, TLS or other ioredis Sentinel options, pass a
+   * `client` (`new Redis({ sentinels, name, ... })`) instead.
+   * ```ts
+   * redisAdapter({ sentinels: [{ host: '10.0.0.1', port: 26379 }, { host: '10.0.0.2', port: 26379 }], name: 'mymaster' })
+   * ```
+   */
+  sentinels?: ReadonlyArray<{ host: string, port: number }>
+  /** The master name the Sentinels monitor (`sentinel monitor <name> …`); required with `sentinels`, and only with them. */
+  name?: string
   /**
    * Namespace of every key and channel: they are all named `<prefix>:ws-auth:…`. Instances
    * share state when, and only when, they use the same prefix on the same Redis.
@@ -49,6 +62,9 @@ export interface RedisAdapterOptions {
 export interface RedisConfig {
   url: string | undefined
   client: Redis | undefined
+  sentinels: Array<{ host: string, port: number }> | undefined
+  /** The master name, with `sentinels`. */
+  name: string | undefined
   /** `<prefix>:ws-auth:` or `ws-auth:`: the start of every key and channel. */
   namespace: string
   requestTimeout: number
@@ -56,23 +72,30 @@ export interface RedisConfig {
   onRedisError: OnRedisError
 }
 
-const KNOWN = new Set<string>(['url', 'client', 'prefix', 'requestTimeout', 'instanceTtl', 'onRedisError'] satisfies (keyof RedisAdapterOptions)[])
+const KNOWN = new Set<string>(['url', 'client', 'sentinels', 'name', 'prefix', 'requestTimeout', 'instanceTtl', 'onRedisError'] satisfies (keyof RedisAdapterOptions)[])
 
 /** Checks the options once, at creation; every error names the option at fault. */
 export function buildRedisConfig (opts: RedisAdapterOptions): RedisConfig {
-  if (opts === null || typeof opts !== 'object') throw new InvalidOptionError('redisAdapter', 'takes an object: { url } or { client }')
+  if (opts === null || typeof opts !== 'object') throw new InvalidOptionError('redisAdapter', 'takes an object: { url }, { client } or { sentinels, name }')
   check.knownKeys(opts, KNOWN, 'redisAdapter')
-  if (opts.url !== undefined && opts.client !== undefined) throw fail('client', 'cannot be combined with "url": give one of them')
-  if (opts.url === undefined && opts.client === undefined) throw fail('url', 'is required (or "client": an ioredis instance)')
+  const targets = TARGETS.filter(name => opts[name] !== undefined)
+  if (targets.length > 1) throw fail(targets[1], `cannot be combined with "${targets[0]}": give one of "url", "client" and "sentinels"`)
+  if (targets.length === 0) throw fail('url', 'is required (or "client": an ioredis instance, or "sentinels" with "name")')
+  if (opts.name !== undefined && opts.sentinels === undefined) throw fail('name', 'goes with "sentinels" only (a client names its master itself)')
   return {
     url: opts.url === undefined ? undefined : redisUrl(opts.url),
     client: opts.client === undefined ? undefined : ioredisClient(opts.client),
+    sentinels: opts.sentinels === undefined ? undefined : sentinelList(opts.sentinels),
+    name: opts.sentinels === undefined ? undefined : masterName(opts.name),
     namespace: namespace(opts.prefix),
     requestTimeout: check.milliseconds('requestTimeout', opts.requestTimeout, 1000, 1),
     instanceTtl: check.milliseconds('instanceTtl', opts.instanceTtl, 30_000, 300),
     onRedisError: check.oneOf('onRedisError', opts.onRedisError, ['fail-open', 'fail-closed'] as const, 'fail-open')
   }
 }
+
+/** Where Redis is: exactly one of them. */
+const TARGETS = ['url', 'client', 'sentinels'] as const satisfies (keyof RedisAdapterOptions)[]
 
 function fail (name: string, problem: string) {
   return new InvalidOptionError(`redisAdapter.${name}`, problem)
@@ -98,7 +121,30 @@ function ioredisClient (value: unknown): Redis {
   if (client.isCluster === true) throw fail('client', 'is a Redis Cluster client: not supported (use one Redis, or Sentinel)')
   const missing = (['duplicate', 'evalsha', 'eval', 'publish', 'zadd', 'on'] as const).filter(m => typeof client[m] !== 'function')
   if (missing.length > 0) throw fail('client', `must be an ioredis client (new Redis(...)); missing: ${missing.join(', ')}`)
+  const options = (client as { options?: { sentinels?: unknown, role?: unknown } }).options
+  if (options?.sentinels != null && options.role === 'slave') {
+    throw fail('client', 'connects to a replica (Sentinel role "slave"): the adapter writes, give it a client of the primary (role "master")')
+  }
   return client as Redis
+}
+
+function sentinelList (value: unknown): Array<{ host: string, port: number }> {
+  if (!Array.isArray(value) || value.length === 0) throw fail('sentinels', 'must be a non-empty array of { host, port }')
+  return value.map((entry: unknown, i) => {
+    const name = `sentinels[${i}]`
+    if (entry === null || typeof entry !== 'object') throw fail(name, 'must be an object { host, port }')
+    const { host, port, ...rest } = entry as { host?: unknown, port?: unknown }
+    const extra = Object.keys(rest)
+    if (extra.length > 0) throw fail(`${name}.${extra[0]}`, 'is not a field of a Sentinel address (host, port; for other ioredis options, pass a "client")')
+    if (typeof host !== 'string' || host.length === 0) throw fail(`${name}.host`, 'must be a non-empty string')
+    if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw fail(`${name}.port`, 'must be a port number from 1 to 65535')
+    return { host, port }
+  })
+}
+
+function masterName (value: unknown): string {
+  if (value === undefined) throw fail('name', 'is required with "sentinels": the master name they monitor (e.g. "mymaster")')
+  return check.string('name', value, '')
 }
 
 function namespace (value: unknown): string {
