@@ -8,7 +8,7 @@ import { spawn, execFileSync } from 'node:child_process'
 import { readFileSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { eventCounts } from './callgrind.mjs'
+import { eventCounts, serverChannel } from './callgrind.mjs'
 import { LeanConn, prepareLean } from './clients.mjs'
 import { TOPICS_SERVER } from './publish.mjs'
 import { jwtSecret, tokenPool } from './tokens.mjs'
@@ -29,24 +29,10 @@ export async function countPublishInstructions (keys, { subscribers = 10_000, pu
     stdio: ['ignore', 'inherit', 'ignore', 'ipc'],
     env: { ...process.env, BENCH_SERVER: JSON.stringify({ ...TOPICS_SERVER, secret: jwtSecret('HS256', keys) }) }
   })
-  const exited = new Promise((resolve) => child.on('exit', resolve))
-  const waiting = new Map()
-  let nextId = 1
-  const request = (cmd, fields = {}) => new Promise((resolve) => {
-    const id = nextId++
-    waiting.set(id, resolve)
-    child.send({ id, cmd, ...fields })
-  })
+  const { exited, request, ready } = serverChannel(child)
   const conns = []
   try {
-    const port = await new Promise((resolve, reject) => {
-      child.on('message', (m) => {
-        if (m.type === 'ready') resolve(m.port)
-        if (m.type === 'error') reject(new Error(m.message))
-        if (m.id !== undefined) waiting.get(m.id)?.(m)
-      })
-      exited.then((code) => reject(new Error(`valgrind exited with ${code}`)))
-    })
+    const port = await ready
     const prep = prepareLean({ ...TOPICS_SERVER, path: '/ws', port, tokens: tokenPool('HS256', keys, 100) })
     conns.push(...await openAll(prep, subscribers))
     let counted = 0

@@ -40,27 +40,10 @@ export async function countInstructions (variant, keys, { warm = 4000, measured 
     stdio: ['ignore', 'inherit', 'ignore', 'ipc'],
     env: { ...process.env, BENCH_SERVER: JSON.stringify({ ...variant, secret: variant.alg ? jwtSecret(variant.alg, keys) : null }) }
   })
-  const exited = new Promise((resolve) => child.on('exit', resolve))
+  const { exited, request, ready } = serverChannel(child)
   const perfMap = join(tmpdir(), `perf-${child.pid}.map`)
-  const waiting = new Map()
-  let nextId = 1
-  const request = (cmd, fields = {}) => new Promise((resolve) => {
-    const id = nextId++
-    waiting.set(id, (m) => {
-      waiting.delete(id)
-      resolve(m)
-    })
-    child.send({ id, cmd, ...fields })
-  })
   try {
-    const port = await new Promise((resolve, reject) => {
-      child.on('message', (m) => {
-        if (m.type === 'ready') resolve(m.port)
-        if (m.type === 'error') reject(new Error(m.message))
-        if (m.id !== undefined) waiting.get(m.id)?.(m)
-      })
-      exited.then((code) => reject(new Error(`valgrind exited with ${code}`)))
-    })
+    const port = await ready
     const tokens = variant.auth === 'none' || needsTickets(variant) ? [] : tokenPool(variant.alg, keys, 100)
     const base = { ...variant, path: '/ws', port, tokens }
     /** The lean client's requests for `n` connections: fresh tickets for a ticket route, issued now. */
@@ -101,6 +84,33 @@ export async function countInstructions (variant, keys, { warm = 4000, measured 
     rmSync(perfMap, { force: true })
     rmSync(prefix, { force: true })
   }
+}
+
+/**
+ * The IPC side of a bench server running under valgrind: `ready` resolves with its port (rejects
+ * if it fails or exits first), `request` sends a command and resolves with the answer of that id.
+ */
+export function serverChannel (child) {
+  const exited = new Promise((resolve) => child.on('exit', resolve))
+  const waiting = new Map()
+  let nextId = 1
+  const request = (cmd, fields = {}) => new Promise((resolve) => {
+    const id = nextId++
+    waiting.set(id, (m) => {
+      waiting.delete(id)
+      resolve(m)
+    })
+    child.send({ id, cmd, ...fields })
+  })
+  const ready = new Promise((resolve, reject) => {
+    child.on('message', (m) => {
+      if (m.type === 'ready') resolve(m.port)
+      if (m.type === 'error') reject(new Error(m.message))
+      if (m.id !== undefined) waiting.get(m.id)?.(m)
+    })
+    exited.then((code) => reject(new Error(`valgrind exited with ${code}`)))
+  })
+  return { exited, request, ready }
 }
 
 /** A callgrind file's totals by event name (`Ir`, and with simulation `I1mr`, `Bcm`...). */
