@@ -1,5 +1,5 @@
 import t from 'tap'
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import { buildApp, connect } from '../helpers/index.ts'
 import { redisAdapter, type RedisAdapterOptions } from '../../lib/cluster/redis/index.ts'
 import { ACQUIRE } from '../../lib/cluster/redis/scripts.ts'
@@ -18,8 +18,7 @@ t.test('options are checked at creation; errors name the option', async t => {
     [{ url: 'not a url' }, /option "redisAdapter.url" is not a valid URL/],
     [{ url: 'http://127.0.0.1:6379' }, /option "redisAdapter.url" must use redis: or rediss:/],
     [{ client: { on () {} } }, /option "redisAdapter.client" must be an ioredis client .*missing: duplicate/],
-    [{ client: { isCluster: true } }, /option "redisAdapter.client" is a Redis Cluster client: not supported/],
-    [{ client: 'redis://127.0.0.1:6379' }, /option "redisAdapter.client" must be an ioredis client \(new Redis\(\.\.\.\)\)$/],
+    [{ client: 'redis://127.0.0.1:6379' }, /option "redisAdapter.client" must be an ioredis client \(new Redis\(\.\.\.\) or new Cluster\(\.\.\.\)\)$/],
     [{ url: 'redis://x', prefix: '' }, /option "redisAdapter.prefix" must be a string of 1 to 100 characters/],
     [{ url: 'redis://x', prefix: 'a b' }, /option "redisAdapter.prefix"/],
     [{ url: 'redis://x', requestTimeout: 0 }, /option "redisAdapter.requestTimeout" must be a whole number of milliseconds from 1/],
@@ -27,7 +26,14 @@ t.test('options are checked at creation; errors name the option', async t => {
     [{ url: 'redis://x', instanceTtl: 100 }, /option "redisAdapter.instanceTtl" must be a whole number of milliseconds from 300/],
     [{ url: 'redis://x', onRedisError: 'ignore' }, /option "redisAdapter.onRedisError" must be "fail-open" or "fail-closed"/],
     [{ url: 'redis://x', keyPrefix: 'a' }, /option "redisAdapter.keyPrefix" is not an option of redisAdapter/],
-    [{ url: 'redis://x', sentinels: SENTINELS, name: 'mymaster' }, /option "redisAdapter.sentinels" cannot be combined with "url": give one of "url", "client" and "sentinels"/],
+    [{ url: 'redis://x', sentinels: SENTINELS, name: 'mymaster' }, /option "redisAdapter.sentinels" cannot be combined with "url": give one of "url", "client", "sentinels" and "cluster"/],
+    [{ url: 'redis://x', cluster: { nodes: SENTINELS } }, /option "redisAdapter.cluster" cannot be combined with "url"/],
+    [{ cluster: SENTINELS }, /option "redisAdapter.cluster" must be an object \{ nodes: \[\{ host, port \}, \.\.\.\] \}/],
+    [{ cluster: { nodes: [] } }, /option "redisAdapter.cluster.nodes" must be a non-empty array of \{ host, port \}/],
+    [{ cluster: { nodes: SENTINELS, scaleReads: 'slave' } }, /option "redisAdapter.cluster.scaleReads" is not an option of "cluster" \(nodes; .*pass a "client": new Cluster\(nodes, options\)\)/],
+    [{ cluster: { nodes: [{ host: 'a', port: 0 }] } }, /option "redisAdapter.cluster.nodes\[0\].port" must be a port number from 1 to 65535/],
+    [{ cluster: { nodes: [{ host: 'a', port: 7000, tls: {} }] } }, /option "redisAdapter.cluster.nodes\[0\].tls" is not a field of a Cluster node address/],
+    [{ cluster: { nodes: SENTINELS }, name: 'mymaster' }, /option "redisAdapter.name" goes with "sentinels" only/],
     [{ client: {}, sentinels: SENTINELS, name: 'mymaster' }, /option "redisAdapter.sentinels" cannot be combined with "client"/],
     [{ sentinels: [], name: 'mymaster' }, /option "redisAdapter.sentinels" must be a non-empty array of \{ host, port \}/],
     [{ sentinels: '127.0.0.1:26379', name: 'mymaster' }, /option "redisAdapter.sentinels" must be a non-empty array/],
@@ -49,7 +55,23 @@ t.test('options are checked at creation; errors name the option', async t => {
     { code: 'FST_WS_AUTH_INVALID_OPTION', message: /option "redisAdapter.client" connects to a replica \(Sentinel role "slave"\)/ })
   t.doesNotThrow(() => redisAdapter({ sentinels: SENTINELS, name: 'mymaster', prefix: 'app' }))
   t.doesNotThrow(() => redisAdapter({ client: sentinelClient('master') }))
+  t.doesNotThrow(() => redisAdapter({ cluster: { nodes: [{ host: '10.0.0.1', port: 7000 }, { host: '10.0.0.2', port: 7000 }] }, prefix: 'app' }))
+  const cluster = new Cluster(SENTINELS, { lazyConnect: true })
+  t.teardown(() => cluster.disconnect())
+  t.doesNotThrow(() => redisAdapter({ client: cluster }), 'an ioredis Cluster client')
+  t.throws(() => redisAdapter({ client: oldCluster() }), {
+    code: 'FST_WS_AUTH_INVALID_OPTION',
+    message: /option "redisAdapter.client" is a Cluster client of an ioredis without sharded Pub\/Sub \(the Cluster option "shardedSubscribers"\)/
+  })
 })
+
+/** A Cluster client as an ioredis before sharded Pub/Sub makes one: no "shardedSubscribers" option. */
+function oldCluster (): Cluster {
+  const client = new Cluster(SENTINELS, { lazyConnect: true })
+  t.teardown(() => client.disconnect())
+  delete (client.options as { shardedSubscribers?: boolean }).shardedSubscribers
+  return client
+}
 
 /** Sentinel addresses for the option checks (nothing connects to them). */
 const SENTINELS = [{ host: '127.0.0.1', port: 26379 }]

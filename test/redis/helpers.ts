@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
-import { Redis } from 'ioredis'
-import { buildApp, logCapture, refusal, WAIT_MS, type Client, type TestApp } from '../helpers/index.ts'
+import { Redis, type Cluster } from 'ioredis'
+import { buildApp, connect, logCapture, refusal, WAIT_MS, type Client, type TestApp } from '../helpers/index.ts'
 import { redisAdapter, type RedisAdapterOptions } from '../../lib/cluster/redis/index.ts'
 import type { WsAuthPluginOptions } from '../../lib/types.ts'
 
@@ -19,8 +19,8 @@ export interface Instance extends TestApp {
 
 export interface InstanceOptions {
   auth?: WsAuthPluginOptions
-  /** Adapter options; `client` or `sentinels` (with `name`) take the place of the URL. */
-  redis?: Omit<RedisAdapterOptions, 'url' | 'client'> & { url?: string, client?: Redis }
+  /** Adapter options; `client`, `sentinels` (with `name`) or `cluster` take the place of the URL. */
+  redis?: Omit<RedisAdapterOptions, 'url' | 'client'> & { url?: string, client?: Redis | Cluster }
   routes?: (app: FastifyInstance) => void
 }
 
@@ -39,7 +39,7 @@ export function routes (app: FastifyInstance): void {
 export async function instance (t: Teardown, url: string, namespace: string, opts: InstanceOptions = {}): Promise<Instance> {
   const logs = logCapture()
   const { url: own, client, ...rest } = opts.redis ?? {}
-  const target = client !== undefined ? { client } : rest.sentinels !== undefined ? {} : { url: own ?? url }
+  const target = client !== undefined ? { client } : rest.sentinels !== undefined || rest.cluster !== undefined ? {} : { url: own ?? url }
   const adapter = redisAdapter({ ...target, prefix: namespace, ...rest })
   const app = await buildApp(t, {
     auth: { heartbeatInterval: false, ...opts.auth, adapter },
@@ -68,15 +68,16 @@ export function inspector (t: Teardown, url: string): Redis {
 
 /**
  * Resolves once the async `condition()` holds: checked now, and again after each change Redis
- * reports to a key (keyspace notifications, which `startRedis` turns on), never on a timer.
- * Rejects after WAIT_MS, naming `what`. For state held in Redis (slots, registrations, stored
- * revocations), which the adapter announces by no event of its own.
+ * reports to a key (keyspace notifications, which `startRedis` and `startRedisCluster` turn on),
+ * never on a timer. Rejects after WAIT_MS, naming `what`. For state held in Redis (slots,
+ * registrations, stored revocations), which the adapter announces by no event of its own. On a
+ * Redis Cluster, give every node's URL: each node reports its own keys only.
  */
-export async function whenRedis (url: string, what: string, condition: () => Promise<boolean>): Promise<void> {
-  const events = new Redis(url, { maxRetriesPerRequest: 1 })
-  events.on('error', () => {})
+export async function whenRedis (urls: string | string[], what: string, condition: () => Promise<boolean>): Promise<void> {
+  const all = (Array.isArray(urls) ? urls : [urls]).map(url => new Redis(url, { maxRetriesPerRequest: 1 }))
+  for (const events of all) events.on('error', () => {})
   try {
-    await events.psubscribe('__keyspace@*__:*')
+    await Promise.all(all.map(events => events.psubscribe('__keyspace@*__:*')))
     await new Promise<void>((resolve, reject) => {
       let checking = false
       let again = false
@@ -103,11 +104,11 @@ export async function whenRedis (url: string, what: string, condition: () => Pro
           checking = false
         }
       }
-      events.on('pmessage', () => { check().catch(() => {}) })
+      for (const events of all) events.on('pmessage', () => { check().catch(() => {}) })
       check().catch(() => {})
     })
   } finally {
-    events.disconnect()
+    for (const events of all) events.disconnect()
   }
 }
 
@@ -119,4 +120,15 @@ export async function outcome (client: Client): Promise<string> {
     return m.type === 'connection_established' ? 'established' : `message ${JSON.stringify(m)}`
   }
   return `${ended.code} ${ended.reason}`
+}
+
+/** `n` handshakes of one user at once, spread over the instances in turn, with each one's outcome. */
+export async function storm (instances: Instance[], n: number, user = 'u1'): Promise<{ clients: Client[], outcomes: string[], count: (what: string) => number }> {
+  const clients: Client[] = []
+  for (let i = 0; i < n; i++) {
+    const app = instances[i % instances.length]
+    clients.push(connect(app.url('/ws/a?token=' + app.sign({ sub: user }))))
+  }
+  const outcomes = await Promise.all(clients.map(outcome))
+  return { clients, outcomes, count: (what) => outcomes.filter(o => o === what).length }
 }

@@ -1,7 +1,7 @@
 import t from 'tap'
-import { connect, type Client } from '../helpers/index.ts'
+import { connect } from '../helpers/index.ts'
 import { redisProxy, startRedis, type RedisServer } from './server.ts'
-import { cluster, inspector, instance, outcome, prefix, stillOpen, whenRedis, type Instance } from './helpers.ts'
+import { cluster, inspector, instance, outcome, prefix, stillOpen, storm, whenRedis, type Instance } from './helpers.ts'
 
 let redis: RedisServer
 t.before(async () => { redis = await startRedis(t) })
@@ -11,13 +11,7 @@ t.test('maxConnectionsPerUser holds exactly under 50 concurrent handshakes sprea
   const redisView = inspector(t, redis.url)
   const instances: Instance[] = []
   for (let i = 0; i < 3; i++) instances.push(await instance(t, redis.url, namespace, { auth: { maxConnectionsPerUser: 5 } }))
-  const clients: Client[] = []
-  for (let i = 0; i < 50; i++) {
-    const app = instances[i % 3]
-    clients.push(connect(app.url('/ws/a?token=' + app.sign({ sub: 'u1' }))))
-  }
-  const outcomes = await Promise.all(clients.map(outcome))
-  const count = (what: string) => outcomes.filter(o => o === what).length
+  const { clients, outcomes, count } = await storm(instances, 50)
   t.equal(count('established'), 5, 'exactly 5 established')
   t.equal(count('4029 Too many connections'), 45, '45 closed with 4029')
   t.equal((await instances[0].app.wsAuth.connections('u1', { cluster: true })).length, 5)

@@ -200,7 +200,7 @@ export interface RedisProxy {
   waitForConnections (n: number): Promise<void>
 }
 
-export async function redisProxy (t: Teardown, target: RedisServer): Promise<RedisProxy> {
+export async function redisProxy (t: Teardown, target: Pick<RedisServer, 'port'>): Promise<RedisProxy> {
   const sockets = new Set<Socket>()
   const clients = new Set<Socket>()
   let log = ''

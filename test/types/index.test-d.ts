@@ -11,8 +11,8 @@ import type { WebSocket } from 'ws'
 import { createClient, WsAuthError } from 'fastify-ws-auth/client'
 import type { ClientEvents, ClientOptions, PublicationInfo, RefusedInfo, Subscription, TicketContext, TicketProvider, UnsubscribedInfo } from 'fastify-ws-auth/client'
 import { redisAdapter } from 'fastify-ws-auth/redis'
-import type { RedisAdapterOptions } from 'fastify-ws-auth/redis'
-import { Redis } from 'ioredis'
+import type { RedisAdapterOptions, RedisAddress } from 'fastify-ws-auth/redis'
+import { Cluster, Redis } from 'ioredis'
 
 /** `true` when A and B are the same type (not merely assignable). */
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
@@ -354,4 +354,22 @@ function redisSentinel (): void {
   redisAdapter({ sentinels, name: 1 })
 }
 
-export { redisSentinel, plugin, routes, afterTheDoor, serverTickets, observability, clientTopics, clientTickets, failure, noFailure }
+function redisCluster (): void {
+  const nodes: RedisAddress[] = [{ host: '10.0.0.1', port: 6379 }, { host: '10.0.0.2', port: 6379 }]
+  redisAdapter({ cluster: { nodes }, prefix: 'app' })
+  redisAdapter({ client: new Cluster(nodes, { redisOptions: { password: 'secret' } }), prefix: 'app' })
+  const options: RedisAdapterOptions = { cluster: { nodes: Object.freeze(nodes) }, instanceTtl: 9000 }
+  redisAdapter(options)
+  expectTrue<Equal<RedisAdapterOptions['client'], Redis | Cluster | undefined>>(true)
+  expectTrue<Equal<RedisAdapterOptions['cluster'], { nodes: ReadonlyArray<RedisAddress> } | undefined>>(true)
+  // @ts-expect-error: the nodes are addresses, not URLs
+  redisAdapter({ cluster: { nodes: ['redis://10.0.0.1:6379'] } })
+  // @ts-expect-error: a node's port is a number
+  redisAdapter({ cluster: { nodes: [{ host: '10.0.0.1', port: '6379' }] } })
+  // @ts-expect-error: other ioredis Cluster options go in a client's options
+  redisAdapter({ cluster: { nodes, scaleReads: 'slave' } })
+  // @ts-expect-error: cluster is an object with nodes
+  redisAdapter({ cluster: nodes })
+}
+
+export { redisCluster, redisSentinel, plugin, routes, afterTheDoor, serverTickets, observability, clientTopics, clientTickets, failure, noFailure }

@@ -1,12 +1,11 @@
-import type { Redis } from 'ioredis'
 import { InvalidOptionError } from '../../errors.ts'
 import { Health } from './health.ts'
 import { parseEnvelope, parseReply, Requests, revocationEntry, revocationMember, type Envelope, type Internal, type ListQuery, type Reply } from './messages.ts'
 import type { RedisConfig } from './options.ts'
 import { Keyspace } from './scripts.ts'
-import { LocalSlots, Store, within } from './store.ts'
+import { LocalSlots, Store } from './store.ts'
 import { sumStats } from './stats.ts'
-import { quit, waitFor, type Connections, type Listener } from './connections.ts'
+import { quit, subscribe, waitFor, within, type Client, type Connections, type Listener } from './connections.ts'
 import type { AcquireResult, ClusterAdapter, ClusterCommand, ClusterConnectionInfo, ClusterNode, ClusterStats, ClusterSubscriberInfo, RevocationEntry, Slot, UserId, WsAuthStats } from '../../types.ts'
 
 /**
@@ -36,17 +35,17 @@ export class RedisAdapter implements ClusterAdapter {
   private beating = false
   private timer: NodeJS.Timeout | undefined
   private closing = false
-  private readonly listeners: Array<[Redis, string, Listener]> = []
+  private readonly listeners: Array<[Client, string, Listener]> = []
 
   constructor (private readonly config: RedisConfig, private readonly connect: () => Connections) {
-    this.keys = new Keyspace(config.namespace)
+    this.keys = new Keyspace(config.namespace, config.clustered)
   }
 
   async start (node: ClusterNode): Promise<void> {
     if (this.node !== undefined) throw new InvalidOptionError('adapter', 'is already in use by another app: create one redisAdapter() per app')
     this.node = node
     const conns = this.conns = this.connect()
-    const store = this.store = new Store(conns.command, this.keys, node.instanceId, this.config.instanceTtl, this.config.requestTimeout, this.onError)
+    const store = this.store = new Store(conns, this.keys, node.instanceId, this.config.instanceTtl, this.config.requestTimeout, this.onError)
     this.health = new Health(node.log, this.config.onRedisError)
     const { command, subscriber } = conns
     this.listen(command, 'close', () => this.lost(new Error('Redis connection closed')))
@@ -56,13 +55,14 @@ export class RedisAdapter implements ClusterAdapter {
       this.listening = false
       this.lost(new Error('Redis subscriber connection closed'))
     })
-    this.listen(subscriber, 'message', (channel: string, message: string) => this.receive(channel, message))
+    this.listen(subscriber, conns.sharded ? 'smessage' : 'message', (channel: string, message: string) => this.receive(channel, message))
 
     // Wait (bounded) for both connections, or for the first error: Redis being down never fails the start.
     const waits = [waitFor(command, 'ready'), waitFor(command, 'error'), waitFor(subscriber, 'error')]
     const channels = [this.keys.commands, this.keys.replies(node.instanceId)]
-    const subscribed = subscriber.subscribe(...channels)
-    subscribed.then(() => { this.listening = true }, () => {})
+    const subscribed = subscribe(conns, channels)
+    // A failure is logged (a Redis without sharded Pub/Sub answers "unknown command 'ssubscribe'").
+    subscribed.then(() => { this.listening = true }, this.onError)
     const connected = Promise.all([store.ready ? undefined : waits[0].promise, subscribed])
     if (command.status === 'wait') command.connect().catch(() => {})
     await within(Promise.race([connected, waits[1].promise, waits[2].promise]), this.config.requestTimeout).catch(() => {})
@@ -70,7 +70,10 @@ export class RedisAdapter implements ClusterAdapter {
     // From now on every reconnection resyncs (registered here so that the first one runs once).
     this.listen(command, 'ready', () => { this.resync() })
     this.listen(subscriber, 'ready', () => {
-      subscriber.subscribe(...channels).then(() => {
+      // A Cluster's sharded subscriber is ready again once the Cluster is: ioredis subscribes
+      // its shards again itself (and again whenever slots move).
+      const again = conns.sharded ? Promise.resolve() : subscribe(conns, channels)
+      again.then(() => {
         this.listening = true
         if (store.ready) this.resync()
       }, this.onError)
@@ -408,7 +411,7 @@ export class RedisAdapter implements ClusterAdapter {
     if (!this.closing) this.health?.down(err)
   }
 
-  private listen (emitter: Redis, event: string, listener: Listener): void {
+  private listen (emitter: Client, event: string, listener: Listener): void {
     emitter.on(event, listener)
     this.listeners.push([emitter, event, listener])
   }

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { Client } from './connections.ts'
 import type { Script } from './scripts.ts'
 
 interface Queued {
@@ -24,7 +24,7 @@ export class ScriptQueue {
   private sentAt = 0
   private readonly watchdog: NodeJS.Timeout
 
-  constructor (private readonly client: Redis, private readonly timeoutMs: number) {
+  constructor (private readonly client: Client, private readonly timeoutMs: number) {
     this.watchdog = setInterval(this.check, Math.max(Math.floor(timeoutMs / 4), 5)).unref()
   }
 

@@ -3,7 +3,11 @@ import type { UserId } from '../../types.ts'
 
 /**
  * Every Redis key and channel of the adapter, under one namespace (`<prefix>:ws-auth:`).
- * docs/cluster.md lists them with their lifetimes; keep the two in step.
+ * On a Redis Cluster (`tagged`) the registry's keys (instances, revoked, slots:*, conns:*) carry
+ * the namespace as a hash tag (`{<prefix>:ws-auth:}instances`): they all live in one slot, which
+ * the scripts and pipelines that touch several of them at once need. Tickets and channels keep
+ * plain names and spread over the slots. docs/cluster.md lists them with their lifetimes; keep
+ * the two in step.
  */
 export class Keyspace {
   /** ZSET instanceId -> deadline (ms, Redis clock): the instances alive, refreshed by heartbeats. */
@@ -12,21 +16,24 @@ export class Keyspace {
   readonly revoked: string
   /** Channel every instance subscribes to: commands and queries. */
   readonly commands: string
+  /** The start of the registry's keys: the namespace, hash-tagged on a Cluster. */
+  private readonly registry: string
 
-  constructor (readonly namespace: string) {
-    this.instances = namespace + 'instances'
-    this.revoked = namespace + 'revoked'
+  constructor (readonly namespace: string, tagged: boolean) {
+    this.registry = tagged ? `{${namespace}}` : namespace
+    this.instances = this.registry + 'instances'
+    this.revoked = this.registry + 'revoked'
     this.commands = namespace + 'commands'
   }
 
   /** HASH clientId -> user part: the slots one instance holds (cleaned up by whoever outlives it). */
   slots (instanceId: string): string {
-    return this.namespace + 'slots:' + instanceId
+    return this.registry + 'slots:' + instanceId
   }
 
   /** ZSET `<instanceId>|<clientId>` -> connectedAt: one user's slots, cluster-wide. */
   conns (userId: UserId): string {
-    return this.namespace + 'conns:' + userPart(userId)
+    return this.registry + 'conns:' + userPart(userId)
   }
 
   /** STRING: a ticket's record, under the SHA-256 of the ticket, expiring with it. */
@@ -57,8 +64,9 @@ function script (name: string, body: string): Script {
   return { name, body: full, sha: createHash('sha1').update(full).digest('hex') }
 }
 
-// KEYS[1] is always the instances key: the namespace (with any ioredis keyPrefix) is derived from
-// it, so that keys named inside a script match the ones the client names.
+// KEYS[1] is always the instances key: the registry's namespace (with any ioredis keyPrefix, and
+// its hash tag on a Cluster) is derived from it, so that keys named inside a script match the
+// ones the client names, in the same slot.
 const PRELUDE = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis'
 import type { RevocationEntry, Slot, UserId } from '../../types.ts'
 import { ScriptQueue } from './batch.ts'
+import { publish, within, type Client, type Connections } from './connections.ts'
 import { revocationEntry, revocationMember } from './messages.ts'
 import { ACQUIRE, HEARTBEAT, Keyspace, LEAVE, RELEASE, RESYNC, userPart, type Script } from './scripts.ts'
 
@@ -19,24 +19,27 @@ export type Acquired = { taken: true, evict: string[] } | { taken: false } | { u
  * each call bounded by `timeoutMs` so that nothing waits on a Redis that does not answer.
  */
 export class Store {
+  readonly client: Client
   private readonly scripts: ScriptQueue
   /** (user part, clientId) of the slots waiting to be given back. */
   private releases: string[] = []
   private releaseTimer: NodeJS.Timeout | undefined
 
   /**
+   * @param conns the command client, and whether it publishes sharded (Cluster)
    * @param timeoutMs bounds every call (`requestTimeout`)
    * @param onError hears of the failures of calls nobody awaits (slot releases)
    */
   constructor (
-    readonly client: Redis,
+    private readonly conns: Pick<Connections, 'command' | 'sharded'>,
     readonly keys: Keyspace,
     private readonly instanceId: string,
     private readonly instanceTtl: number,
     private readonly timeoutMs: number,
     private readonly onError: (err: unknown) => void
   ) {
-    this.scripts = new ScriptQueue(client, timeoutMs)
+    this.client = conns.command
+    this.scripts = new ScriptQueue(this.client, timeoutMs)
   }
 
   get ready (): boolean {
@@ -140,11 +143,11 @@ export class Store {
 
   /** Publishes on the commands channel; resolves with the number of subscribers reached. */
   publish (message: string): Promise<number> {
-    return within(this.client.publish(this.keys.commands, message), this.timeoutMs)
+    return within(publish(this.conns, this.keys.commands, message), this.timeoutMs)
   }
 
   reply (to: string, message: string): Promise<number> {
-    return within(this.client.publish(this.keys.replies(to), message), this.timeoutMs)
+    return within(publish(this.conns, this.keys.replies(to), message), this.timeoutMs)
   }
 
   /** Runs a script by its SHA1 (batched), sending its body once when Redis does not know it (after a restart). */
@@ -171,15 +174,6 @@ function parseEntries (members: unknown): RevocationEntry[] {
     if (entry !== undefined) entries.push(entry)
   }
   return entries
-}
-
-/** Rejects after `ms` (with code ETIMEDOUT) unless the promise settled first. */
-export function within<T> (promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(Object.assign(new Error(`Redis did not answer within ${ms} ms`), { code: 'ETIMEDOUT' })), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
 /** Slots this instance was granted and has not given back, by user, oldest first: the fallback count. */
