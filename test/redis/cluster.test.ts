@@ -20,8 +20,7 @@ function routes (app: FastifyInstance): void {
 }
 
 /** `n` instances on the cluster under one fresh prefix (`cluster: { nodes }`, unless `redis` says otherwise). */
-async function instances (t: { teardown (fn: () => unknown): void }, n: number, opts: InstanceOptions = {}): Promise<{ namespace: string, all: Instance[] }> {
-  const namespace = prefix()
+async function instances (t: { teardown (fn: () => unknown): void }, n: number, opts: InstanceOptions = {}, namespace = prefix()): Promise<{ namespace: string, all: Instance[] }> {
   const all: Instance[] = []
   for (let i = 0; i < n; i++) all.push(await instance(t, '', namespace, { routes, ...opts, redis: { cluster: { nodes: rc.nodes }, ...opts.redis } }))
   return { namespace, all }
@@ -166,13 +165,19 @@ t.test('the primary of the registry\'s slot restarted empty: fail-open meanwhile
 })
 
 t.test('the primary of the commands channel restarted: fan-out is local meanwhile, reaches every instance again after', async t => {
-  const { namespace, all: [a, b] } = await instances(t, 2, { redis: { instanceTtl: 900 } })
+  // A prefix whose registry lives on another primary than its commands channel (two in three do).
+  let apart = prefix()
+  while ((await rc.nodeOf(`${apart}:ws-auth:commands`)).port === (await rc.nodeOf(key(apart, 'revoked'))).port) apart = prefix()
+  const { namespace, all: [a, b] } = await instances(t, 2, { redis: { instanceTtl: 900 } }, apart)
   const onB = joined(b, 'u1')
-  await onB.message(1)
+  const revoked = joined(b, 'u2', { jti: 'unheard' })
+  await Promise.all([onB.message(1), revoked.message(1)])
   const commands = `${namespace}:ws-auth:commands`
   const node = await rc.nodeOf(commands)
   await node.stop()
   t.equal(await a.app.wsAuth.sendToUser('u1', 'lost'), 0, 'the other instance is not reached')
+  t.equal(await a.app.wsAuth.revoke({ jti: 'unheard' }), 0, 'nor by a revocation, which is stored all the same')
+  t.same(await revoked.closed, { code: 4001, reason: 'Token revoked' }, 'the other instance loads it at a heartbeat')
   await node.restart()
   // ioredis subscribes the restarted shard again by itself; no event tells an outsider when.
   await polled('both instances subscribed again', async () =>

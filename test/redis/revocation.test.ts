@@ -101,6 +101,27 @@ t.test('an instance cut off from Redis during a revoke closes the sockets it cov
   t.equal(b.logged('Redis recovered').length, 1)
 })
 
+t.test('a revocation whose message is lost after it was stored reaches the other instances at their next heartbeat', async t => {
+  const namespace = prefix()
+  // The revoking instance's Redis user may write but not PUBLISH: the entry is stored, its message lost.
+  const user = namespace + '-nopub'
+  const view = inspector(t, redis.url)
+  await view.call('ACL', 'SETUSER', user, 'reset', 'on', '>secret', '~*', '&*', '+@all', '-publish')
+  const options = { redis: { instanceTtl: 900 } }
+  const a = await instance(t, redis.url, namespace, { redis: { ...options.redis, url: redis.url.replace('//', `//${user}:secret@`) } })
+  const b = await instance(t, redis.url, namespace, options)
+  const holder = connect(b.url('/ws/a?token=' + b.sign({ sub: 'u1', jti: 'unheard' })))
+  await holder.message(1)
+
+  t.equal(await a.app.wsAuth.revoke({ jti: 'unheard' }), 0, 'b is not reached')
+  t.match(a.logged('Redis unavailable')[0]?.err, { message: /NOPERM/ }, 'the refused PUBLISH is logged')
+  t.same(await holder.closed, { code: 4001, reason: 'Token revoked' }, 'b loaded the stored entry at a heartbeat')
+  t.equal(b.logged('Redis unavailable').length, 0, 'b never lost Redis: no resync brought it')
+  const again = connect(b.url('/ws/a?token=' + b.sign({ sub: 'u1', jti: 'unheard' })))
+  t.same(await again.closed, { code: 4001, reason: 'Token revoked' }, 'and refuses the token from then on')
+  await view.call('ACL', 'DELUSER', user)
+})
+
 t.test('members of the revocation set that are not entries are passed over when an instance loads them', async t => {
   const namespace = prefix()
   const redisView = inspector(t, redis.url)

@@ -23,6 +23,8 @@ export class RedisAdapter implements ClusterAdapter {
   private readonly local = new LocalSlots()
   /** Revocations this instance knows (by member), re-stored after Redis lost them. */
   private readonly known = new Map<string, RevocationEntry>()
+  /** The revision of Redis's revoked set this instance has loaded (or seen its own change). */
+  private revision: number | undefined
   /** Revocations made while Redis was unreachable: published when it returns. */
   private readonly unpublished: RevocationEntry[] = []
   private syncing: Promise<boolean> | undefined
@@ -148,7 +150,9 @@ export class RedisAdapter implements ClusterAdapter {
     try {
       if (this.syncing !== undefined) await this.synced(Date.now() + this.config.requestTimeout)
       if (!this.usable) throw new Error('Redis not ready')
-      await this.store!.revoke(entry)
+      const revision = await this.store!.revoke(entry)
+      // Only this one changed the set since it was loaded here: no need to load it again.
+      if (revision === this.revision! + 1) this.revision = revision
     } catch (err) {
       this.lost(err)
       this.health!.degraded('fanout')
@@ -349,6 +353,7 @@ export class RedisAdapter implements ClusterAdapter {
       return false
     }
     this.learn(synced.loaded)
+    this.revision = synced.revision
     // Not back until replies can arrive: the subscriber's own resync declares it, once subscribed.
     // (Reached when the command connection is back before the subscriber: most Redis restarts,
     // not all, so not counted for coverage; the stop/restart test in outage.test.ts runs it.)
@@ -391,13 +396,23 @@ export class RedisAdapter implements ClusterAdapter {
     if (this.beating || this.closing || !store.ready) return
     this.beating = true
     try {
-      if (this.health!.isDown || !await store.heartbeat()) await this.resync()
+      const revision = this.health!.isDown ? undefined : await store.heartbeat()
+      if (revision === undefined) await this.resync()
+      // Revocations stored since this instance loaded them, whose messages may not have reached
+      // it (pub/sub is fire-and-forget): a PUBLISH lost after its ZADD, a shard of the Cluster down.
+      else if (revision !== this.revision) await this.reload()
     } catch (err) {
       this.lost(err)
     } finally {
       this.beating = false
     }
     this.pruneKnown()
+  }
+
+  private async reload (): Promise<void> {
+    const { loaded, revision } = await this.store!.revocations()
+    this.learn(loaded)
+    this.revision = revision
   }
 
   private pruneKnown (): void {

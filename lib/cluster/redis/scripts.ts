@@ -14,6 +14,8 @@ export class Keyspace {
   readonly instances: string
   /** ZSET of canonical revocation entries (JSON) -> expiresAt (ms); pruned by score. */
   readonly revoked: string
+  /** STRING: a counter, incremented whenever revocations are stored; heartbeats read it. */
+  readonly revision: string
   /** Channel every instance subscribes to: commands and queries. */
   readonly commands: string
   /** The start of the registry's keys: the namespace, hash-tagged on a Cluster. */
@@ -23,6 +25,7 @@ export class Keyspace {
     this.registry = tagged ? `{${namespace}}` : namespace
     this.instances = this.registry + 'instances'
     this.revoked = this.registry + 'revoked'
+    this.revision = this.registry + 'revoked:revision'
     this.commands = namespace + 'commands'
   }
 
@@ -156,13 +159,13 @@ return (#ARGV - 2) / 3
 /**
  * Keeps this instance alive, and cleans up after dead ones (at most `budget` slots per call).
  * KEYS: instances. ARGV: instanceId, ttl, budget.
- * Returns -1 when this instance was not registered (or already counted dead): resync.
+ * Returns -1 when this instance was not registered (or already counted dead): resync; else the
+ * revision of the revoked set (0 before the first revocation).
  */
 export const HEARTBEAT = script('heartbeat', `
 local me, budget = ARGV[1], tonumber(ARGV[3])
 if not alive(me) then return -1 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), me)
-local swept = 0
 for _, instance in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, 10)) do
   if budget <= 0 then break end
   local slots = ns .. 'slots:' .. instance
@@ -172,11 +175,10 @@ for _, instance in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. no
     redis.call('ZREM', ns .. 'conns:' .. held[i + 1], instance .. '|' .. held[i])
     redis.call('HDEL', slots, held[i])
   end
-  swept = swept + #held / 2
   budget = budget - #held / 2
   if redis.call('EXISTS', slots) == 0 then redis.call('ZREM', KEYS[1], instance) end
 end
-return swept
+return tonumber(redis.call('GET', ns .. 'revoked:revision') or '0')
 `)
 
 /** Removes this instance and its slots (shutdown). KEYS: instances, slots of this instance. ARGV: instanceId. */

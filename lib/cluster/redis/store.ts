@@ -1,3 +1,4 @@
+import type { ChainableCommander } from 'ioredis'
 import type { RevocationEntry, Slot, UserId } from '../../types.ts'
 import { ScriptQueue } from './batch.ts'
 import { publish, within, type Client, type Connections } from './connections.ts'
@@ -10,6 +11,12 @@ const SWEEP_BUDGET = 1000
 const RELEASE_DELAY_MS = 5
 /** Slots given back by one script at most. */
 const MAX_RELEASES = 500
+
+/** The revocations Redis holds, and the revision of the set they were read at. */
+export interface Revocations {
+  loaded: RevocationEntry[]
+  revision: number
+}
 
 /** The answer of the acquire script. */
 export type Acquired = { taken: true, evict: string[] } | { taken: false } | { unregistered: true }
@@ -84,41 +91,68 @@ export class Store {
     this.run(RELEASE, [this.keys.instances, this.keys.slots(this.instanceId)], [this.instanceId, ...args]).catch(this.onError)
   }
 
-  /** Refreshes this instance's registration; `false` when it was gone (or counted dead): resync. */
-  async heartbeat (): Promise<boolean> {
+  /**
+   * Refreshes this instance's registration, and answers the revision of the revoked set;
+   * `undefined` when the instance was gone (or counted dead): resync.
+   */
+  async heartbeat (): Promise<number | undefined> {
     const result = await this.run(HEARTBEAT, [this.keys.instances], [this.instanceId, this.instanceTtl, SWEEP_BUDGET])
-    return result !== -1
+    return result === -1 ? undefined : Number(result)
   }
 
   /**
    * Makes Redis hold exactly these slots for this instance, registers it alive, stores the
-   * revocations it knows, and returns every revocation Redis holds (`loaded`) and those it had
-   * lost (`restored`: Redis lost its data, so other instances may not know them either). Sent
-   * with EVAL, not EVALSHA: a NOSCRIPT retry (after a restart) could let a release overtake it.
+   * revocations it knows, and returns every revocation Redis holds (`loaded`, as of `revision`)
+   * and those it had lost (`restored`: Redis lost its data, so other instances may not know them
+   * either; the revision moves on, for them to load). Sent with EVAL, not EVALSHA: a NOSCRIPT
+   * retry (after a restart) could let a release overtake it.
    */
-  async resync (slots: Iterable<Slot>, revocations: RevocationEntry[]): Promise<{ loaded: RevocationEntry[], restored: RevocationEntry[] }> {
+  async resync (slots: Iterable<Slot>, revocations: RevocationEntry[]): Promise<Revocations & { restored: RevocationEntry[] }> {
     const args: Array<string | number> = [this.instanceId, this.instanceTtl]
     for (const s of slots) args.push(s.clientId, userPart(s.userId), s.connectedAt)
     const keys = [this.keys.instances, this.keys.slots(this.instanceId)]
     const pipeline = this.client.pipeline().eval(RESYNC.body, keys.length, ...keys, ...args)
     const now = Date.now()
     for (const entry of revocations) pipeline.zadd(this.keys.revoked, entry.expiresAt, revocationMember(entry))
-    pipeline.zremrangebyscore(this.keys.revoked, '-inf', now).zrangebyscore(this.keys.revoked, `(${now}`, '+inf')
-    const results = await within(pipeline.exec(), this.timeoutMs) ?? []
-    for (const [err] of results) if (err) throw err
-    return {
-      loaded: parseEntries(results.at(-1)?.[1]),
-      restored: revocations.filter((_entry, i) => results[i + 1]?.[1] === 1)
-    }
+    pipeline.zremrangebyscore(this.keys.revoked, '-inf', now)
+    const results = await this.read(pipeline, now)
+    const restored = revocations.filter((_entry, i) => results[i + 1]?.[1] === 1)
+    let revision = Number(results.at(-2)![1])
+    if (restored.length > 0) revision = await within(this.client.incr(this.keys.revision), this.timeoutMs)
+    return { loaded: parseEntries(results.at(-1)![1]), revision, restored }
   }
 
-  /** Stores one revocation (pruning expired ones). */
-  async revoke (entry: RevocationEntry): Promise<void> {
-    const results = await within(this.client.pipeline()
+  /** Every revocation Redis holds, with the revision of the set they are read at. */
+  async revocations (): Promise<Revocations> {
+    const results = await this.read(this.client.pipeline())
+    return { loaded: parseEntries(results.at(-1)![1]), revision: Number(results.at(-2)![1]) }
+  }
+
+  /**
+   * Stores one revocation (pruning expired ones) and moves the revision on: the instances that
+   * miss its message (pub/sub is fire-and-forget) load it at their next heartbeat.
+   * Resolves with the new revision.
+   */
+  async revoke (entry: RevocationEntry): Promise<number> {
+    const results = await this.exec(this.client.pipeline()
       .zadd(this.keys.revoked, entry.expiresAt, revocationMember(entry))
       .zremrangebyscore(this.keys.revoked, '-inf', Date.now())
-      .exec(), this.timeoutMs)
-    for (const [err] of results ?? []) if (err) throw err
+      .incr(this.keys.revision))
+    return Number(results.at(-1)![1])
+  }
+
+  /**
+   * Ends a pipeline with the revision, then the live revocations: in this order, a revocation
+   * stored in between is read with the older revision, and so read again at the next heartbeat.
+   */
+  private read (pipeline: ChainableCommander, now = Date.now()): Promise<Array<[Error | null, unknown]>> {
+    return this.exec(pipeline.get(this.keys.revision).zrangebyscore(this.keys.revoked, `(${now}`, '+inf'))
+  }
+
+  private async exec (pipeline: ChainableCommander): Promise<Array<[Error | null, unknown]>> {
+    const results = await within(pipeline.exec(), this.timeoutMs) ?? []
+    for (const [err] of results) if (err) throw err
+    return results
   }
 
   /** Stores a ticket's record for `ttl` ms. */
