@@ -102,7 +102,10 @@ export interface AuthAttempt {
   code?: number
   /** The HTTP status answered, with `reject: 'http'`. */
   status?: number
-  /** Which source the token came from. */
+  /**
+   * Which source the token came from, on handshakes and refreshes when one was found (`'message'`
+   * for a first-message token and for an in-band refresh).
+   */
   source?: TokenSource
   /** Set on failure: `'handshake'` (handshakes and refreshes), `'message'` or `'subscribe'`. */
   phase?: RefusalPhase

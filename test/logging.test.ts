@@ -108,7 +108,7 @@ t.test('reject: "http": the refusal is logged once, with the status, no token', 
   await c.closed
   const failed = log.withMsg('websocket authentication failed')
   t.equal(failed.length, 1)
-  t.match(failed[0], { level: WARN, route: '/ws', code: 4001, failure: 'invalid_token', status: 401 })
+  t.match(failed[0], { level: WARN, route: '/ws', code: 4001, failure: 'invalid_token', status: 401, source: 'query' })
   assertNoToken(t, log.lines, bad, 'reject http')
 })
 
@@ -234,9 +234,9 @@ t.test('onAuthSuccess / onAuthFailure receive the facts that are logged', async 
   await invalid.closed
 
   t.same(seen.map(s => s.kind), ['success', 'failure', 'failure'])
-  t.match(seen[0].attempt, { route: '/ws', ip: '127.0.0.1', userId: 'u1', clientId: hello.client_id })
-  t.match(seen[1].attempt, { route: '/ws/admin', ip: '127.0.0.1', userId: 'u1', failure: 'forbidden', code: 4003 })
-  t.match(seen[2].attempt, { route: '/ws', ip: '127.0.0.1', failure: 'invalid_token', code: 4001 })
+  t.match(seen[0].attempt, { route: '/ws', ip: '127.0.0.1', userId: 'u1', clientId: hello.client_id, source: 'query' })
+  t.match(seen[1].attempt, { route: '/ws/admin', ip: '127.0.0.1', userId: 'u1', failure: 'forbidden', code: 4003, source: 'protocol' })
+  t.match(seen[2].attempt, { route: '/ws', ip: '127.0.0.1', failure: 'invalid_token', code: 4001, source: 'message' })
   const facts = ['route', 'ip', 'userId', 'clientId', 'failure', 'code', 'status', 'source'] as const
   for (const { kind, attempt, reqId } of seen) {
     const line = log.records().find(r => r.reqId === reqId &&

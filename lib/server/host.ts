@@ -9,7 +9,7 @@ import { Deadlines } from './deadlines.ts'
 import { NoVerifierError } from '../errors.ts'
 import type { Config, RoutePolicy } from './options.ts'
 import { scrubError } from './redact.ts'
-import { findToken } from './sources.ts'
+import { findToken, type FoundToken } from './sources.ts'
 import { Tickets } from './tickets.ts'
 import type { GaugeSource } from './metrics.ts'
 import type { Observer } from './observer.ts'
@@ -20,9 +20,20 @@ import type { RefusalReport } from './gate/gate.ts'
 import type { RolePermissions } from './checks.ts'
 import type { TopicIndex } from '../cluster/topics.ts'
 import type { CloseCodeTable } from '../protocol/close-codes.ts'
-import type { AcquireResult, AuthAttempt, ClusterCommand, ClusterNode, RefusalPhase, RevocationEntry, Slot, SubscriberInfo, UserId, WsAuthClaims, WsAuthPluginOptions, WsAuthUser } from '../types.ts'
+import type { AcquireResult, AuthAttempt, ClusterCommand, ClusterNode, RefusalPhase, RevocationEntry, Slot, SubscriberInfo, TokenSource, UserId, WsAuthClaims, WsAuthPluginOptions, WsAuthUser } from '../types.ts'
 
 type Failure = Extract<Outcome, { ok: false }>
+
+/** What a refusal's log line and audit hook are told besides the outcome. */
+interface FailureFacts {
+  /** The token refused, scrubbed from any error logged. */
+  token?: string | undefined
+  source?: TokenSource | undefined
+  /** The HTTP status answered, with `reject: 'http'`. */
+  status?: number
+  /** The open session whose refresh was refused. */
+  refreshing?: Session | undefined
+}
 
 const ALL_REQUEST_SOURCES = ['query', 'header', 'cookie', 'protocol', 'ticket'] as const
 
@@ -128,13 +139,15 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
   }
 
   failed (session: Session, outcome: Failure, token?: string): void {
-    this.logFailure(session.request, session.policy, outcome, token, undefined, session.isOpen ? session : undefined)
+    this.logFailure(session.request, session.policy, outcome, { token, source: session.source, refreshing: session.isOpen ? session : undefined })
   }
 
-  /** Logs, counts and audits a refused handshake, or the refused refresh of an open `session`. */
-  logFailure (request: FastifyRequest, policy: RoutePolicy, outcome: Failure, token?: string, status?: number, refreshing?: Session): void {
-    this.observer?.failed(request, policy.url, outcome, refreshing)
+  /** Logs, counts and audits a refused handshake, or the refused refresh of an open session (`facts.refreshing`). */
+  logFailure (request: FastifyRequest, policy: RoutePolicy, outcome: Failure, facts: FailureFacts = {}): void {
+    const { token, status } = facts
+    this.observer?.failed(request, policy.url, outcome, facts.refreshing)
     const attempt = this.refusedAttempt(request, policy.url, outcome.failure, outcome.userId, 'handshake')
+    if (facts.source !== undefined) attempt.source = facts.source
     if (status !== undefined) attempt.status = status
     this.registry.countFailure(attempt.code!)
     if (outcome.failure === 'internal_error') {
@@ -190,10 +203,10 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     request.log.error({ ...fields, err: scrubError(error, carried) }, msg)
   }
 
-  refuseHttp (request: FastifyRequest, reply: FastifyReply, policy: RoutePolicy, outcome: Failure, token: string | undefined): FastifyReply {
+  refuseHttp (request: FastifyRequest, reply: FastifyReply, policy: RoutePolicy, outcome: Failure, found: FoundToken | undefined): FastifyReply {
     const entry = this.config.table[outcome.failure]
     const status = entry.status ?? 401
-    this.logFailure(request, policy, outcome, token, status)
+    this.logFailure(request, policy, outcome, { token: found?.token, source: found?.source, status })
     return reply.code(status).send({ statusCode: status, error: STATUS_CODES[status], message: entry.reason, failure: outcome.failure })
   }
 
@@ -214,6 +227,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
     const attempt: AuthAttempt = { route: session.policy.url, ip: session.request.ip }
     attempt.userId = session.userId
     attempt.clientId = session.clientId
+    if (session.source !== undefined) attempt.source = session.source
     session.request.log.info(attempt, 'websocket authenticated')
     this.audit(this.config.onAuthSuccess, attempt, session.request)
   }

@@ -32,7 +32,6 @@ export function routeGuard (host: Host, policy: RoutePolicy) {
     const found = findToken(request, policy.requestSources, config)
     if (request.url.includes('?')) redactRequestSpan(request, config.secretParams)
     host.observer?.watch(request, found?.source)
-    const token = found?.token
     let outcome: Outcome | Promise<Outcome | undefined> | undefined
     try {
       const origin = request.headers.origin
@@ -43,11 +42,11 @@ export function routeGuard (host: Host, policy: RoutePolicy) {
     } catch (error) {
       outcome = { ok: false, failure: 'internal_error', error }
     }
-    if (!(outcome instanceof Promise)) return decide(host, outcome, request, reply, policy, token, done)
+    if (!(outcome instanceof Promise)) return decide(host, outcome, request, reply, policy, found, done)
     host.registry.upgrading++
     within(outcome, policy.authTimeout).then(settled => {
       host.registry.upgrading--
-      decide(host, settled, request, reply, policy, token, done)
+      decide(host, settled, request, reply, policy, found, done)
     })
   }
 }
@@ -61,17 +60,17 @@ function afterOrigin (host: Host, allowed: unknown, request: FastifyRequest, pol
 }
 
 /** Leaves the verdict for the upgrade, or answers over HTTP with `reject: 'http'`. */
-function decide (host: Host, outcome: Outcome | undefined, request: FastifyRequest, reply: FastifyReply, policy: RoutePolicy, token: string | undefined, done: Done): void {
+function decide (host: Host, outcome: Outcome | undefined, request: FastifyRequest, reply: FastifyReply, policy: RoutePolicy, found: FoundToken | undefined, done: Done): void {
   if (policy.reject === 'http' && outcome !== undefined) {
     const refusal = !outcome.ok ? outcome : host.atLimit(outcome.user) ? { ok: false as const, failure: 'too_many_connections' as const, userId: idOf(outcome.user) } : undefined
     if (refusal !== undefined) {
       // An answer from a hook ends the request: done() is not called.
-      host.refuseHttp(request, reply, policy, refusal, token)
+      host.refuseHttp(request, reply, policy, refusal, found)
       return
     }
   }
   // A refusal is logged now, before the upgrade: a client that vanishes meanwhile is still on record.
-  if (outcome !== undefined && !outcome.ok) host.logFailure(request, policy, outcome, token)
-  leaveVerdict(request, { request, policy, host, outcome })
+  if (outcome !== undefined && !outcome.ok) host.logFailure(request, policy, outcome, { token: found?.token, source: found?.source })
+  leaveVerdict(request, { request, policy, host, outcome, source: found?.source })
   done()
 }

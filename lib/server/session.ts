@@ -15,7 +15,7 @@ import { IsoClock } from './iso.ts'
 import { interceptEmit, quietEnds } from './internals.ts'
 import { authMessageToken, Waiting } from './waiting.ts'
 import type { Observer } from './observer.ts'
-import type { WsAuthClaims, WsAuthUser } from '../types.ts'
+import type { TokenSource, WsAuthClaims, WsAuthUser } from '../types.ts'
 
 type Failure = Extract<Outcome, { ok: false }>
 type Success = Extract<Outcome, { ok: true }>
@@ -121,6 +121,8 @@ export class Session implements Timed {
     readonly request: FastifyRequest,
     readonly policy: RoutePolicy,
     private readonly host: SessionHost,
+    /** Where the token came from: the handshake's source, `'message'` once one came in a message (the first, or a refresh). */
+    public source: TokenSource | undefined,
     /** Called once, at the open; dropped then, with all it holds (the upgrade's closures). */
     private handoff: Handoff | undefined
   ) {
@@ -425,6 +427,7 @@ export class Session implements Timed {
 
   /** In-band refresh: a new token for the same user, checked like a new handshake. */
   private refresh (token: string): void {
+    this.source = 'message'
     const previous = this.refreshing ?? Promise.resolve()
     this.refreshing = previous.then(async () => {
       if (this.isClosed()) return
@@ -455,6 +458,7 @@ export class Session implements Timed {
     const found = authMessageToken(data, isBinary, this.host.maxAuthMessageBytes)
     if (typeof found === 'string') return this.refuse({ ok: false, failure: found })
     const token = found.token
+    this.source = 'message'
     this.host.observer?.sourceIs(this.request, 'message')
     Promise.resolve(this.host.authenticate(token, this.request, this.policy)).then(outcome => {
       if (outcome.ok) this.admit(outcome)

@@ -9,6 +9,7 @@ import { releaseHead, replaceProtocolHandler, wrapEveryHandleUpgrade, wrapHandle
 import type { Config, RoutePolicy } from './options.ts'
 import { Session, type Handoff } from './session.ts'
 import { selectProtocol } from './sources.ts'
+import type { TokenSource } from '../types.ts'
 
 /*
  * The upgrade guard: the route hook leaves its verdict on the raw request; the WebSocketServer
@@ -35,6 +36,8 @@ export interface Verdict {
   host: Host
   /** `undefined` while the token is still to come in the first message. */
   outcome: Outcome | undefined
+  /** Where the token was found (`undefined`: none, yet). */
+  source: TokenSource | undefined
 }
 /** Marks an upgrade to a route with `wsAuth: false`. */
 const OPTED_OUT = Object.freeze({ optedOut: true })
@@ -66,7 +69,7 @@ export function guardServer (wss: WebSocketServer & { [kGuarded]?: true }, confi
 }
 
 function upgrade (this: WebSocketServer, handleUpgrade: HandleUpgrade, req: RawRequest, socket: Duplex, head: Buffer, callback: Handoff, verdict: Verdict): void {
-  const { request, policy, host, outcome } = verdict
+  const { request, policy, host, outcome, source } = verdict
   // The 101 and connection_established (or the close frame) leave in one write; the socket is
   // uncorked before the route handler runs, so nothing the handler does can hold them back.
   socket.cork()
@@ -77,7 +80,7 @@ function upgrade (this: WebSocketServer, handleUpgrade: HandleUpgrade, req: RawR
   try {
     handleUpgrade.call(this, req, socket, head, (ws: WebSocket) => {
       releaseHead(req, head)
-      const session = new Session(ws, request, policy, host, handoff)
+      const session = new Session(ws, request, policy, host, source, handoff)
       if (outcome === undefined) session.awaitAuthMessage()
       else if (outcome.ok) session.admit(outcome)
       // Logged before the upgrade already: closed without a second line.
