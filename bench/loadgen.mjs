@@ -4,7 +4,8 @@
 //   open       {target, client, n, concurrency, timeoutMs} -> {ok, errors, firstError, wallMs}  (held)
 //   echo       {durationMs, depth}                        -> {messages, counted, wallMs, unanswered}
 //   arm        {match}                                    -> {armed}  (count frames on held connections holding `match`)
-//   received   {n, timeoutMs}                             -> {count, timedOut}  (once n counted since `arm`)
+//   received   {n, timeoutMs}                             -> {count, timedOut, lastUs}  (once n counted since `arm`;
+//                                                            lastUs: process.hrtime of the last one, µs)
 //   release    {timeoutMs}                                -> {open}
 //   exit
 import { LeanConn, prepareLean, SioConn, WsConn } from './lib/clients.mjs'
@@ -129,12 +130,14 @@ function echo ({ durationMs, depth = 4 }) {
 }
 
 /** Frames counted on the held connections since `arm` (the publish row), and who waits for them. */
-let tally = { count: 0, match: null, wanted: Infinity, reached: null }
+let tally = { count: 0, match: null, wanted: Infinity, reached: null, last: 0n }
 
 function arm ({ match }) {
-  tally = { count: 0, match: Buffer.from(match), wanted: Infinity, reached: null }
+  tally = { count: 0, match: Buffer.from(match), wanted: Infinity, reached: null, last: 0n }
   const onMessage = (payload) => {
     if (payload.indexOf(tally.match) === -1) return
+    // The machine's monotonic clock (CLOCK_MONOTONIC), which the server processes read too.
+    tally.last = process.hrtime.bigint()
     if (++tally.count >= tally.wanted) tally.reached?.()
   }
   for (const conn of held) conn.onMessage = onMessage
@@ -142,13 +145,14 @@ function arm ({ match }) {
 }
 
 function received ({ n, timeoutMs }) {
-  if (tally.count >= n) return { count: tally.count, timedOut: false }
+  const lastUs = () => Number(tally.last / 1000n)
+  if (tally.count >= n) return { count: tally.count, timedOut: false, lastUs: lastUs() }
   return new Promise((resolve) => {
     const done = (timedOut) => {
       clearTimeout(timer)
       tally.reached = null
       tally.wanted = Infinity
-      resolve({ count: tally.count, timedOut })
+      resolve({ count: tally.count, timedOut, lastUs: lastUs() })
     }
     const timer = setTimeout(() => done(true), timeoutMs)
     tally.wanted = n

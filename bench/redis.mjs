@@ -7,20 +7,16 @@
 //     count is in). The client lives in A's process, so both are read on one clock.
 // Starts its own redis-server (Debian's /usr/bin/redis-server, or REDIS_SERVER) on a free
 // loopback port and stops it, and every server process, at the end.
-import { spawn } from 'node:child_process'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { once } from 'node:events'
-import { existsSync, readFileSync } from 'node:fs'
-import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
 import { parseArgs } from 'node:util'
 import WebSocket from 'ws'
 import { Child, canPin } from './lib/proc.mjs'
+import { startRedis } from './lib/redis-server.mjs'
 import { formatSummary, percentile, summary } from './lib/stats.mjs'
 import { signJwt } from './lib/tokens.mjs'
 
 const SELF = import.meta.filename
-const REDIS_SERVER = process.env.REDIS_SERVER ?? '/usr/bin/redis-server'
 const MODES = {
   quick: { rounds: 5, handshakes: 1500, warmup: 4000, concurrency: 50, sends: 2000 },
   full: { rounds: 10, handshakes: 4000, warmup: 10_000, concurrency: 50, sends: 20_000 }
@@ -42,7 +38,7 @@ async function main () {
   const secret = randomBytes(32).toString('hex')
   const iat = Math.floor(Date.now() / 1000)
   const tokens = Array.from({ length: USERS }, (_, i) => signJwt('HS256', { HS256: secret }, { sub: `user-${i}`, iat, exp: iat + 3600 }))
-  const redis = await startRedis()
+  const redis = await startRedis({ cpu: REDIS_CPU })
   const children = []
   const ask = async (s, cmd, fields, timeoutMs) => {
     const answer = await s.c.request(cmd, fields, timeoutMs)
@@ -134,56 +130,6 @@ function handshake (url) {
       resolve(established)
     })
   })
-}
-
-/**
- * Runs `"$@"` under a guard shell that ends it when the guard's stdin closes: at `stop()`, and
- * also when this process dies without cleaning up. The guard prints the command's pid first.
- */
-const GUARD = '"$@" & pid=$!; echo "guarded-pid $pid"; read _; kill -TERM $pid 2>/dev/null; wait $pid'
-
-async function startRedis () {
-  if (!existsSync(REDIS_SERVER)) throw new Error(`redis-server not found at ${REDIS_SERVER}: apt-get install redis-server (or set REDIS_SERVER)`)
-  const probe = createServer().listen(0, '127.0.0.1')
-  await once(probe, 'listening')
-  const port = probe.address().port
-  probe.close()
-  await once(probe, 'close')
-  const args = [REDIS_SERVER, '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', tmpdir()]
-  // Off the servers' core: Redis's work is reported apart, not taken from the measured server.
-  const command = canPin ? ['taskset', '-c', String(REDIS_CPU), ...args] : args
-  const guard = spawn('sh', ['-c', GUARD, 'guard', ...command], { stdio: ['pipe', 'pipe', 'inherit'] })
-  let pid = 0
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('redis-server not ready within 10 s')), 10_000)
-    let out = ''
-    guard.stdout.on('data', (chunk) => {
-      out += chunk
-      pid ||= Number(/guarded-pid (\d+)/.exec(out)?.[1] ?? 0)
-      if (pid !== 0 && out.includes('Ready to accept connections')) {
-        clearTimeout(timer)
-        guard.stdout.resume()
-        resolve()
-      }
-    })
-    guard.once('exit', (code) => { clearTimeout(timer); reject(new Error(`redis-server exited with ${code}`)) })
-  })
-  const ticks = 100 // USER_HZ
-  return {
-    port,
-    url: `redis://127.0.0.1:${port}`,
-    /** utime + stime of redis-server, in µs. */
-    cpuUs () {
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
-      return (Number(fields[11]) + Number(fields[12])) * 1e6 / ticks
-    },
-    async stop () {
-      if (guard.exitCode !== null || guard.signalCode !== null) return
-      const exited = once(guard, 'exit')
-      guard.stdin.end()
-      await exited
-    }
-  }
 }
 
 function log (line) {

@@ -3,9 +3,11 @@
 // `npm run bench -- --tickets` only issue 18's (ticket handshake ÷ HS256 query-token handshake);
 // `npm run bench -- --observability` only issue 19's (metrics on ÷ off, traces 'auto' without a
 // tracer provider ÷ traces off, and the time of a scrape with 10,000 open sessions).
+// `npm run bench -- --cluster [--quick]` runs issue 20's scale run instead (bench/cluster.mjs).
 // Servers run each in their own process pinned to core 0, the load generator in its own process
 // pinned to core 1; every figure is a median over rounds with its spread, and every ratio is
 // taken to the bare @fastify/websocket baseline measured in the same round. See docs/benchmarks.md.
+import { spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -67,6 +69,7 @@ function options () {
       'after-door': { type: 'boolean', default: false },
       tickets: { type: 'boolean', default: false },
       observability: { type: 'boolean', default: false },
+      cluster: { type: 'boolean', default: false },
       only: { type: 'string' },
       rounds: { type: 'string' },
       blocks: { type: 'string' },
@@ -100,6 +103,7 @@ function options () {
   if (values.subscribers) mode.subscribers = Number(values.subscribers)
   const only = values.only ? new Set([BASELINE_ID, ...values.only.split(',')]) : afterDoor ? AFTER_DOOR_IDS : tickets ? TICKET_IDS : observability ? OBSERVABILITY_SET : null
   return {
+    cluster: values.cluster,
     mode,
     selected: variants.filter((v) => (only ? only.has(v.id) : mode.quick ? v.quick : true)),
     profile: new Set(values.profile ? values.profile.split(',') : []),
@@ -357,8 +361,15 @@ async function throughputBlocks (loadgen, results, unavailable, opts, ctx, profi
   return running.map((s) => s.variant)
 }
 
+/** `--cluster`: the scale run, a harness of its own (bench/cluster.mjs), with `--quick` passed on. */
+function clusterRun (quick) {
+  const run = spawnSync(process.execPath, [join(HERE, 'cluster.mjs'), ...(quick ? ['--quick'] : [])], { stdio: 'inherit' })
+  process.exitCode = run.status ?? 1
+}
+
 async function main () {
   const opts = options()
+  if (opts.cluster) return clusterRun(opts.mode.quick)
   if (opts.frozen) log(`servers import a frozen copy of dist/ build ${freezeDist()}`)
   const started = performance.now()
   const limit = setTimeout(() => { log('overall time limit reached, stopping'); process.exit(1) }, opts.mode.limitMs)

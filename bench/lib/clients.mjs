@@ -44,9 +44,11 @@ export function prepareLean (target) {
   return {
     port: target.port,
     eio,
-    // With `target.spread`, connection i comes from 127.0.0.(1 + i % spread): 10,000 connections
-    // and more without running out of ephemeral ports on one source address.
+    // With `target.spread`, connection i comes from 127.0.0.(spreadFrom + i % spread), spreadFrom
+    // 1 unless set: 10,000 connections and more without running out of ephemeral ports on one
+    // source address (several load generators take ranges of their own).
     spread: target.spread ?? 0,
+    spreadFrom: target.spreadFrom ?? 1,
     requests: tokens.map((token) => upgradeRequest(target, token)),
     authFrames: tokens.map((token) => authFrame(target, token)),
     expect: Buffer.from(target.expect),
@@ -67,7 +69,7 @@ export class LeanConn {
     this.buf = EMPTY
     this.t0 = performance.now()
     this.socket = prep.spread > 0
-      ? net.connect({ port: prep.port, host: '127.0.0.1', localAddress: `127.0.0.${1 + (index % prep.spread)}` })
+      ? net.connect({ port: prep.port, host: '127.0.0.1', localAddress: `127.0.0.${prep.spreadFrom + (index % prep.spread)}` })
       : net.connect(prep.port, '127.0.0.1')
     this.socket.setNoDelay(true)
     this.socket.on('connect', () => this.socket.write(prep.requests[index % prep.requests.length]))

@@ -37,6 +37,16 @@ export function coreBusyUs () {
   }
 }
 
+/** utime + stime of process `pid` (µs), from /proc/<pid>/stat; 0 once it is gone. */
+export function processCpuUs (pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / USER_HZ
+  } catch {
+    return 0
+  }
+}
+
 /** Whether child processes can be pinned to cores. */
 export const canPin = TASKSET
 
@@ -75,7 +85,7 @@ export class Child {
       }, timeoutMs)
       this.pending.set(key, {
         resolve: (msg) => { clearTimeout(timer); this.pending.delete(key); resolve(msg) },
-        reject: (err) => { clearTimeout(timer); reject(err) }
+        reject: (err) => { clearTimeout(timer); this.pending.delete(key); reject(err) }
       })
     })
   }
@@ -91,7 +101,9 @@ export class Child {
   request (cmd, fields = {}, timeoutMs = 60_000) {
     const id = this.nextId++
     const answer = this.wait(id, timeoutMs, cmd)
-    this.proc.send({ id, cmd, ...fields })
+    // With a callback, a send on a closed channel (the child exiting) rejects this request
+    // instead of emitting an unhandled 'error' on the child.
+    this.proc.send({ id, cmd, ...fields }, (err) => { if (err) this.pending.get(id)?.reject(err) })
     return answer
   }
 
