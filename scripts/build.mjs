@@ -1,10 +1,11 @@
-// Builds dist/cjs (require) and dist/esm (import) from lib/ with one tsc run each.
+// Builds dist/cjs (require) and dist/esm (import) from lib/ with one tsc run each, side by side.
 // The CommonJS entry is patched so that `require('fastify-ws-auth')` returns the plugin
 // function itself, carrying every named export as a property (the Fastify plugin convention).
 // With `--if-changed` (the bench), nothing is done when dist/ was built from the same sources:
 // a hash of lib/, the tsconfigs and this script, kept in node_modules/.cache.
 import { createHash } from 'node:crypto'
-import { execFileSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
@@ -34,11 +35,19 @@ if (process.argv.includes('--if-changed') && built) {
 
 rmSync(stamp, { force: true })
 rmSync(dist, { recursive: true, force: true })
-for (const [dir, module, resolution] of [['cjs', 'commonjs', 'node10'], ['esm', 'es2022', 'bundler']]) {
+const builds = [['cjs', 'commonjs', 'node10'], ['esm', 'es2022', 'bundler']].map(async ([dir, module, resolution]) => {
   const outDir = join(dist, dir)
-  execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json'), '--outDir', outDir,
+  const child = spawn(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json'), '--outDir', outDir,
     '--module', module, '--moduleResolution', resolution], { stdio: 'inherit' })
+  const [code, signal] = await once(child, 'exit')
+  if (code !== 0) throw new Error(`tsc (${dir}) failed: ${signal ?? `exit code ${code}`}`)
   writeFileSync(join(outDir, 'package.json'), JSON.stringify({ type: dir === 'cjs' ? 'commonjs' : 'module' }) + '\n')
+})
+// Both settle before the verdict, so that a failed one does not leave the other writing.
+const failed = (await Promise.allSettled(builds)).filter(r => r.status === 'rejected')
+if (failed.length > 0) {
+  for (const { reason } of failed) console.error(reason.message)
+  process.exit(1)
 }
 
 appendFileSync(join(dist, 'cjs', 'index.js'),

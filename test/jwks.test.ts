@@ -10,8 +10,9 @@ import buildGetJwks from 'get-jwks'
 import { createVerifier } from 'fast-jwt'
 import { KeySourceUnavailableError } from '../lib/index.ts'
 import type { WsAuthPluginOptions } from '../lib/types.ts'
-import { answer, bounded, buildApp, connectWith, eventually, logCapture, stillOpen, type Client, type LogCapture } from './helpers/index.ts'
-import { cacheKeyOf, cacheState, forgetKey, jwksJwt, startIdp, type TestIdp } from './helpers/jwks.ts'
+import { answer, bounded, buildApp, connectWith, logCapture, stillOpen, type Client, type LogCapture } from './helpers/index.ts'
+import { manualClock } from './helpers/clock.ts'
+import { cacheKeyOf, cacheState, cacheTime, forgetKey, jwksJwt, startIdp, type CacheTime, type TestIdp } from './helpers/jwks.ts'
 import type { IdpUser } from '../examples/oidc/idp.ts'
 
 const INVALID = { code: 4001, reason: 'Invalid token' }
@@ -93,56 +94,68 @@ t.test('a new key in the JWKS verifies without a restart: one fetch for 200 hand
   for (const c of clients) c.ws.close()
 })
 
-/** A session opened with the IdP's first key, then that key removed from the JWKS. */
-async function removedWhileOpen (t: Test, s: Setup): Promise<{ kid: string, key: string, token: string, open: Client, removedAt: number }> {
+/**
+ * The caches' ttl in the tests of a removed key: a minute, which their time skips past (`cacheTime`)
+ * rather than waits for, and which no pause between two loopback round trips comes near.
+ */
+const TTL = 60_000
+
+/** A session opened with the IdP's first key, then that key removed from the JWKS (`removedAt` on the caches' time). */
+async function removedWhileOpen (t: Test, s: Setup, time: CacheTime): Promise<{ kid: string, key: string, token: string, open: Client, removedAt: number }> {
   const kid = s.idp.kids()[0]
   const key = cacheKeyOf(s.getJwks, s.idp.issuer, 'RS256', kid)
   const token = s.idp.issue('ada', { kid })
   const open = s.open(token)
   t.match(await open.message(1), ESTABLISHED)
   s.idp.removeKey(kid)
-  return { kid, key, token, open, removedAt: Date.now() }
+  return { kid, key, token, open, removedAt: time.now() }
 }
 
 t.test('a removed key: refused 4001 once the cache and the stale cache let it go; open sessions keep theirs', async t => {
-  const ttl = 400
-  const s = await setup(t, { ttl })
-  const { kid, key, token, open: kept, removedAt } = await removedWhileOpen(t, s)
+  const time = cacheTime(t)
+  // The sessions' deadlines (the brief token's exp) wait for this clock; token verification
+  // (fast-jwt) and the caches keep their own time.
+  const deadlines = manualClock(t)
+  const s = await setup(t, { ttl: TTL })
+  const { kid, key, token, open: kept, removedAt } = await removedWhileOpen(t, s, time)
   let fetched = s.idp.requests.jwks
   const cached = s.open(token)
   t.match(await cached.message(1), ESTABLISHED, 'while cached, the removed key is accepted')
   t.equal(s.idp.requests.jwks, fetched, 'from the cache')
   cached.ws.close()
-  // Accepted from the cache or the stale cache, whichever answers by now.
   const refresher = s.open(token)
-  // exp 2 to 3 s ahead (whole seconds): time enough to be established on a busy machine.
-  const brief = s.open(s.idp.issue('ada', { kid, expiresInSeconds: 3 }))
-  for (const c of [refresher, brief]) t.match(await c.message(1), ESTABLISHED)
+  // exp 30 s ahead: verified on real time, with room to spare on a busy machine; the session's
+  // deadline is reached by moving the library's clock.
+  const brief = s.open(s.idp.issue('ada', { kid, expiresInSeconds: 30 }))
+  for (const c of [refresher, brief]) t.match(await c.message(1), ESTABLISHED, 'from the cache')
 
-  // An LRU entry's expiry has no event: its state is polled (`has` leaves the entry be).
-  await eventually(() => !cacheState(s.getJwks, key).cached)
+  await time.skip(TTL)
+  t.same(cacheState(s.getJwks, key), { cached: false, stale: false }, 'a ttl later, the cache entry has expired')
   fetched = s.idp.requests.jwks
   const stale = s.open(token)
   t.match(await stale.message(1), ESTABLISHED, 'once the cache expired, get-jwks refetches, finds no such kid, and serves the stale key')
   t.equal(s.idp.requests.jwks, fetched + 1, 'it did refetch')
   stale.ws.close()
 
-  await eventually(() => !cacheState(s.getJwks, key).stale)
+  await time.skip(TTL)
+  t.same(cacheState(s.getJwks, key), { cached: false, stale: false }, 'a ttl after that lookup, the stale entry has expired too')
   t.same(await s.open(token).closed, INVALID, 'once the stale entry expired too (no lookup of the kid for a ttl): 4001')
-  const window = Date.now() - removedAt
+  const window = time.now() - removedAt
   t.equal(await s.open(token, '/ws-http').refusedStatus, 401, 'HTTP 401 with reject: http')
   refresher.send({ type: 'auth', token })
   t.same(await refresher.closed, INVALID, 'an in-band refresh with it is refused too')
-  t.comment(`removed key accepted for ${window} ms after its removal (ttl ${ttl} ms)`)
+  t.comment(`removed key accepted for ${Math.round(window)} ms after its removal (ttl ${TTL} ms)`)
 
   t.ok(await stillOpen(kept), 'a session opened with the removed key stays open')
+  t.ok(await stillOpen(brief), 'and so does one with a token of it that has not expired')
+  await deadlines.tick(31_000)
   t.same(await brief.closed, { code: 4001, reason: 'Token expired' }, 'until its token\'s exp')
   kept.ws.close()
 })
 
 t.test('a removed key after a quiet spell: the first lookup is still answered from the stale cache, the next one a ttl later refused', async t => {
-  const ttl = 300
-  const s = await setup(t, { ttl })
+  const time = cacheTime(t)
+  const s = await setup(t, { ttl: TTL })
   const kid = s.idp.kids()[0]
   const key = cacheKeyOf(s.getJwks, s.idp.issuer, 'RS256', kid)
   const token = s.idp.issue('ada', { kid })
@@ -150,35 +163,39 @@ t.test('a removed key after a quiet spell: the first lookup is still answered fr
   t.match(await c.message(1), ESTABLISHED)
   c.ws.close()
   s.idp.removeKey(kid)
-  const removedAt = Date.now()
-  // No lookup for 3 x ttl: the wait is the point (the expired entry stays in the cache until looked up).
-  await eventually(() => Date.now() - removedAt > 3 * ttl)
+  const removedAt = time.now()
+  // No lookup for 3 x ttl: the quiet spell is the point (the expired entry stays in the cache until looked up).
+  await time.skip(3 * TTL)
   t.same(cacheState(s.getJwks, key), { cached: false, stale: false }, 'neither cache has a live entry')
   const late = s.open(token)
-  t.match(await late.message(1), ESTABLISHED, `accepted ${Date.now() - removedAt} ms after the removal: looking it up moved the expired entry into the stale cache`)
+  t.match(await late.message(1), ESTABLISHED, `accepted ${Math.round(time.now() - removedAt)} ms after the removal: looking it up moved the expired entry into the stale cache`)
   late.ws.close()
-  await eventually(() => !cacheState(s.getJwks, key).stale)
-  t.same(await s.open(token).closed, INVALID, `refused ${Date.now() - removedAt} ms after the removal`)
+  await time.skip(TTL)
+  t.same(cacheState(s.getJwks, key), { cached: false, stale: false }, 'a ttl later, the stale entry has expired too')
+  t.same(await s.open(token).closed, INVALID, `refused ${Math.round(time.now() - removedAt)} ms after the removal`)
 })
 
 t.test('a removed key stays accepted while its lookups come less than a ttl apart; dropping it from both caches refuses it at once', async t => {
   // get-jwks re-arms the stale entry at each lookup that falls back to it: a key in steady use
   // outlives its removal by far more than 2 x ttl, and each lookup refetches the JWKS meanwhile.
-  // A ttl far above any pause between two loopback round trips, even on a busy machine.
-  const ttl = 2500
-  const s = await setup(t, { ttl })
-  const { kid, key, token, open: c, removedAt } = await removedWhileOpen(t, s)
+  // The lookups come 0.3 x ttl apart on the caches' time; the real pauses between them are
+  // nothing beside a ttl of a minute, even on a busy machine.
+  const time = cacheTime(t)
+  const s = await setup(t, { ttl: TTL })
+  const { kid, key, token, open: c, removedAt } = await removedWhileOpen(t, s, time)
 
-  await eventually(() => !cacheState(s.getJwks, key).cached)
+  await time.skip(TTL)
+  t.match(cacheState(s.getJwks, key), { cached: false }, 'the cache entry has expired')
   const before = s.idp.requests.jwks
   let refreshed = 0
   let last: unknown
-  while (Date.now() < removedAt + 2.2 * ttl) {
+  while (time.now() < removedAt + 2.2 * TTL) {
     last = await answer(c, { type: 'auth', token })
     if ((last as { type?: string }).type !== 'token_refreshed') break
     refreshed++
+    await time.skip(0.3 * TTL)
   }
-  t.match(last, { type: 'token_refreshed' }, `every refresh for ${Date.now() - removedAt} ms after the removal was accepted`)
+  t.match(last, { type: 'token_refreshed' }, `every refresh for ${Math.round(time.now() - removedAt)} ms after the removal was accepted`)
   t.ok(refreshed >= 3, `${refreshed} refreshes`)
   t.equal(s.idp.requests.jwks - before, refreshed, 'each one refetched the JWKS')
 
@@ -260,17 +277,29 @@ t.test('a kid the JWKS does not have, or an issuer get-jwks may not ask: 4001 (H
   })
 })
 
+/** authTimeout in the tests of a key lookup that hangs, on the library's clock (the test moves it). */
+const AUTH_TIMEOUT = 1000
+
 t.test('a JWKS that hangs: the handshake ends at authTimeout with 4008 (HTTP 408)', async t => {
-  const s = await setup(t, { auth: { authTimeout: 1000, sources: ['query', 'message'] } })
+  const time = manualClock(t)
+  const s = await setup(t, { auth: { authTimeout: AUTH_TIMEOUT, sources: ['query', 'message'] } })
   s.idp.fault = 'hang'
   const arrived = s.idp.nextJwksRequest()
-  const started = Date.now()
   const c = s.open(s.idp.issue('ada'))
   await arrived
+  await time.tick(AUTH_TIMEOUT - 1)
+  // The server counts a timeout when its timer fires, before the close frame is on its way.
+  t.same(s.app.wsAuth.stats().failures, {}, 'nothing timed out a ms before authTimeout')
+  await time.tick(1)
   t.same(await c.closed, TIMED_OUT)
-  t.ok(Date.now() - started >= 950, `closed after ${Date.now() - started} ms, not before authTimeout`)
-  t.equal(await s.open(s.idp.issue('bob'), '/ws-http').refusedStatus, 408, 'with reject: http (the same pending fetch)')
-  t.same(await connectWith(s.url('/ws'), 'message', s.idp.issue('bob')).closed, TIMED_OUT, 'a token in the first message too')
+  const http = s.open(s.idp.issue('bob'), '/ws-http')
+  await s.lookedUp(2)
+  await time.tick(AUTH_TIMEOUT)
+  t.equal(await http.refusedStatus, 408, 'with reject: http (the same pending fetch)')
+  const message = connectWith(s.url('/ws'), 'message', s.idp.issue('bob'))
+  await s.lookedUp(3)
+  await time.tick(AUTH_TIMEOUT)
+  t.same(await message.closed, TIMED_OUT, 'a token in the first message too')
 })
 
 t.test('an in-band refresh with a key not cached while the key source is down closes 1013', async t => {
@@ -284,16 +313,19 @@ t.test('an in-band refresh with a key not cached while the key source is down cl
 })
 
 t.test('an in-band refresh whose key lookup hangs closes 4008 at authTimeout; the session does not wait for it', async t => {
-  const s = await setup(t, { auth: { authTimeout: 1000 } })
+  const time = manualClock(t)
+  const s = await setup(t, { auth: { authTimeout: AUTH_TIMEOUT } })
   const c = s.open(s.idp.issue('ada'))
   t.match(await c.message(1), ESTABLISHED)
   s.idp.fault = 'hang'
   const arrived = s.idp.nextJwksRequest()
-  const sentAt = Date.now()
   c.send({ type: 'auth', token: s.idp.issue('ada', { alg: 'ES256' }) })
   await arrived
+  await time.tick(AUTH_TIMEOUT - 1)
+  t.same(s.app.wsAuth.stats().failures, {}, 'nothing timed out a ms before authTimeout')
+  t.ok(await stillOpen(c), 'the session is open meanwhile')
+  await time.tick(1)
   t.same(await c.closed, TIMED_OUT, 'bounded like a handshake (a fetch may hang for minutes)')
-  t.ok(Date.now() - sentAt >= 950, `after ${Date.now() - sentAt} ms, not before authTimeout`)
 })
 
 t.test('a custom verify throwing a SyntaxError of its own (a malformed token it parsed): 1011, not 1013', async t => {

@@ -147,3 +147,34 @@ export function forgetKey (getJwks: GetJwks, issuer: string, alg: string, kid: s
   getJwks.cache.delete(key)
   getJwks.staleCache.delete(key)
 }
+
+/** The time get-jwks's caches read, moved forward by the test instead of waited for. */
+export interface CacheTime {
+  /** The caches' now, in ms (`performance.now()`, plus every skip so far). */
+  now (): number
+  /** Moves the caches' time forward by `ms` at once; resolves once they read the new time. */
+  skip (ms: number): Promise<void>
+}
+
+/**
+ * get-jwks's cache and stale cache are lru-cache instances, which read `performance.now()` (their
+ * default `perf`) at each lookup: this makes it run `skip`'s total ahead of the real one, until
+ * teardown, so that a test moves past a ttl at once, and can use a ttl (a minute) that no pause of
+ * a busy machine comes near. Time only moves forward: anything else in this process that reads
+ * `performance.now()` sees the process stall for a while, nothing worse.
+ */
+export function cacheTime (t: Teardown): CacheTime {
+  const real = performance.now
+  let ahead = 0
+  performance.now = () => real.call(performance) + ahead
+  t.teardown(() => { performance.now = real })
+  return {
+    now: () => performance.now(),
+    async skip (ms) {
+      ahead += ms
+      // lru-cache keeps the time it read for `ttlResolution` (1 ms), then drops it from a timer: a
+      // timer set after it, for later, fires after it (Node runs timers by due time).
+      await new Promise(resolve => setTimeout(resolve, 2))
+    }
+  }
+}
