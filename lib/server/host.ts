@@ -145,7 +145,7 @@ export class Host implements SessionHost, AuthContext, ClusterNode {
   /** Logs, counts and audits a refused handshake, or the refused refresh of an open session (`facts.refreshing`). */
   logFailure (request: FastifyRequest, policy: RoutePolicy, outcome: Failure, facts: FailureFacts = {}): void {
     const { token, status } = facts
-    this.observer?.failed(request, policy.url, outcome, facts.refreshing)
+    this.observer?.failed(request, policy.url, outcome, facts.source, facts.refreshing)
     const attempt = this.refusedAttempt(request, policy.url, outcome.failure, outcome.userId, 'handshake')
     if (facts.source !== undefined) attempt.source = facts.source
     if (status !== undefined) attempt.status = status

@@ -21,6 +21,8 @@ export interface Observed {
   readonly request: FastifyRequest
   readonly policy: { readonly url: string }
   readonly userId: UserId | undefined
+  /** Where its token came from. */
+  readonly source: TokenSource | undefined
 }
 
 /** A handshake under watch. */
@@ -28,7 +30,6 @@ interface Watch {
   /** `performance.now()` at the upgrade request. */
   start: number
   span: Span | undefined
-  source: TokenSource | undefined
 }
 
 /** Loads the optional peers the options ask for; `null` when neither metrics nor spans are on. */
@@ -53,28 +54,22 @@ export class Observer {
   constructor (readonly metrics: Metrics | null, readonly traces: Traces | null, private readonly table: CloseCodeTable) {}
 
   /** The route guard saw an upgrade request: its handshake starts now. */
-  watch (request: FastifyRequest, source: TokenSource | undefined): void {
+  watch (request: FastifyRequest): void {
     const span = this.traces?.start('ws.auth.handshake', request)
     // Spans on but nothing recording, metrics off: nothing to watch.
     if (span === undefined && this.metrics === null) return
-    this.watches.set(request, { start: performance.now(), span, source })
-  }
-
-  /** The token arrives in the first message. */
-  sourceIs (request: FastifyRequest, source: TokenSource): void {
-    const watch = this.watches.get(request)
-    if (watch !== undefined) watch.source = source
+    this.watches.set(request, { start: performance.now(), span })
   }
 
   established (session: Observed): void {
-    this.handshakeEnded(session.request, session.policy.url, 'established', undefined, session.userId)
+    this.handshakeEnded(session.request, session.policy.url, 'established', undefined, session.userId, session.source)
   }
 
-  /** A handshake refused, or the refresh of an open `refreshing` session. */
-  failed (request: FastifyRequest, route: string, outcome: Failure, refreshing: Observed | undefined): void {
+  /** A handshake refused (its token from `source`), or the refresh of an open `refreshing` session. */
+  failed (request: FastifyRequest, route: string, outcome: Failure, source: TokenSource | undefined, refreshing: Observed | undefined): void {
     const code = this.table[outcome.failure].code
     if (refreshing !== undefined) this.refreshEnded(refreshing, outcome.failure, code)
-    else this.handshakeEnded(request, route, outcome.failure, code, outcome.userId)
+    else this.handshakeEnded(request, route, outcome.failure, code, outcome.userId, source)
   }
 
   /** An in-band refresh's checks start. */
@@ -95,16 +90,16 @@ export class Observer {
   gone (session: Observed, code: number): void {
     this.metrics?.closed(session.policy.url, code)
     // No close code on the span: `abandoned` is no refusal (the client's own code is in closes_total).
-    this.handshakeEnded(session.request, session.policy.url, 'abandoned', undefined, undefined, false)
+    this.handshakeEnded(session.request, session.policy.url, 'abandoned', undefined, undefined, session.source, false)
   }
 
   /** Counts (unless `counted` is false) and ends the watch of a handshake, once. */
-  private handshakeEnded (request: FastifyRequest, route: string, outcome: string, code: number | undefined, userId: UserId | undefined, counted = true): void {
+  private handshakeEnded (request: FastifyRequest, route: string, outcome: string, code: number | undefined, userId: UserId | undefined, source: TokenSource | undefined, counted = true): void {
     const watch = this.watches.get(request)
     if (watch === undefined) return
     this.watches.delete(request)
     if (counted) this.metrics?.handshake(route, outcome, (performance.now() - watch.start) / 1000)
-    if (watch.span !== undefined) this.traces!.end(watch.span, { route, outcome, code, source: watch.source, userId })
+    if (watch.span !== undefined) this.traces!.end(watch.span, { route, outcome, code, source, userId })
   }
 
   private refreshEnded (session: Observed, outcome: string, code?: number): void {

@@ -31,7 +31,7 @@ export function routeGuard (host: Host, policy: RoutePolicy) {
     host.registry.attempts++
     const found = findToken(request, policy.requestSources, config)
     if (request.url.includes('?')) redactRequestSpan(request, config.secretParams)
-    host.observer?.watch(request, found?.source)
+    host.observer?.watch(request)
     let outcome: Outcome | Promise<Outcome | undefined> | undefined
     try {
       const origin = request.headers.origin

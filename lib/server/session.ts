@@ -121,7 +121,7 @@ export class Session implements Timed {
     readonly request: FastifyRequest,
     readonly policy: RoutePolicy,
     private readonly host: SessionHost,
-    /** Where the token came from: the handshake's source, `'message'` once one came in a message (the first, or a refresh). */
+    /** Where the token came from: the handshake's source, `'message'` once one came in a message (the first, or a refresh); logs, audit hooks and spans read it. */
     public source: TokenSource | undefined,
     /** Called once, at the open; dropped then, with all it holds (the upgrade's closures). */
     private handoff: Handoff | undefined
@@ -459,7 +459,6 @@ export class Session implements Timed {
     if (typeof found === 'string') return this.refuse({ ok: false, failure: found })
     const token = found.token
     this.source = 'message'
-    this.host.observer?.sourceIs(this.request, 'message')
     Promise.resolve(this.host.authenticate(token, this.request, this.policy)).then(outcome => {
       if (outcome.ok) this.admit(outcome)
       else this.refuse(outcome, token)

@@ -331,15 +331,16 @@ export async function barrier (client: Client): Promise<void> {
 }
 
 /**
- * Resolves once `condition()` holds, checking after each turn of the event loop; rejects after
- * `timeoutMs`. Only for state that has no event of its own (the test says which, and why); where
- * an event exists (a hook called, a message, a socket's 'close', a log line), await it instead.
+ * Resolves once `condition()` holds (it may ask a server: an async condition is awaited), looking
+ * again every `everyMs`; rejects after WAIT_MS, naming `what`. Only for state that has no event of
+ * its own (the test says which, and why); where an event exists (a hook called, a message, a
+ * socket's 'close', a log line), await it instead.
  */
-export async function eventually (condition: () => boolean, timeoutMs = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met within ' + timeoutMs + ' ms')
-    await new Promise(resolve => setTimeout(resolve, 5))
+export async function eventually (condition: () => boolean | Promise<boolean>, what = 'condition', everyMs = 5): Promise<void> {
+  const deadline = Date.now() + WAIT_MS
+  while (!await condition()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not met within ${WAIT_MS} ms`)
+    await new Promise(resolve => setTimeout(resolve, everyMs))
   }
 }
 

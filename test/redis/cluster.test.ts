@@ -4,8 +4,8 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { Cluster } from 'ioredis'
-import { barrier, connect, connectWith, type Client } from '../helpers/index.ts'
-import { polled, startRedisCluster, type RedisCluster } from './cluster.ts'
+import { barrier, connect, connectWith, eventually, type Client } from '../helpers/index.ts'
+import { startRedisCluster, type RedisCluster } from './cluster.ts'
 import { redisProxy } from './server.ts'
 import { instance, outcome, prefix, stillOpen, storm, whenRedis, type Instance, type InstanceOptions } from './helpers.ts'
 
@@ -180,8 +180,8 @@ t.test('the primary of the commands channel restarted: fan-out is local meanwhil
   t.same(await revoked.closed, { code: 4001, reason: 'Token revoked' }, 'the other instance loads it at a heartbeat')
   await node.restart()
   // ioredis subscribes the restarted shard again by itself; no event tells an outsider when.
-  await polled('both instances subscribed again', async () =>
-    (await rc.admin(node).call('PUBSUB', 'SHARDNUMSUB', commands) as [string, number])[1] === 2)
+  await eventually(async () => (await rc.admin(node).call('PUBSUB', 'SHARDNUMSUB', commands) as [string, number])[1] === 2,
+    'both instances subscribed again', 50)
   await a.logs.waitFor(RECOVERED)
   t.equal(await a.app.wsAuth.sendToUser('u1', 'back'), 1)
   t.equal(await onB.message(2), 'back', 'and only the message sent once the shard was back')

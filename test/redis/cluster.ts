@@ -2,12 +2,11 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Cluster, Redis } from 'ioredis'
+import { eventually } from '../helpers/index.ts'
 import { freePort, REDIS_SERVER, spawnGuarded, type Guarded } from './server.ts'
 
 interface Teardown { teardown (fn: () => unknown): void }
 
-/** How long a wait on the cluster lasts before it fails (the test kit's WAIT_MS). */
-const WAIT_MS = Number(process.env.TEST_WAIT_MS ?? 20_000)
 /** Hash slots of a Redis Cluster. */
 const SLOTS = 16384
 
@@ -77,10 +76,11 @@ export async function startRedisCluster (t: Teardown): Promise<RedisCluster> {
   }))
   for (const [port, bus] of ports.slice(1)) await admins[0].call('CLUSTER', 'MEET', '127.0.0.1', port, bus)
 
-  const whole = () => polled('every node reporting cluster_state:ok and knowing the two others', async () => {
+  // Gossip (a node joining) is announced to no outsider: asked again every 50 ms.
+  const whole = () => eventually(async () => {
     const infos = await Promise.all(admins.map(a => a.call('CLUSTER', 'INFO').then(String, () => '')))
     return infos.every(info => info.includes('cluster_state:ok') && info.includes('cluster_known_nodes:3'))
-  })
+  }, 'Redis Cluster: every node reporting cluster_state:ok and knowing the two others', 50)
   await whole()
 
   const primaries: ClusterNode[] = ports.map(([port], i) => ({
@@ -109,18 +109,5 @@ export async function startRedisCluster (t: Teardown): Promise<RedisCluster> {
       clients.push(client)
       return client
     }
-  }
-}
-
-/**
- * Resolves once `condition()` holds, looking again every 50 ms; rejects after WAIT_MS naming
- * `what`. Only for cluster state that no event announces to an outsider: gossip (a node joining),
- * and a shard's subscriptions (PUBSUB SHARDNUMSUB) coming back after its primary restarted.
- */
-export async function polled (what: string, condition: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + WAIT_MS
-  while (!await condition()) {
-    if (Date.now() > deadline) throw new Error(`Redis Cluster: ${what}, not within ${WAIT_MS} ms`)
-    await new Promise(resolve => setTimeout(resolve, 50))
   }
 }

@@ -111,7 +111,7 @@ export function buildRedisConfig (opts: RedisAdapterOptions): RedisConfig {
     sentinels: opts.sentinels === undefined ? undefined : addressList('sentinels', opts.sentinels, 'a Sentinel address'),
     name: opts.sentinels === undefined ? undefined : masterName(opts.name),
     nodes,
-    clustered: nodes !== undefined || isCluster(client),
+    clustered: nodes !== undefined || client?.isCluster === true,
     namespace: namespace(opts.prefix),
     requestTimeout: check.milliseconds('requestTimeout', opts.requestTimeout, 1000, 1),
     instanceTtl: check.milliseconds('instanceTtl', opts.instanceTtl, 30_000, 300),
@@ -155,10 +155,6 @@ function ioredisClient (value: unknown): Redis | Cluster {
     throw fail('client', 'connects to a replica (Sentinel role "slave"): the adapter writes, give it a client of the primary (role "master")')
   }
   return client as Redis
-}
-
-function isCluster (client: Redis | Cluster | undefined): boolean {
-  return (client as { isCluster?: boolean } | undefined)?.isCluster === true
 }
 
 function clusterNodes (value: unknown): RedisAddress[] {

@@ -115,17 +115,15 @@ export class Store {
     const now = Date.now()
     for (const entry of revocations) pipeline.zadd(this.keys.revoked, entry.expiresAt, revocationMember(entry))
     pipeline.zremrangebyscore(this.keys.revoked, '-inf', now)
-    const results = await this.read(pipeline, now)
+    const { results, loaded, revision } = await this.read(pipeline, now)
     const restored = revocations.filter((_entry, i) => results[i + 1]?.[1] === 1)
-    let revision = Number(results.at(-2)![1])
-    if (restored.length > 0) revision = await within(this.client.incr(this.keys.revision), this.timeoutMs)
-    return { loaded: parseEntries(results.at(-1)![1]), revision, restored }
+    if (restored.length === 0) return { loaded, revision, restored }
+    return { loaded, revision: await within(this.client.incr(this.keys.revision), this.timeoutMs), restored }
   }
 
   /** Every revocation Redis holds, with the revision of the set they are read at. */
-  async revocations (): Promise<Revocations> {
-    const results = await this.read(this.client.pipeline())
-    return { loaded: parseEntries(results.at(-1)![1]), revision: Number(results.at(-2)![1]) }
+  revocations (): Promise<Revocations> {
+    return this.read(this.client.pipeline())
   }
 
   /**
@@ -145,8 +143,9 @@ export class Store {
    * Ends a pipeline with the revision, then the live revocations: in this order, a revocation
    * stored in between is read with the older revision, and so read again at the next heartbeat.
    */
-  private read (pipeline: ChainableCommander, now = Date.now()): Promise<Array<[Error | null, unknown]>> {
-    return this.exec(pipeline.get(this.keys.revision).zrangebyscore(this.keys.revoked, `(${now}`, '+inf'))
+  private async read (pipeline: ChainableCommander, now = Date.now()): Promise<Revocations & { results: Array<[Error | null, unknown]> }> {
+    const results = await this.exec(pipeline.get(this.keys.revision).zrangebyscore(this.keys.revoked, `(${now}`, '+inf'))
+    return { results, loaded: parseEntries(results.at(-1)![1]), revision: Number(results.at(-2)![1]) }
   }
 
   private async exec (pipeline: ChainableCommander): Promise<Array<[Error | null, unknown]>> {
